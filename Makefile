@@ -1,0 +1,39 @@
+# Consent Vault: `make run` to try it, `make test` to check it. `make help` lists every target.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
+export VAULT_DATA_DIR ?= ./var
+
+.PHONY: help install run serve demo test lint unit bench schema clean
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv and install pinned dependencies
+
+run: $(STAMP) ## migrate, create the demo population if empty, serve on http://127.0.0.1:8000
+	$(BIN)/vault db upgrade
+	$(BIN)/vault demo --if-empty
+	$(BIN)/vault serve
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint ## lint, then the whole suite (PostgreSQL too when VAULT_TEST_POSTGRES_URL is set)
+	$(BIN)/pytest
+
+bench: $(STAMP) ## benchmarks; each prints its figures
+	$(BIN)/python bench/issue.py
+
+clean: ## remove the virtualenv and local data
+	rm -rf $(VENV) var

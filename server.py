@@ -1,0 +1,7 @@
+"""ASGI entry point: `uvicorn server:app`. Settings come from VAULT_* environment variables."""
+
+from __future__ import annotations
+
+from vault.web.app import create_app
+
+app = create_app()

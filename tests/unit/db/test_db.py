@@ -1,0 +1,62 @@
+"""Storage: SQLite durability settings, schema checks, and the append-only log enforced by the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from vault.db import SchemaError, check_schema, make_engine, sqlite_pragmas, upgrade
+from vault.wiring import Vault
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_runs_in_wal_with_full_sync_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    assert sqlite_pragmas(engine) == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "foreign_keys": 1,
+        "secure_delete": 1,
+        "busy_timeout": 15000,
+    }
+
+
+def test_unmigrated_database_is_refused_with_the_fixing_command(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with pytest.raises(SchemaError, match="vault db upgrade"):
+        check_schema(engine)
+    upgrade(engine)
+    check_schema(engine)
+    engine.dispose()
+
+
+def test_newer_schema_is_refused(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="newer than this code"):
+        check_schema(engine)
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET actor = 'someone else'",
+        "DELETE FROM audit_events",
+        "UPDATE audit_checkpoints SET signed = 'x'",
+        "DELETE FROM audit_checkpoints",
+    ],
+)
+def test_the_database_refuses_to_change_the_log(vault: Vault, statement: str) -> None:
+    with vault.db.session() as session:
+        vault.owners.add_person(session, id_number="11010519491231002X", name="演示", actor="test")
+        vault.audit.checkpoint(session)
+    with pytest.raises(DBAPIError, match="append-only"), vault.db.session() as session:
+        session.execute(text(statement))
+    with vault.db.session() as session:
+        assert vault.audit.verify(session).ok

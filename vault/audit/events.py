@@ -1,0 +1,81 @@
+"""What an access-log entry may say. There is no slot for a value: names of fields, never their contents."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    FIELDS_DENIED = "fields.denied"
+    FIELDS_RELEASED = "fields.released"
+    KEYS_RETIRED = "keys.retired"
+    KEYS_ROTATED = "keys.rotated"
+    LICENCE_EXPIRED = "licence.expired"
+    LICENCE_ISSUED = "licence.issued"
+    LICENCE_PRESENTED = "licence.presented"
+    LICENCE_REINSTATED = "licence.reinstated"
+    LICENCE_RENEWED = "licence.renewed"
+    LICENCE_REVOKED = "licence.revoked"
+    LICENCE_SUSPENDED = "licence.suspended"
+    OWNER_CREATED = "owner.created"
+    OWNER_ERASED = "owner.erased"
+    OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
+    REPRESENTATIVE_ADDED = "representative.added"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened: who, to whose data, which fields, why, and what was decided."""
+
+    action: Action
+    actor: str
+    owner_id: uuid.UUID | None = None
+    official: str | None = None
+    licence_type: str | None = None
+    licence_id: uuid.UUID | None = None
+    fields: tuple[str, ...] = ()
+    denied_fields: tuple[str, ...] = ()
+    purpose: str | None = None
+    service_item: str | None = None
+    grant_id: uuid.UUID | None = None
+    mandate: str | None = None
+    decision: str | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    detail: Mapping[str, str | int] = field(default_factory=dict)
+
+    def body(self, *, event_id: uuid.UUID, index: int, prev: str, at: datetime) -> dict[str, Any]:
+        """The canonical entry that is hashed into the tree; empty parts are left out."""
+        body: dict[str, Any] = {
+            "v": 1,
+            "index": index,
+            "prev": prev,
+            "id": str(event_id),
+            "time": at.isoformat(timespec="microseconds"),
+            "action": self.action.value,
+            "actor": self.actor,
+        }
+        optional: dict[str, Any] = {
+            "owner": str(self.owner_id) if self.owner_id else None,
+            "official": self.official,
+            "licence_type": self.licence_type,
+            "licence": str(self.licence_id) if self.licence_id else None,
+            "fields": sorted(self.fields) or None,
+            "denied_fields": sorted(self.denied_fields) or None,
+            "purpose": self.purpose,
+            "service_item": self.service_item,
+            "grant": str(self.grant_id) if self.grant_id else None,
+            "mandate": self.mandate,
+            "decision": self.decision,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "detail": dict(self.detail) or None,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return body

@@ -1,0 +1,295 @@
+"""`vault`: the operator's command line. Every command reads the same VAULT_* settings as the server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from vault.audit.events import Action, Event
+from vault.audit.services import AuditError
+from vault.config import ConfigError, load_settings
+from vault.crypto.errors import CryptoError
+from vault.db import SchemaError, current_revision, head_revision, upgrade
+from vault.logs import configure
+from vault.owners.errors import OwnerError
+from vault.owners.models import RepresentativeRole
+from vault.wiring import Vault, build_vault
+
+OPERATOR = "operator:cli"
+EXPECTED_ERRORS = (ConfigError, SchemaError, CryptoError, OwnerError, AuditError, ValueError)
+
+Handler = Callable[[Vault, argparse.Namespace], int]
+
+
+def _open(check: bool = True) -> Vault:
+    settings = load_settings()
+    configure(settings.log_level, settings.log_dir)
+    return build_vault(settings, check=check)
+
+
+# db
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    vault = _open(check=False)
+    try:
+        upgrade(vault.db.engine)
+        print(f"database at revision {current_revision(vault.db.engine)}")
+    finally:
+        vault.close()
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    vault = _open(check=False)
+    try:
+        url = vault.settings.database_url
+        print(f"current: {current_revision(vault.db.engine) or '(empty)'}  head: {head_revision(url)}")
+    finally:
+        vault.close()
+    return 0
+
+
+# keys
+
+
+def keys_status(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        status = vault.keys.status(session)
+    print(f"primary master key: {vault.keyring.primary_id}")
+    for kek_id in vault.keyring.key_ids() + sorted(set(status.deks) - set(vault.keyring.key_ids())):
+        held = "" if kek_id in vault.keyring.key_ids() else "  (NOT IN KEYRING)"
+        deks, system = status.deks.get(kek_id, 0), status.system_keys.get(kek_id, 0)
+        print(f"{kek_id}: {deks} owner data keys, {system} system keys{held}")
+    print(f"destroyed owner data keys: {status.destroyed}")
+    return 0
+
+
+def keys_rotate(vault: Vault, args: argparse.Namespace) -> int:
+    old = vault.keyring.primary_id
+    if not args.rewrap_only:
+        new = vault.keyring.add_primary()
+        print(f"new primary master key {new} (was {old})")
+    moved = vault.keys.rewrap_all(vault.db.session)
+    with vault.db.session() as session:
+        vault.audit.append(
+            session,
+            Event(Action.KEYS_ROTATED, OPERATOR, detail={"primary": vault.keyring.primary_id, "rewrapped": moved}),
+        )
+    print(f"re-wrapped {moved} keys under {vault.keyring.primary_id}")
+    return keys_status(vault, args)
+
+
+def keys_retire(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        vault.keys.retire(session, args.kek_id)
+        vault.audit.append(session, Event(Action.KEYS_RETIRED, OPERATOR, detail={"kek": args.kek_id}))
+    print(f"retired master key {args.kek_id}")
+    return 0
+
+
+# owners
+
+
+def owners_add_person(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        owner = vault.owners.add_person(session, id_number=args.id_number, name=args.name, actor=OPERATOR)
+    print(owner.id)
+    return 0
+
+
+def owners_add_enterprise(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        owner = vault.owners.add_enterprise(session, credit_code=args.credit_code, name=args.name, actor=OPERATOR)
+    print(owner.id)
+    return 0
+
+
+def owners_add_representative(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        enterprise = vault.owners.resolve(session, args.enterprise)
+        person = vault.owners.resolve(session, args.person)
+        link = vault.owners.add_representative(
+            session,
+            enterprise_id=enterprise.id,
+            person_id=person.id,
+            role=RepresentativeRole(args.role),
+            valid_from=args.valid_from,
+            valid_until=args.valid_until,
+            actor=OPERATOR,
+        )
+    print(link.id)
+    return 0
+
+
+def owners_list(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        rows = vault.owners.summaries(session)
+    for row in rows:
+        print(f"{row.id}  {row.kind:<10}  {row.masked_identifier:<18}  {row.state}")
+    return 0
+
+
+def owners_erase(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        owner = vault.owners.resolve(session, args.owner)
+        owner = vault.owners.request_erasure(session, owner.id, actor=OPERATOR, now=args.now)
+    if owner.erased_at:
+        print(f"owner {owner.id} erased: data key and identifier indexes destroyed")
+    else:
+        print(
+            f"owner {owner.id} will be erased after {owner.erase_after:%Y-%m-%d %H:%M} UTC (`vault owners erase-due`)"
+        )
+    return 0
+
+
+def owners_erase_due(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        count = vault.owners.erase_due(session)
+    print(f"erased {count} owners whose grace period ended")
+    return 0
+
+
+# audit
+
+
+def audit_verify(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        report = vault.audit.verify(session)
+    if report.problem:
+        print(f"FAILED at event {report.problem.position}: {report.problem.what}", file=sys.stderr)
+        return 1
+    print(f"ok: {report.size} events, {report.checkpoints} signed checkpoints verified")
+    return 0
+
+
+def audit_checkpoint(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        row = vault.audit.checkpoint(session) or vault.audit.latest_checkpoint(session)
+    print(row.signed if row else "the log is empty")
+    return 0
+
+
+def audit_prove(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        proof = vault.audit.prove(session, uuid.UUID(args.event))
+    print(json.dumps(proof.as_json(), indent=2, ensure_ascii=False))
+    return 0
+
+
+# demo and serve
+
+
+def demo(vault: Vault, args: argparse.Namespace) -> int:
+    from vault.demo import create_demo
+
+    summary = create_demo(vault, only_if_empty=args.if_empty)
+    print(summary)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings()
+    from vault.demo import banner
+
+    print(banner(settings), flush=True)
+    uvicorn.run("server:app", host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def _with_vault(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        vault = _open()
+        try:
+            return handler(vault, args)
+        finally:
+            vault.close()
+
+    return run
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="vault", description="Consent Vault operator commands")
+    groups = top.add_subparsers(dest="group", required=True)
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        return groups.add_parser(name, help=help_text).add_subparsers(dest="command", required=True)
+
+    db = group("db", "schema migrations")
+    db.add_parser("upgrade", help="apply every pending migration").set_defaults(run=cmd_db_upgrade)
+    db.add_parser("status", help="current and head revision").set_defaults(run=cmd_db_status)
+
+    keys = group("keys", "master keys and data keys")
+    keys.add_parser("status", help="how many keys each master key wraps").set_defaults(run=_with_vault(keys_status))
+    rotate = keys.add_parser("rotate", help="new primary master key; re-wrap every data key under it")
+    rotate.add_argument("--rewrap-only", action="store_true", help="only re-wrap under the current primary")
+    rotate.set_defaults(run=_with_vault(keys_rotate))
+    retire = keys.add_parser("retire", help="drop a master key that wraps nothing any more")
+    retire.add_argument("kek_id")
+    retire.set_defaults(run=_with_vault(keys_retire))
+
+    owners = group("owners", "persons and enterprises")
+    person = owners.add_parser("add-person", help="add a person by resident ID number")
+    person.add_argument("--id-number", required=True)
+    person.add_argument("--name", required=True)
+    person.set_defaults(run=_with_vault(owners_add_person))
+    enterprise = owners.add_parser("add-enterprise", help="add an enterprise by unified social credit code")
+    enterprise.add_argument("--credit-code", required=True)
+    enterprise.add_argument("--name", required=True)
+    enterprise.set_defaults(run=_with_vault(owners_add_enterprise))
+    rep = owners.add_parser("add-representative", help="let a person act for an enterprise")
+    rep.add_argument("--enterprise", required=True, help="owner id or credit code")
+    rep.add_argument("--person", required=True, help="owner id or resident ID number")
+    rep.add_argument("--role", required=True, choices=[r.value for r in RepresentativeRole])
+    rep.add_argument("--valid-from", type=_date, default=date.today())
+    rep.add_argument("--valid-until", type=_date, default=None)
+    rep.set_defaults(run=_with_vault(owners_add_representative))
+    owners.add_parser("list", help="pseudonymous ids and masked identifiers").set_defaults(run=_with_vault(owners_list))
+    erase = owners.add_parser("erase", help="crypto-shred an owner after the grace period")
+    erase.add_argument("owner", help="owner id or identifier")
+    erase.add_argument("--now", action="store_true", help="destroy the key now instead of after the grace period")
+    erase.set_defaults(run=_with_vault(owners_erase))
+    owners.add_parser("erase-due", help="erase owners whose grace period has ended").set_defaults(
+        run=_with_vault(owners_erase_due)
+    )
+
+    audit = group("audit", "the tamper-evident access log")
+    audit.add_parser("verify", help="recompute the tree and check every checkpoint").set_defaults(
+        run=_with_vault(audit_verify)
+    )
+    audit.add_parser("checkpoint", help="sign the current tree head").set_defaults(run=_with_vault(audit_checkpoint))
+    prove = audit.add_parser("prove", help="inclusion proof of one event")
+    prove.add_argument("event", help="event id")
+    prove.set_defaults(run=_with_vault(audit_prove))
+
+    demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
+    demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")
+    demo_parser.set_defaults(run=_with_vault(demo))
+    groups.add_parser("serve", help="serve the web app and APIs").set_defaults(run=cmd_serve)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except EXPECTED_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

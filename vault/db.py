@@ -1,0 +1,143 @@
+"""Database engine, sessions and the schema check every process runs before it serves.
+
+SQLite is opened in WAL mode with synchronous=FULL, foreign keys on, secure_delete on (erased keys are zeroed,
+not left in free pages) and a busy timeout; start-up asserts each of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MODEL_MODULES = ("vault.crypto.models", "vault.owners.models", "vault.audit.models", "vault.licences.models")
+BUSY_TIMEOUT_MS = 15_000
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": 2,  # FULL
+    "foreign_keys": 1,
+    "secure_delete": 1,
+    "busy_timeout": BUSY_TIMEOUT_MS,
+}
+
+
+class SchemaError(Exception):
+    """The database schema is not the one this code expects."""
+
+
+def import_models() -> None:
+    """Register every table on the shared metadata (Alembic and tests need them all)."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun explicitly, see make_engine
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA secure_delete = ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _on_sqlite_connect)
+        # every unit of work here may write (reads write their access events): take the write lock up front,
+        # so a transaction never fails half-way upgrading a read lock, and the busy timeout does the waiting
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def sqlite_pragmas(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in SQLITE_PRAGMAS}
+
+
+def assert_sqlite_pragmas(engine: Engine) -> None:
+    """Refuse to run on an SQLite connection without the durability settings we rely on."""
+    if engine.dialect.name != "sqlite":
+        return
+    actual = sqlite_pragmas(engine)
+    wrong = {k: v for k, v in actual.items() if str(v).lower() != str(SQLITE_PRAGMAS[k])}
+    if wrong:
+        raise SchemaError(f"SQLite settings not in force: {wrong}")
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision(url: str) -> str:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration not yet applied (`vault db upgrade`)."""
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaError, saying which command fixes it, unless the schema is exactly at head."""
+    url = engine.url.render_as_string(hide_password=False)
+    script = ScriptDirectory.from_config(alembic_config(url))
+    current = current_revision(engine)
+    head = script.get_current_head()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaError("the database has no schema yet: run `vault db upgrade`")
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current not in known:
+        raise SchemaError(f"the database schema ({current}) is newer than this code knows: upgrade the vault software")
+    raise SchemaError(f"the database schema ({current}) is behind this code ({head}): run `vault db upgrade`")
+
+
+@dataclass
+class Database:
+    engine: Engine
+
+    def __post_init__(self) -> None:
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: commits on success, rolls back on any exception."""
+        with self._factory() as session, session.begin():
+            yield session
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar() == 1

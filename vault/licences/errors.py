@@ -1,0 +1,37 @@
+"""Errors of the licences domain. Messages never contain a licence's field values: they are personal data."""
+
+
+class LicenceError(Exception):
+    """Base class of every error raised by the licences domain."""
+
+
+class LicenceTypeError(LicenceError):
+    """A licence-type or department definition under policies/ is broken.
+
+    The message names the file (relative to the policies directory), the key and the problem, e.g.
+    ``licence_types/driving-licence.toml: fields[3].sensitivity: 'secret' is not one of ...``.
+    """
+
+    def __init__(self, file: str, key: str | None, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class UnknownLicenceType(LicenceError):
+    """No licence type has the code or vct asked for."""
+
+
+class UnknownLicenceField(LicenceError):
+    """A licence type has no field of the name asked for."""
+
+
+class InvalidFieldValue(LicenceError):
+    """A value does not satisfy its field definition. The message names the field and the rule, not the value."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"field {field!r}: {rule}")

@@ -1,0 +1,42 @@
+"""Errors of the owners domain."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+IdentifierKind = Literal["resident_id", "credit_code"]
+IdentifierRule = Literal["length", "alphabet", "birth_date", "check_character"]
+
+
+class OwnerError(Exception):
+    """Base class for errors about owners (persons and enterprises)."""
+
+
+class InvalidIdentifier(OwnerError, ValueError):
+    """An owner identifier broke one validation rule.
+
+    `kind` names the identifier type and `rule` the rule that failed. The message says what failed and may
+    name one offending character or the birth date, but never holds the whole identifier: it is personal data.
+    """
+
+    def __init__(self, kind: IdentifierKind, rule: IdentifierRule, message: str) -> None:
+        super().__init__(message)
+        self.kind: IdentifierKind = kind
+        self.rule: IdentifierRule = rule
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[InvalidIdentifier], tuple[str, str, str]]:
+        # The default reduce passes only the message back to __init__, which would break unpickling.
+        return (type(self), (self.kind, self.rule, self.message))
+
+
+class OwnerNotFound(OwnerError):
+    """No owner has that id (or it was erased)."""
+
+
+class DuplicateOwner(OwnerError):
+    """An owner with that identifier already exists; the message never repeats the identifier."""
+
+
+class RepresentativeError(OwnerError):
+    """A representative link that cannot be made: wrong kinds of owner, or dates the wrong way round."""

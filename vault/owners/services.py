@@ -1,0 +1,212 @@
+"""Owners: add persons and enterprises, find them by identifier, link representatives, erase them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from vault.audit.events import Action, Event
+from vault.audit.services import AuditLog
+from vault.clock import utcnow
+from vault.crypto.blind_index import blind_index
+from vault.crypto.envelope import DataKey, FieldContext
+from vault.crypto.errors import KeyDestroyed
+from vault.crypto.services import KeyService
+from vault.owners.errors import DuplicateOwner, OwnerNotFound, RepresentativeError
+from vault.owners.identifiers import mask_identifier, parse_credit_code, parse_resident_id
+from vault.owners.models import BlindIndex, Owner, OwnerKind, Representative, RepresentativeRole
+
+IDENTIFIER_INDEX = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
+
+
+@dataclass(frozen=True)
+class OwnerSummary:
+    """What may be listed about an owner: the pseudonymous id and a masked identifier, nothing more."""
+
+    id: uuid.UUID
+    kind: str
+    masked_identifier: str
+    state: str
+
+
+@dataclass(frozen=True)
+class OwnerDetails:
+    id: uuid.UUID
+    kind: str
+    name: str
+    identifier: str
+
+
+def _ctx(owner_id: uuid.UUID, field: str) -> FieldContext:
+    return FieldContext(owner_id=owner_id, record_id=owner_id, field=field)
+
+
+class OwnerService:
+    def __init__(self, keys: KeyService, audit: AuditLog, erasure_grace: timedelta) -> None:
+        self.keys = keys
+        self.audit = audit
+        self.erasure_grace = erasure_grace
+
+    def add_person(self, session: Session, *, id_number: str, name: str, actor: str) -> Owner:
+        return self._add(session, OwnerKind.PERSON, parse_resident_id(id_number), name, actor)
+
+    def add_enterprise(self, session: Session, *, credit_code: str, name: str, actor: str) -> Owner:
+        return self._add(session, OwnerKind.ENTERPRISE, parse_credit_code(credit_code), name, actor)
+
+    def _add(self, session: Session, kind: OwnerKind, identifier: str, name: str, actor: str) -> Owner:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ValueError("name must be 1 to 200 characters")
+        index_kind = IDENTIFIER_INDEX[kind]
+        digest = blind_index(self.keys.index_key(session), index_kind, identifier)
+        if self._find_digest(session, index_kind, digest) is not None:
+            raise DuplicateOwner(f"an owner with this {index_kind.replace('_', ' ')} already exists")
+        owner = Owner(kind=kind.value, name_ct=None, identifier_ct=None)
+        session.add(owner)
+        session.flush()
+        dek = self.keys.create_owner_key(session, owner.id)
+        owner.name_ct = dek.encrypt_text(name, _ctx(owner.id, "name"))
+        owner.identifier_ct = dek.encrypt_text(identifier, _ctx(owner.id, "identifier"))
+        session.add(BlindIndex(owner_id=owner.id, kind=index_kind, digest=digest))
+        self.audit.append(session, Event(Action.OWNER_CREATED, actor, owner_id=owner.id, detail={"kind": kind.value}))
+        session.flush()
+        return owner
+
+    def _find_digest(self, session: Session, kind: str, digest: bytes) -> BlindIndex | None:
+        return session.scalars(select(BlindIndex).where(BlindIndex.kind == kind, BlindIndex.digest == digest)).first()
+
+    def find(self, session: Session, kind: OwnerKind, identifier: str) -> Owner | None:
+        """The owner with this identifier, by blind index; None if there is none (or it was erased)."""
+        parsed = parse_resident_id(identifier) if kind is OwnerKind.PERSON else parse_credit_code(identifier)
+        index_kind = IDENTIFIER_INDEX[kind]
+        hit = self._find_digest(session, index_kind, blind_index(self.keys.index_key(session), index_kind, parsed))
+        return None if hit is None else session.get(Owner, hit.owner_id)
+
+    def get(self, session: Session, owner_id: uuid.UUID) -> Owner:
+        owner = session.get(Owner, owner_id)
+        if owner is None:
+            raise OwnerNotFound(f"no owner {owner_id}")
+        return owner
+
+    def resolve(self, session: Session, reference: str) -> Owner:
+        """An owner named by pseudonymous id or by identifier (resident ID number or credit code)."""
+        try:
+            return self.get(session, uuid.UUID(reference))
+        except ValueError:
+            pass
+        kind = OwnerKind.PERSON if reference.strip()[:1].isdigit() and len(reference.strip()) == 18 else None
+        for candidate in ([kind] if kind else []) + [OwnerKind.ENTERPRISE, OwnerKind.PERSON]:
+            try:
+                owner = self.find(session, candidate, reference)
+            except ValueError:
+                continue
+            if owner is not None:
+                return owner
+        raise OwnerNotFound("no owner with that id or identifier")
+
+    def details(self, session: Session, owner: Owner, dek: DataKey | None = None) -> OwnerDetails:
+        """Decrypted name and identifier, for the owner themself or staff with a reason; raises KeyDestroyed."""
+        dek = dek or self.keys.owner_key(session, owner.id)
+        if owner.name_ct is None or owner.identifier_ct is None:
+            raise KeyDestroyed("this owner was erased")
+        return OwnerDetails(
+            owner.id,
+            owner.kind,
+            dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
+            dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
+        )
+
+    def summaries(self, session: Session) -> list[OwnerSummary]:
+        owners = session.scalars(select(Owner).order_by(col(Owner.created_at))).all()
+        keys = self.keys.owner_keys(session, [o.id for o in owners])
+        result = []
+        for owner in owners:
+            dek = keys.get(owner.id)
+            if dek is None or owner.identifier_ct is None:
+                result.append(OwnerSummary(owner.id, owner.kind, "(erased)", "erased"))
+                continue
+            identifier = dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier"))
+            state = "erasure pending" if owner.erase_after else "active"
+            result.append(OwnerSummary(owner.id, owner.kind, mask_identifier(identifier), state))
+        return result
+
+    # enterprise representatives
+
+    def add_representative(
+        self,
+        session: Session,
+        *,
+        enterprise_id: uuid.UUID,
+        person_id: uuid.UUID,
+        role: RepresentativeRole,
+        valid_from: date,
+        valid_until: date | None,
+        actor: str,
+    ) -> Representative:
+        enterprise, person = self.get(session, enterprise_id), self.get(session, person_id)
+        if enterprise.kind != OwnerKind.ENTERPRISE or person.kind != OwnerKind.PERSON:
+            raise RepresentativeError("a representative is a person acting for an enterprise")
+        if valid_until is not None and valid_until < valid_from:
+            raise RepresentativeError("valid_until is before valid_from")
+        link = Representative(
+            owner_id=enterprise_id, person_id=person_id, role=role.value, valid_from=valid_from, valid_until=valid_until
+        )
+        session.add(link)
+        self.audit.append(
+            session,
+            Event(Action.REPRESENTATIVE_ADDED, actor, owner_id=enterprise_id, detail={"role": role.value}),
+        )
+        session.flush()
+        return link
+
+    def represented_by(self, session: Session, person_id: uuid.UUID, on: date) -> list[Representative]:
+        """The enterprise links through which this person may act on `on`."""
+        rows = session.scalars(select(Representative).where(Representative.person_id == person_id)).all()
+        return [r for r in rows if r.in_force(on)]
+
+    def may_act_for(self, session: Session, person_id: uuid.UUID, enterprise_id: uuid.UUID, on: date) -> bool:
+        return any(r.owner_id == enterprise_id for r in self.represented_by(session, person_id, on))
+
+    # erasure (crypto-shredding)
+
+    def request_erasure(self, session: Session, owner_id: uuid.UUID, *, actor: str, now: bool = False) -> Owner:
+        owner = self.get(session, owner_id)
+        if owner.erased_at is not None:
+            raise OwnerNotFound(f"owner {owner_id} was already erased")
+        at = utcnow()
+        owner.erase_requested_at = at
+        owner.erase_after = at if now else at + self.erasure_grace
+        self.audit.append(
+            session,
+            Event(
+                Action.OWNER_ERASURE_REQUESTED,
+                actor,
+                owner_id=owner.id,
+                detail={"erase_after": owner.erase_after.isoformat(timespec="seconds")},
+            ),
+        )
+        if now:
+            self._erase(session, owner, actor)
+        session.flush()
+        return owner
+
+    def erase_due(self, session: Session, *, actor: str = "system") -> int:
+        """Destroy the keys of every owner whose grace period has ended; returns how many."""
+        due = session.scalars(
+            select(Owner).where(col(Owner.erase_after) <= utcnow(), col(Owner.erased_at).is_(None))
+        ).all()
+        for owner in due:
+            self._erase(session, owner, actor)
+        return len(due)
+
+    def _erase(self, session: Session, owner: Owner, actor: str) -> None:
+        self.keys.destroy_owner_key(session, owner.id)
+        session.execute(delete(BlindIndex).where(col(BlindIndex.owner_id) == owner.id))
+        owner.erased_at = utcnow()
+        owner.erase_after = None
+        self.audit.append(session, Event(Action.OWNER_ERASED, actor, owner_id=owner.id))

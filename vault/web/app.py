@@ -1,0 +1,70 @@
+"""The Starlette application: health endpoints now; pages, OAuth and GraphQL mount here as they arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from vault.config import Settings, load_settings
+from vault.db import SchemaError, check_schema
+from vault.logs import configure
+from vault.wiring import Vault, build_vault
+
+log = logging.getLogger("vault.web")
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def _readiness(vault: Vault) -> dict[str, object]:
+    checks: dict[str, object] = {}
+    try:
+        checks["database"] = vault.db.ping()
+    except Exception as exc:  # a readiness probe reports, it does not crash
+        log.warning("readiness: database unreachable: %s", type(exc).__name__)
+        checks["database"] = False
+    try:
+        check_schema(vault.db.engine)
+        checks["migrations"] = True
+    except (SchemaError, Exception) as exc:
+        log.warning("readiness: schema not current: %s", exc)
+        checks["migrations"] = False
+    checks["keys"] = bool(vault.keyring.key_ids())
+    return checks
+
+
+async def readyz(request: Request) -> JSONResponse:
+    vault: Vault = request.app.state.vault
+    checks = await run_in_threadpool(_readiness, vault)
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+def create_app(settings: Settings | None = None, vault: Vault | None = None) -> Starlette:
+    settings = settings or (vault.settings if vault else load_settings())
+    configure(settings.log_level, settings.log_dir)
+    the_vault = vault or build_vault(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if vault is None:
+            the_vault.close()
+
+    app = Starlette(
+        debug=False,
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
+        lifespan=lifespan,
+    )
+    app.state.vault = the_vault
+    return app

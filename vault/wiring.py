@@ -1,0 +1,40 @@
+"""The one place where the vault's services are built from settings and wired together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from vault.audit.services import AuditLog
+from vault.config import Settings
+from vault.crypto.keyring import Keyring, load_keyring
+from vault.crypto.services import KeyService
+from vault.db import Database, assert_sqlite_pragmas, check_schema, make_engine
+from vault.owners.services import OwnerService
+
+
+@dataclass
+class Vault:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    keys: KeyService
+    audit: AuditLog
+    owners: OwnerService
+
+    def close(self) -> None:
+        self.db.engine.dispose()
+
+
+def build_vault(settings: Settings, *, check: bool = True) -> Vault:
+    """Open keys and database; with `check`, refuse an SQLite without WAL/FULL/foreign keys or a stale schema."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keyring = load_keyring(settings.master_keys, settings.key_file)
+    db = Database(make_engine(settings.database_url))
+    assert_sqlite_pragmas(db.engine)
+    if check:
+        check_schema(db.engine)
+    keys = KeyService(keyring)
+    audit = AuditLog(keys, log_id=f"{settings.public_url}/audit")
+    owners = OwnerService(keys, audit, timedelta(days=settings.erasure_grace_days))
+    return Vault(settings=settings, db=db, keyring=keyring, keys=keys, audit=audit, owners=owners)
