@@ -8,19 +8,21 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
 from vault.crypto.errors import CryptoError
 from vault.db import SchemaError, current_revision, head_revision, upgrade
+from vault.licences.errors import LicenceError
 from vault.logs import configure
 from vault.owners.errors import OwnerError
 from vault.owners.models import RepresentativeRole
 from vault.wiring import Vault, build_vault
 
 OPERATOR = "operator:cli"
-EXPECTED_ERRORS = (ConfigError, SchemaError, CryptoError, OwnerError, AuditError, ValueError)
+EXPECTED_ERRORS = (ConfigError, SchemaError, CryptoError, OwnerError, AuditError, LicenceError, ValueError, OSError)
 
 Handler = Callable[[Vault, argparse.Namespace], int]
 
@@ -181,6 +183,103 @@ def audit_prove(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+# licences and issuers
+
+
+def _set_values(items: list[str] | None) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set takes name=value, got {name or item!r}")
+        values[name] = int(value) if value.isdigit() and name in ("approved_passengers", "gross_mass_kg") else value
+    return values
+
+
+def licences_list(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        owner = vault.owners.resolve(session, args.owner)
+        rows = vault.licences.list_for_owner(session, owner.id)
+    for row in rows:
+        until = row.valid_until.isoformat() if row.valid_until else "long-term"
+        print(f"{row.id}  {row.type_code:<22}  {row.state:<9}  v{row.version}  until {until}  by {row.issuer_code}")
+    return 0
+
+
+def licences_issue(vault: Vault, args: argparse.Namespace) -> int:
+    values = json.loads(Path(args.json).read_text(encoding="utf-8")) if args.json else {}
+    values.update(_set_values(args.set))
+    with vault.db.session() as session:
+        owner = vault.owners.resolve(session, args.owner)
+        issuer = vault.catalogue.type(args.type).issuer
+        licence = vault.licences.issue(
+            session, issuer_code=issuer, owner_id=owner.id, type_code=args.type, values=values, actor=OPERATOR
+        )
+    print(licence.id)
+    return 0
+
+
+def licences_present(vault: Vault, args: argparse.Namespace) -> int:
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    with vault.db.session() as session:
+        print(vault.licences.present(session, uuid.UUID(args.licence), fields, actor=OPERATOR))
+    return 0
+
+
+def licences_verify(vault: Vault, args: argparse.Namespace) -> int:
+    from vault.licences.verify import explain
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    with vault.db.session() as session:
+        result = vault.licences.verify(session, text.strip())
+    if not result.ok:
+        print(f"NOT VALID: {explain(result)} ({result.reason})")
+        return 1
+    licence_type = vault.catalogue.by_vct(result.vct or "")
+    print(f"genuine and in force: {licence_type.name_en} ({licence_type.name_zh}) issued by {result.issuer}")
+    for name, value in result.claims.items():
+        print(f"  {licence_type.field(name).label_en}: {value}")
+    return 0
+
+
+def licences_change(vault: Vault, args: argparse.Namespace) -> int:
+    from vault.licences.lifecycle import Step
+
+    with vault.db.session() as session:
+        licence = vault.licences.get(session, uuid.UUID(args.licence))
+        if args.step == "renew":
+            vault.licences.renew(session, licence.id, issuer_code=licence.issuer_code, changes=_set_values(args.set))
+        else:
+            vault.licences.change(
+                session, licence.id, Step(args.step), issuer_code=licence.issuer_code, reason=args.reason
+            )
+    print(f"licence {licence.id} is {licence.state} (version {licence.current_version})")
+    return 0
+
+
+def licences_expire(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        count = vault.licences.expire_due(session)
+    print(f"expired {count} licences past their validity")
+    return 0
+
+
+def issuers_list(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        for code in vault.issuers.codes():
+            kids = ", ".join(sorted(vault.issuers.verify_keys(session, code))) or "(no key yet)"
+            print(f"{code:<20} {vault.issuers.issuer_id(code)}  keys: {kids}")
+    return 0
+
+
+def issuers_rotate_key(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        kid = vault.issuers.rotate_key(session, args.code)
+        vault.audit.append(session, Event(Action.KEYS_ROTATED, OPERATOR, detail={"issuer": args.code, "kid": kid}))
+    print(f"{args.code} now signs with {kid}; earlier keys stay published")
+    return 0
+
+
 # demo and serve
 
 
@@ -274,6 +373,39 @@ def parser() -> argparse.ArgumentParser:
     prove = audit.add_parser("prove", help="inclusion proof of one event")
     prove.add_argument("event", help="event id")
     prove.set_defaults(run=_with_vault(audit_prove))
+
+    lic = group("licences", "licences, their lifecycle, presentations and verification")
+    lic_list = lic.add_parser("list", help="an owner's licences: ids, types, states (no field values)")
+    lic_list.add_argument("--owner", required=True, help="owner id or identifier")
+    lic_list.set_defaults(run=_with_vault(licences_list))
+    issue = lic.add_parser("issue", help="issue a licence, signed by the type's issuing department")
+    issue.add_argument("--owner", required=True, help="owner id or identifier")
+    issue.add_argument("--type", required=True, help="licence type code, e.g. driving-licence")
+    issue.add_argument("--json", help="a JSON file with the field values")
+    issue.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a field value (repeatable)")
+    issue.set_defaults(run=_with_vault(licences_issue))
+    present = lic.add_parser("present", help="print an SD-JWT presentation disclosing only the chosen fields")
+    present.add_argument("licence")
+    present.add_argument("--fields", required=True, help="comma-separated field names")
+    present.set_defaults(run=_with_vault(licences_present))
+    verify = lic.add_parser("verify", help="verify a presentation (a file, or - for standard input)")
+    verify.add_argument("file")
+    verify.set_defaults(run=_with_vault(licences_verify))
+    for step in ("suspend", "reinstate", "revoke", "renew"):
+        change = lic.add_parser(step, help=f"{step} a licence on behalf of its issuer")
+        change.add_argument("licence")
+        change.add_argument("--reason", help="recorded in the access log")
+        change.add_argument("--set", action="append", metavar="FIELD=VALUE", help="renew: changed values")
+        change.set_defaults(run=_with_vault(licences_change), step=step)
+    lic.add_parser("expire", help="expire every licence past its validity end").set_defaults(
+        run=_with_vault(licences_expire)
+    )
+
+    issuers = group("issuers", "issuing departments and their signing keys")
+    issuers.add_parser("list", help="issuer ids and key ids").set_defaults(run=_with_vault(issuers_list))
+    rotate_issuer = issuers.add_parser("rotate-key", help="a new signing key for an issuer")
+    rotate_issuer.add_argument("code")
+    rotate_issuer.set_defaults(run=_with_vault(issuers_rotate_key))
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")

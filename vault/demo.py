@@ -53,6 +53,133 @@ REPRESENTATIVES = (
 )
 
 
+def _person_licences(p: DemoPerson, sex: str, birth: str, address: str) -> list[tuple[str, dict[str, object]]]:
+    return [
+        (
+            "resident-id-card",
+            {
+                "name": p.name,
+                "sex": sex,
+                "ethnicity": "汉",
+                "birth_date": birth,
+                "address": address,
+                "id_number": p.id_number,
+                "issuing_authority": "演示市公安局演示分局",
+                "valid_from": "2020-05-01",
+                "valid_until": "2040-05-01",
+                "photo": f"demo-photo:{p.key}",
+            },
+        ),
+        (
+            "household-register",
+            {
+                "household_number": f"DEMO{p.id_number[-6:]}",
+                "household_type": "家庭户",
+                "head_of_household_name": p.name,
+                "registered_address": address,
+                "name": p.name,
+                "relationship": "户主",
+                "sex": sex,
+                "ethnicity": "汉",
+                "birth_date": birth,
+                "birthplace": "演示省演示市",
+                "native_place": "演示省演示县",
+                "id_number": p.id_number,
+                "marital_status": "已婚",
+                "registration_date": "2010-03-15",
+            },
+        ),
+    ]
+
+
+def demo_licences() -> list[tuple[str, str, dict[str, object]]]:
+    """(owner key, licence type, values) for the demo population; every value obviously synthetic."""
+    a, b, c = PERSONS
+    transport = ENTERPRISES[0]
+    result: list[tuple[str, str, dict[str, object]]] = []
+    for person, sex, birth in ((a, "男", "1985-03-12"), (b, "女", "1990-07-01"), (c, "男", "1978-11-23")):
+        address = f"演示市演示区示例路{ord(person.key) - 96}号"
+        result += [(person.key, t, v) for t, v in _person_licences(person, sex, birth, address)]
+    result.append(
+        (
+            "a",
+            "driving-licence",
+            {
+                "licence_number": a.id_number,
+                "name": a.name,
+                "sex": "男",
+                "nationality": "中国",
+                "address": "演示市演示区示例路1号",
+                "birth_date": "1985-03-12",
+                "first_issue_date": "2006-08-20",
+                "class": "C1",
+                "valid_from": "2022-08-20",
+                "valid_until": "2032-08-20",
+                "file_number": "DEMO110100123456",
+                "issuing_authority": "演示市公安局交通管理局",
+                "photo": "demo-photo:a",
+            },
+        )
+    )
+    result.append(
+        (
+            "a",
+            "vehicle-licence",
+            {
+                "plate_number": "演A·D0001",
+                "vehicle_type": "K33",
+                "owner_name": a.name,
+                "address": "演示市演示区示例路1号",
+                "use_character": "非营运",
+                "brand_model": "演示牌DEMO7150",
+                "vin": "LDEMO000000000001",
+                "engine_number": "DEMO0001",
+                "registration_date": "2021-06-01",
+                "issue_date": "2021-06-01",
+                "file_number": "DEMO000001",
+                "approved_passengers": 5,
+            },
+        )
+    )
+    for enterprise in ENTERPRISES:
+        result.append(
+            (
+                enterprise.key,
+                "business-licence",
+                {
+                    "credit_code": enterprise.credit_code,
+                    "name": enterprise.name,
+                    "entity_type": "有限责任公司",
+                    "legal_representative": a.name if enterprise is transport else c.name,
+                    "registered_capital": "壹佰万元整",
+                    "established_date": "2015-04-01",
+                    "business_term": "长期",
+                    "address": "演示市演示区示例大道100号",
+                    "business_scope": "道路普通货物运输" if enterprise is transport else "软件开发；信息技术咨询服务",
+                    "registration_authority": "演示市市场监督管理局",
+                    "registration_date": "2015-04-01",
+                },
+            )
+        )
+    result.append(
+        (
+            "transport",
+            "road-transport-permit",
+            {
+                "permit_number": "演交运管许可货字DEMO00001号",
+                "holder_name": transport.name,
+                "address": "演示市演示区示例大道100号",
+                "business_scope": "普通货运",
+                "valid_from": "2023-01-01",
+                "valid_until": "2029-12-31",
+                "issuing_authority": "演示市交通运输局",
+                "issue_date": "2023-01-01",
+            },
+        )
+    )
+    return result
+
+
 def create_demo(vault: Vault, *, only_if_empty: bool = False) -> str:
     """Create the demo population; with only_if_empty, leave a database that has owners alone."""
     accounts = AccountService(vault.keys)
@@ -85,8 +212,18 @@ def create_demo(vault: Vault, *, only_if_empty: bool = False) -> str:
                 owner_id=persons[p.key].id,
             )
         accounts.create(session, login=STAFF_LOGIN, password=STAFF_PASSWORD, role=AccountRole.STAFF)
+        owners = {**persons, **enterprises}
+        licences = demo_licences()
+        for owner_key, type_code, values in licences:
+            issuer = vault.catalogue.type(type_code).issuer
+            vault.licences.issue(
+                session, issuer_code=issuer, owner_id=owners[owner_key].id, type_code=type_code, values=values
+            )
         vault.audit.checkpoint(session)
-    counts = f"{len(PERSONS)} persons, {len(ENTERPRISES)} enterprises, {len(REPRESENTATIVES)} representatives"
+    counts = (
+        f"{len(PERSONS)} persons, {len(ENTERPRISES)} enterprises, {len(REPRESENTATIVES)} representatives, "
+        f"{len(licences)} licences"
+    )
     return f"demo population: {counts}"
 
 

@@ -10,6 +10,10 @@ from vault.config import Settings
 from vault.crypto.keyring import Keyring, load_keyring
 from vault.crypto.services import KeyService
 from vault.db import Database, assert_sqlite_pragmas, check_schema, make_engine
+from vault.licences.issuers import IssuerRegistry
+from vault.licences.services import LicenceService
+from vault.licences.status import StatusLists
+from vault.licences.types import LicenceCatalogue, load_catalogue
 from vault.owners.services import OwnerService
 
 
@@ -21,6 +25,10 @@ class Vault:
     keys: KeyService
     audit: AuditLog
     owners: OwnerService
+    catalogue: LicenceCatalogue
+    issuers: IssuerRegistry
+    status_lists: StatusLists
+    licences: LicenceService
 
     def close(self) -> None:
         self.db.engine.dispose()
@@ -29,6 +37,7 @@ class Vault:
 def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     """Open keys and database; with `check`, refuse an SQLite without WAL/FULL/foreign keys or a stale schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalogue = load_catalogue(settings.policies_dir)  # a broken definition stops start-up, naming the file
     keyring = load_keyring(settings.master_keys, settings.key_file)
     db = Database(make_engine(settings.database_url))
     assert_sqlite_pragmas(db.engine)
@@ -37,4 +46,17 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     keys = KeyService(keyring)
     audit = AuditLog(keys, log_id=f"{settings.public_url}/audit")
     owners = OwnerService(keys, audit, timedelta(days=settings.erasure_grace_days))
-    return Vault(settings=settings, db=db, keyring=keyring, keys=keys, audit=audit, owners=owners)
+    issuers = IssuerRegistry(keys, catalogue, settings.public_url)
+    status_lists = StatusLists(issuers)
+    return Vault(
+        settings=settings,
+        db=db,
+        keyring=keyring,
+        keys=keys,
+        audit=audit,
+        owners=owners,
+        catalogue=catalogue,
+        issuers=issuers,
+        status_lists=status_lists,
+        licences=LicenceService(keys, audit, catalogue, issuers, status_lists),
+    )

@@ -111,3 +111,24 @@ def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
         [sys.executable, "-m", "vault.cli", "owners", "list"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "VAULT_PORT" in result.stderr
+
+
+def test_demo_licences_list_present_verify_and_audit(data_dir: Path, tmp_path: Path) -> None:
+    assert "11 licences" in vault_cli(data_dir, "demo").stdout
+    assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
+    listing = vault_cli(data_dir, "licences", "list", "--owner", PERSONS[0].id_number).stdout
+    assert PERSONS[0].name not in listing
+    types = sorted(line.split()[1] for line in listing.splitlines())
+    assert types == ["driving-licence", "household-register", "resident-id-card", "vehicle-licence"]
+    licence = next(line.split()[0] for line in listing.splitlines() if "driving-licence" in line)
+    shown = vault_cli(data_dir, "licences", "present", licence, "--fields", "name,class").stdout.strip()
+    file = tmp_path / "presented.txt"
+    file.write_text(shown)
+    verified = vault_cli(data_dir, "licences", "verify", str(file)).stdout
+    assert "genuine and in force" in verified and "C1" in verified and "Licence number" not in verified
+    vault_cli(data_dir, "licences", "revoke", licence, "--reason", "test")
+    refused = vault_cli(data_dir, "licences", "verify", str(file), check=False)
+    assert refused.returncode == 1 and "revoked" in refused.stdout
+    illegal = vault_cli(data_dir, "licences", "reinstate", licence, check=False)
+    assert illegal.returncode == 2 and "that is revoked" in illegal.stderr
+    assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")

@@ -16,6 +16,7 @@ class Action(StrEnum):
     FIELDS_RELEASED = "fields.released"
     KEYS_RETIRED = "keys.retired"
     KEYS_ROTATED = "keys.rotated"
+    LICENCE_ACTIVATED = "licence.activated"
     LICENCE_EXPIRED = "licence.expired"
     LICENCE_ISSUED = "licence.issued"
     LICENCE_PRESENTED = "licence.presented"

@@ -115,7 +115,7 @@ class KeyService:
 
     def add_system_key(self, session: Session, purpose: str, prefix: str | None = None) -> tuple[str, bytes]:
         secret = aead.new_key()
-        kid = f"{prefix or purpose}-{utcnow():%Y%m%d}-{secrets.token_hex(4)}"
+        kid = f"{prefix or purpose.split(':')[-1]}-{utcnow():%Y%m%d}-{secrets.token_hex(4)}"
         public = bytes(nacl.signing.SigningKey(secret).verify_key) if purpose != BLIND_INDEX else None
         session.add(
             SystemKey(

@@ -35,3 +35,27 @@ class InvalidFieldValue(LicenceError):
         self.field = field
         self.rule = rule
         super().__init__(f"field {field!r}: {rule}")
+
+
+class IllegalTransition(LicenceError):
+    """A lifecycle step that the licence's current state does not allow; the message names the state."""
+
+
+class LicenceNotFound(LicenceError):
+    """No licence has that id (or it is not visible to the caller)."""
+
+
+class NotTheIssuer(LicenceError):
+    """An issuer acted on a licence type that another department issues."""
+
+
+class DuplicateLicence(LicenceError):
+    """A licence of that type with that number already exists; the message never repeats the number."""
+
+
+class HolderNotAllowed(LicenceError):
+    """The owner is of a kind (person or enterprise) that cannot hold this licence type."""
+
+
+class StatusListFull(LicenceError):
+    """The issuer's status list has no free slot left."""

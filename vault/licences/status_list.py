@@ -8,7 +8,7 @@ counted from the least significant bit of each byte; it travels zlib-compressed 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeGuard
 
@@ -118,21 +118,42 @@ class StatusList:
         return status_at(self.packed, self.bits, idx)
 
 
+def pack_sparse(size: int, statuses: Mapping[int, int], bits: int = 2) -> bytes:
+    """A packed list of `size` entries, all VALID but those in `statuses`: cheap for a large, mostly-valid list."""
+    _check_bits(bits)
+    limit = 1 << bits
+    packed = bytearray((size * bits + 7) // 8)
+    for idx, value in statuses.items():
+        if not 0 <= idx < size or not 0 <= value < limit:
+            raise ValueError(f"status {value!r} at index {idx} does not fit the list")
+        offset = idx * bits
+        packed[offset // 8] |= value << (offset % 8)
+    return bytes(packed)
+
+
 def status_list_jwt(
     *,
     sub: str,
     iss: str,
     kid: str,
     key: nacl.signing.SigningKey,
-    values: Sequence[int],
+    values: Sequence[int] | None = None,
+    packed: bytes | None = None,
     iat: int,
     exp: int,
     ttl: int,
     bits: int = 2,
 ) -> str:
-    """A signed Status List Token (typ statuslist+jwt) for `values`; `sub` is the URI it is published at."""
+    """A signed Status List Token (typ statuslist+jwt) for `values` or already `packed` statuses.
+
+    `sub` is the URI it is published at.
+    """
     if ttl <= 0 or exp <= iat:
         raise ValueError("ttl must be positive and exp later than iat")
+    if (values is None) == (packed is None):
+        raise ValueError("give either values or packed")
+    raw = pack(values, bits) if values is not None else packed
+    assert raw is not None
     header = {"alg": ALG, "typ": STATUS_LIST_TYP, "kid": kid}
     claims = {
         "sub": sub,
@@ -140,7 +161,7 @@ def status_list_jwt(
         "iat": iat,
         "exp": exp,
         "ttl": ttl,
-        "status_list": {"bits": bits, "lst": encode_list(values, bits)},
+        "status_list": {"bits": bits, "lst": b64url_encode(zlib.compress(raw, level=9))},
     }
     return sign_compact(header, claims, key)
 

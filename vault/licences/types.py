@@ -21,6 +21,7 @@ from vault.licences.errors import (
     UnknownLicenceField,
     UnknownLicenceType,
 )
+from vault.owners.models import OwnerKind
 
 DEPARTMENTS_FILE = "departments.toml"
 LICENCE_TYPES_DIR = "licence_types"
@@ -67,11 +68,6 @@ class Sensitivity(Enum):
         if not isinstance(other, Sensitivity):
             return NotImplemented
         return self.rank >= other.rank
-
-
-class OwnerKind(Enum):
-    PERSON = "person"
-    ENTERPRISE = "enterprise"
 
 
 class DepartmentRole(Enum):

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
+from vault.web import wellknown
 from vault.wiring import Vault, build_vault
 
 log = logging.getLogger("vault.web")
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
 
     app = Starlette(
         debug=False,
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *wellknown.routes],
         lifespan=lifespan,
     )
     app.state.vault = the_vault

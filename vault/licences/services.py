@@ -1,0 +1,417 @@
+"""Licences: issue, renew, suspend, reinstate, revoke, expire; present chosen fields; verify presentations."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from vault.audit.events import Action, Event
+from vault.audit.services import AuditLog
+from vault.clock import utcnow
+from vault.crypto.blind_index import blind_index
+from vault.crypto.envelope import DataKey, FieldContext
+from vault.crypto.services import KeyService
+from vault.licences import sdjwt
+from vault.licences.errors import (
+    DuplicateLicence,
+    HolderNotAllowed,
+    LicenceNotFound,
+    NotTheIssuer,
+)
+from vault.licences.issuers import IssuerRegistry
+from vault.licences.lifecycle import STATUS_BITS, LicenceState, Step, transition
+from vault.licences.models import Licence, LicenceField, LicenceVersion
+from vault.licences.sdjwt import StatusRef, Verified
+from vault.licences.status import StatusLists
+from vault.licences.status_list import INVALID
+from vault.licences.types import FieldValue, LicenceCatalogue, LicenceType
+from vault.licences.verify import verify_offline
+from vault.owners.models import BlindIndex, Owner, OwnerKind
+
+JWT_FIELD = "_issuer_jwt"  # the associated-data field name of a version's signed issuer JWT
+
+STEP_ACTIONS = {
+    Step.ACTIVATE: Action.LICENCE_ACTIVATED,
+    Step.SUSPEND: Action.LICENCE_SUSPENDED,
+    Step.REINSTATE: Action.LICENCE_REINSTATED,
+    Step.REVOKE: Action.LICENCE_REVOKED,
+    Step.EXPIRE: Action.LICENCE_EXPIRED,
+    Step.RENEW: Action.LICENCE_RENEWED,
+}
+
+
+@dataclass(frozen=True)
+class LicenceSummary:
+    """What may be listed without opening a licence: no field values."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    type_code: str
+    issuer_code: str
+    state: str
+    version: int
+    valid_from: date | None
+    valid_until: date | None
+
+
+def _end_of_day(day: date) -> int:
+    return int(datetime.combine(day + timedelta(days=1), dtime.min, tzinfo=UTC).timestamp())
+
+
+def _as_date(value: FieldValue | None) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _summary(licence: Licence, version: LicenceVersion | None = None) -> LicenceSummary:
+    return LicenceSummary(
+        licence.id,
+        licence.owner_id,
+        licence.type_code,
+        licence.issuer_code,
+        licence.state,
+        licence.current_version,
+        version.valid_from if version else None,
+        licence.valid_until,
+    )
+
+
+class LicenceService:
+    def __init__(
+        self,
+        keys: KeyService,
+        audit: AuditLog,
+        catalogue: LicenceCatalogue,
+        issuers: IssuerRegistry,
+        status_lists: StatusLists,
+    ) -> None:
+        self.keys = keys
+        self.audit = audit
+        self.catalogue = catalogue
+        self.issuers = issuers
+        self.status_lists = status_lists
+
+    # issuing
+
+    def issue(
+        self,
+        session: Session,
+        *,
+        issuer_code: str,
+        owner_id: uuid.UUID,
+        type_code: str,
+        values: Mapping[str, object],
+        actor: str | None = None,
+        official: str | None = None,
+    ) -> Licence:
+        """Issue version 1 of a licence, signed by `issuer_code`, which must be the type's issuing department."""
+        licence_type = self.catalogue.type(type_code)
+        self._check_issuer(licence_type, issuer_code)
+        owner = session.get(Owner, owner_id)
+        if owner is None or owner.erased_at is not None:
+            raise LicenceNotFound("no such owner")
+        if OwnerKind(owner.kind) not in licence_type.holders:
+            raise HolderNotAllowed(f"a {owner.kind} cannot hold a {licence_type.code}")
+        checked = licence_type.validate_values(values)
+        number_kind = f"licence:{licence_type.code}"
+        digest = blind_index(self.keys.index_key(session), number_kind, str(checked[licence_type.number_field]))
+        if session.scalars(
+            select(BlindIndex).where(BlindIndex.kind == number_kind, BlindIndex.digest == digest)
+        ).first():
+            raise DuplicateLicence(f"a {licence_type.code} with this {licence_type.number_field} already exists")
+        today = utcnow().date()
+        valid_from = _as_date(checked.get("valid_from"))
+        state = LicenceState.ISSUED if valid_from and valid_from > today else LicenceState.ACTIVE
+        licence = Licence(owner_id=owner_id, type_code=type_code, issuer_code=issuer_code, state=state.value)
+        session.add(licence)
+        session.flush()
+        session.add(BlindIndex(owner_id=owner_id, kind=number_kind, digest=digest, record_id=licence.id))
+        self._new_version(session, licence, licence_type, checked, 1)
+        self.audit.append(
+            session,
+            Event(
+                Action.LICENCE_ISSUED,
+                actor or f"issuer:{issuer_code}",
+                owner_id=owner_id,
+                official=official,
+                licence_type=type_code,
+                licence_id=licence.id,
+                fields=tuple(checked),
+                detail={"version": 1, "state": state.value},
+            ),
+        )
+        return licence
+
+    def _check_issuer(self, licence_type: LicenceType, issuer_code: str) -> None:
+        if licence_type.issuer != issuer_code:
+            raise NotTheIssuer(f"{issuer_code} does not issue {licence_type.code}; {licence_type.issuer} does")
+
+    def _new_version(
+        self,
+        session: Session,
+        licence: Licence,
+        licence_type: LicenceType,
+        values: Mapping[str, FieldValue],
+        number: int,
+    ) -> LicenceVersion:
+        dek = self.keys.owner_key(session, licence.owner_id)
+        signer = self.issuers.signer(session, licence.issuer_code)
+        valid_until = _as_date(values.get("valid_until"))
+        version = LicenceVersion(
+            licence_id=licence.id,
+            owner_id=licence.owner_id,
+            version=number,
+            kid=signer.kid,
+            status_idx=-1,
+            valid_from=_as_date(values.get("valid_from")),
+            valid_until=valid_until,
+            jwt_ct=b"",
+        )
+        session.add(version)
+        session.flush()
+        version.status_idx = self.status_lists.allocate(session, licence.issuer_code, version.id)
+        token = sdjwt.issue_sd_jwt(
+            issuer=self.issuers.issuer_id(licence.issuer_code),
+            kid=signer.kid,
+            key=signer.key,
+            vct=licence_type.vct,
+            fields=values,
+            iat=int(time.time()),
+            exp=_end_of_day(valid_until) if valid_until else None,
+            status=StatusRef(idx=version.status_idx, uri=self.status_lists.uri(licence.issuer_code)),
+        )
+        jwt, _ = sdjwt.split(token)
+        version.jwt_ct = dek.encrypt_text(jwt, self._ctx(licence.owner_id, version, JWT_FIELD))
+        for name, disclosure in sdjwt.disclosure_map(token).items():
+            session.add(
+                LicenceField(
+                    version_id=version.id,
+                    owner_id=licence.owner_id,
+                    name=name,
+                    disclosure_ct=dek.encrypt_text(disclosure, self._ctx(licence.owner_id, version, name)),
+                )
+            )
+        licence.current_version = number
+        licence.valid_until = valid_until
+        licence.updated_at = utcnow()
+        session.flush()
+        return version
+
+    @staticmethod
+    def _ctx(owner_id: uuid.UUID, version: LicenceVersion, field: str) -> FieldContext:
+        return FieldContext(owner_id=owner_id, record_id=version.id, field=field, record_version=version.version)
+
+    # lifecycle
+
+    def get(self, session: Session, licence_id: uuid.UUID) -> Licence:
+        """The licence, with validity applied first: a licence past its end is expired on every read."""
+        licence = session.get(Licence, licence_id)
+        if licence is None:
+            raise LicenceNotFound(f"no licence {licence_id}")
+        self._apply_validity(session, licence, utcnow().date())
+        return licence
+
+    def _apply_validity(self, session: Session, licence: Licence, today: date) -> None:
+        if licence.state == LicenceState.ISSUED:
+            version = self.current_version(session, licence)
+            if version.valid_from is None or version.valid_from <= today:
+                self._step(session, licence, Step.ACTIVATE, "system")
+        if (
+            licence.valid_until is not None
+            and licence.valid_until < today
+            and licence.state
+            in (
+                LicenceState.ISSUED,
+                LicenceState.ACTIVE,
+                LicenceState.SUSPENDED,
+            )
+        ):
+            self._step(session, licence, Step.EXPIRE, "system")
+
+    def current_version(self, session: Session, licence: Licence) -> LicenceVersion:
+        version = session.scalars(
+            select(LicenceVersion).where(
+                LicenceVersion.licence_id == licence.id, LicenceVersion.version == licence.current_version
+            )
+        ).one()
+        return version
+
+    def _step(
+        self,
+        session: Session,
+        licence: Licence,
+        step: Step,
+        actor: str,
+        reason: str | None = None,
+        official: str | None = None,
+    ) -> None:
+        new_state = transition(licence.state, step)
+        licence.state = new_state.value
+        licence.updated_at = utcnow()
+        if step is not Step.RENEW:
+            version = self.current_version(session, licence)
+            self.status_lists.set(session, licence.issuer_code, version.status_idx, STATUS_BITS[new_state])
+        self.audit.append(
+            session,
+            Event(
+                STEP_ACTIONS[step],
+                actor,
+                owner_id=licence.owner_id,
+                official=official,
+                licence_type=licence.type_code,
+                licence_id=licence.id,
+                reason=reason,
+                detail={"version": licence.current_version, "state": new_state.value},
+            ),
+        )
+
+    def change(
+        self,
+        session: Session,
+        licence_id: uuid.UUID,
+        step: Step,
+        *,
+        issuer_code: str,
+        reason: str | None = None,
+        official: str | None = None,
+    ) -> Licence:
+        """Suspend, reinstate or revoke, by the licence's own issuer; illegal steps raise IllegalTransition."""
+        if step not in (Step.SUSPEND, Step.REINSTATE, Step.REVOKE):
+            raise ValueError(f"{step.value} is not something an issuer asks for directly")
+        licence = self.get(session, licence_id)
+        self._check_issuer(self.catalogue.type(licence.type_code), issuer_code)
+        self._step(session, licence, step, f"issuer:{issuer_code}", reason, official)
+        return licence
+
+    def renew(
+        self,
+        session: Session,
+        licence_id: uuid.UUID,
+        *,
+        issuer_code: str,
+        changes: Mapping[str, object],
+        official: str | None = None,
+    ) -> Licence:
+        """A new signed version with `changes` applied; the old version is superseded and its status set invalid."""
+        licence = self.get(session, licence_id)
+        licence_type = self.catalogue.type(licence.type_code)
+        self._check_issuer(licence_type, issuer_code)
+        old = self.current_version(session, licence)
+        values: dict[str, object] = dict(self.values(session, licence, licence_type.field_names, version=old))
+        values.update(changes)
+        checked = licence_type.validate_values(values)
+        number = licence_type.number_field
+        if checked[number] != self.values(session, licence, [number], version=old)[number]:
+            raise ValueError(f"renewal cannot change {number}: issue a new licence instead")
+        self._step(session, licence, Step.RENEW, f"issuer:{issuer_code}", official=official)
+        self.status_lists.set(session, licence.issuer_code, old.status_idx, INVALID)
+        old.superseded_at = utcnow()
+        self._new_version(session, licence, licence_type, checked, old.version + 1)
+        return licence
+
+    def expire_due(self, session: Session, today: date | None = None) -> int:
+        """Move every licence past its validity end to expired (`vault licences expire`); returns how many."""
+        today = today or utcnow().date()
+        due = session.scalars(
+            select(Licence).where(
+                col(Licence.valid_until) < today,
+                col(Licence.state).in_([LicenceState.ISSUED, LicenceState.ACTIVE, LicenceState.SUSPENDED]),
+            )
+        ).all()
+        pending = session.scalars(select(Licence).where(Licence.state == LicenceState.ISSUED)).all()
+        for licence in {row.id: row for row in [*due, *pending]}.values():
+            self._apply_validity(session, licence, today)
+        return len(due)
+
+    # reading
+
+    def list_for_owner(self, session: Session, owner_id: uuid.UUID) -> list[LicenceSummary]:
+        licences = session.scalars(
+            select(Licence).where(Licence.owner_id == owner_id).order_by(col(Licence.created_at))
+        ).all()
+        result = []
+        for licence in licences:
+            self._apply_validity(session, licence, utcnow().date())
+            result.append(_summary(licence, self.current_version(session, licence)))
+        return result
+
+    def _disclosures(
+        self, session: Session, licence: Licence, names: Iterable[str], version: LicenceVersion, dek: DataKey
+    ) -> dict[str, str]:
+        """Decrypt exactly the named fields' disclosures: nothing else of the licence is opened."""
+        wanted = list(dict.fromkeys(names))
+        rows = session.scalars(
+            select(LicenceField).where(LicenceField.version_id == version.id, col(LicenceField.name).in_(wanted))
+        ).all()
+        found = {r.name: dek.decrypt_text(r.disclosure_ct, self._ctx(licence.owner_id, version, r.name)) for r in rows}
+        missing = [n for n in wanted if n not in found and n not in self.catalogue.type(licence.type_code).field_names]
+        if missing:
+            raise sdjwt.UnknownField(missing[0])
+        return found
+
+    def values(
+        self,
+        session: Session,
+        licence: Licence,
+        names: Iterable[str],
+        *,
+        version: LicenceVersion | None = None,
+        dek: DataKey | None = None,
+    ) -> dict[str, FieldValue]:
+        """The named fields' values (absent optional fields are left out)."""
+        version = version or self.current_version(session, licence)
+        dek = dek or self.keys.owner_key(session, licence.owner_id)
+        return {
+            name: sdjwt.decode_disclosure(d)[2]
+            for name, d in self._disclosures(session, licence, names, version, dek).items()
+        }
+
+    def present(
+        self, session: Session, licence_id: uuid.UUID, fields: Iterable[str], *, actor: str, purpose: str | None = None
+    ) -> str:
+        """The current version's SD-JWT with exactly `fields` disclosed; the presentation is recorded."""
+        licence = self.get(session, licence_id)
+        names = list(dict.fromkeys(fields))
+        version = self.current_version(session, licence)
+        dek = self.keys.owner_key(session, licence.owner_id)
+        jwt = dek.decrypt_text(version.jwt_ct, self._ctx(licence.owner_id, version, JWT_FIELD))
+        disclosures = self._disclosures(session, licence, names, version, dek)
+        self.audit.append(
+            session,
+            Event(
+                Action.LICENCE_PRESENTED,
+                actor,
+                owner_id=licence.owner_id,
+                licence_type=licence.type_code,
+                licence_id=licence.id,
+                fields=tuple(disclosures),
+                purpose=purpose,
+            ),
+        )
+        return jwt + "~" + "".join(d + "~" for d in disclosures.values())
+
+    # verifying
+
+    def verify(self, session: Session, presentation: str, now: int | None = None) -> Verified:
+        """Verify as an agency would offline, with this vault's published issuer metadata and status lists."""
+        metadata = {self.issuers.issuer_id(c): self.issuers.metadata(session, c) for c in self.issuers.codes()}
+        lists = {self.status_lists.uri(c): self.status_lists.token(session, c) for c in self.issuers.codes()}
+        return verify_offline(
+            presentation, issuer_metadata=metadata, status_lists=lists, now=now if now is not None else int(time.time())
+        )
+
+
+def presentation_fields(presentation: str) -> list[str]:
+    """Names of the fields a presentation discloses (unverified: for display only)."""
+    return [sdjwt.decode_disclosure(d)[1] for d in sdjwt.split(presentation)[1]]
+
+
+def to_json(summary: LicenceSummary) -> str:
+    return json.dumps({k: str(v) if v is not None else None for k, v in summary.__dict__.items()})
