@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -85,7 +86,7 @@ def test_retiring_a_key_in_use_is_refused(data_dir: Path) -> None:
     first = vault_cli(data_dir, "keys", "status").stdout.split("primary master key: ")[1].split()[0]
     vault_cli(data_dir, "keys", "rotate", "--rewrap-only")
     refused = vault_cli(data_dir, "keys", "retire", first, check=False)
-    assert refused.returncode == 2 and "still wraps 7 keys" in refused.stderr
+    assert refused.returncode == 2 and re.search(r"still wraps \d+ keys", refused.stderr)
 
 
 def test_erase_now_makes_the_owner_unreadable_and_is_logged(data_dir: Path) -> None:
