@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -164,19 +165,7 @@ class LicenceService:
         dek = self.keys.owner_key(session, licence.owner_id)
         signer = self.issuers.signer(session, licence.issuer_code)
         valid_until = _as_date(values.get("valid_until"))
-        version = LicenceVersion(
-            licence_id=licence.id,
-            owner_id=licence.owner_id,
-            version=number,
-            kid=signer.kid,
-            status_idx=-1,
-            valid_from=_as_date(values.get("valid_from")),
-            valid_until=valid_until,
-            jwt_ct=b"",
-        )
-        session.add(version)
-        session.flush()
-        version.status_idx = self.status_lists.allocate(session, licence.issuer_code, version.id)
+        status_idx = self.status_lists.free_slot(session, licence.issuer_code)
         token = sdjwt.issue_sd_jwt(
             issuer=self.issuers.issuer_id(licence.issuer_code),
             kid=signer.kid,
@@ -185,19 +174,37 @@ class LicenceService:
             fields=values,
             iat=int(time.time()),
             exp=_end_of_day(valid_until) if valid_until else None,
-            status=StatusRef(idx=version.status_idx, uri=self.status_lists.uri(licence.issuer_code)),
+            status=StatusRef(idx=status_idx, uri=self.status_lists.uri(licence.issuer_code)),
         )
         jwt, _ = sdjwt.split(token)
+        version = LicenceVersion(
+            licence_id=licence.id,
+            owner_id=licence.owner_id,
+            version=number,
+            kid=signer.kid,
+            status_idx=status_idx,
+            valid_from=_as_date(values.get("valid_from")),
+            valid_until=valid_until,
+            jwt_ct=b"",
+        )
         version.jwt_ct = dek.encrypt_text(jwt, self._ctx(licence.owner_id, version, JWT_FIELD))
-        for name, disclosure in sdjwt.disclosure_map(token).items():
-            session.add(
-                LicenceField(
-                    version_id=version.id,
-                    owner_id=licence.owner_id,
-                    name=name,
-                    disclosure_ct=dek.encrypt_text(disclosure, self._ctx(licence.owner_id, version, name)),
-                )
-            )
+        session.add(version)
+        session.flush()
+        self.status_lists.claim(session, licence.issuer_code, status_idx, version.id)
+        # one multi-row insert: the fields are many and identical in shape
+        session.execute(
+            insert(LicenceField),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "version_id": version.id,
+                    "owner_id": licence.owner_id,
+                    "name": name,
+                    "disclosure_ct": dek.encrypt_text(disclosure, self._ctx(licence.owner_id, version, name)),
+                }
+                for name, disclosure in sdjwt.disclosure_map(token).items()
+            ],
+        )
         licence.current_version = number
         licence.valid_until = valid_until
         licence.updated_at = utcnow()

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -36,15 +36,22 @@ class StatusLists:
         prefix = f"{self.issuers.public_url}/status-lists/"
         return uri[len(prefix) :] if uri.startswith(prefix) and uri[len(prefix) :] in self.issuers.codes() else None
 
-    def allocate(self, session: Session, code: str, version_id: uuid.UUID) -> int:
+    def free_slot(self, session: Session, code: str) -> int:
         """A random free slot, so an index says nothing about when, or for whom, a licence was issued."""
         for _ in range(_ALLOCATION_TRIES):
             idx = secrets.randbelow(self.capacity)
-            if session.get(StatusEntry, (code, idx)) is None:
-                session.add(StatusEntry(issuer_code=code, idx=idx, version_id=version_id))
-                session.flush()
+            taken = session.execute(
+                select(StatusEntry.idx).where(col(StatusEntry.issuer_code) == code, col(StatusEntry.idx) == idx)
+            ).first()
+            if taken is None:
                 return idx
         raise StatusListFull(f"the status list of {code} has no free slot")
+
+    def claim(self, session: Session, code: str, idx: int, version_id: uuid.UUID) -> None:
+        """Take the slot for a version; the primary key makes a race for the same slot fail, never share."""
+        session.execute(
+            insert(StatusEntry).values(issuer_code=code, idx=idx, version_id=version_id, updated_at=utcnow())
+        )
 
     def set(self, session: Session, code: str, idx: int, value: int) -> None:
         session.execute(
