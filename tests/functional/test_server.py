@@ -60,3 +60,20 @@ def test_readyz_says_not_ready_when_the_schema_is_behind(vault: Vault) -> None:
         conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
     response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["migrations"] is False
+
+
+def test_serving_signs_checkpoints_and_expires_licences(vault: Vault) -> None:
+    from datetime import date, timedelta
+
+    from tests import factories
+
+    with vault.db.session() as session:
+        owner = factories.person(vault, session)
+        licence = factories.driving_licence(vault, session, owner, valid_until=str(date.today() - timedelta(days=1)))
+    with TestClient(create_app(vault=vault)) as client:
+        assert client.get("/healthz").status_code == 200
+    with vault.db.session() as session:
+        assert vault.licences.get(session, licence.id).state == "expired"
+        latest = vault.audit.latest_checkpoint(session)
+        assert latest is not None and latest.tree_size == vault.audit.size(session)
+        assert vault.audit.verify(session).ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from vault import maintenance
 from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
@@ -58,9 +60,16 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        if vault is None:
-            the_vault.close()
+        task = asyncio.create_task(maintenance.loop(the_vault, settings.checkpoint_interval_seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await run_in_threadpool(maintenance.run_once, the_vault)  # a last signed checkpoint on the way out
+            if vault is None:
+                the_vault.close()
 
     app = Starlette(
         debug=False,
