@@ -20,7 +20,15 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-MODEL_MODULES = ("vault.crypto.models", "vault.owners.models", "vault.audit.models", "vault.licences.models")
+MODEL_MODULES = (
+    "vault.crypto.models",
+    "vault.owners.models",
+    "vault.audit.models",
+    "vault.licences.models",
+    "vault.web.models",
+    "vault.consent.models",
+    "vault.oauth.models",
+)
 BUSY_TIMEOUT_MS = 15_000
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
