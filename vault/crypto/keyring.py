@@ -83,7 +83,7 @@ class Keyring:
     def add_primary(self) -> str:
         raise KeyringError(
             "master keys come from VAULT_MASTER_KEYS: put a new key first in the variable, restart, "
-            "then run `vault keys rotate` to re-wrap"
+            "then run `vault keys rotate --rewrap-only` to re-wrap"
         )
 
     def retire(self, kek_id: str) -> None:
