@@ -140,6 +140,7 @@ def owners_erase(vault: Vault, args: argparse.Namespace) -> int:
     with vault.db.session() as session:
         owner = vault.owners.resolve(session, args.owner)
         owner = vault.owners.request_erasure(session, owner.id, actor=OPERATOR, now=args.now)
+    vault.db.checkpoint_wal()
     if owner.erased_at:
         print(f"owner {owner.id} erased: data key and identifier indexes destroyed")
     else:
@@ -152,6 +153,7 @@ def owners_erase(vault: Vault, args: argparse.Namespace) -> int:
 def owners_erase_due(vault: Vault, args: argparse.Namespace) -> int:
     with vault.db.session() as session:
         count = vault.owners.erase_due(session)
+    vault.db.checkpoint_wal()
     print(f"erased {count} owners whose grace period ended")
     return 0
 

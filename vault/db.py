@@ -65,7 +65,13 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,  # one writer at a time anyway: more connections only queue inside SQLite
+            max_overflow=0,
+            pool_timeout=60,
+        )
         event.listen(engine, "connect", _on_sqlite_connect)
         # every unit of work here may write (reads write their access events): take the write lock up front,
         # so a transaction never fails half-way upgrading a read lock, and the busy timeout does the waiting
@@ -145,6 +151,15 @@ class Database:
         """A unit of work: commits on success, rolls back on any exception."""
         with self._factory() as session, session.begin():
             yield session
+
+    def checkpoint_wal(self) -> None:
+        """Fold SQLite's WAL into the database and truncate it, so erased key bytes leave the WAL file too."""
+        if self.engine.dialect.name == "sqlite":
+            raw = self.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
 
     def ping(self) -> bool:
         with self.engine.connect() as conn:

@@ -19,6 +19,8 @@ def run_once(vault: Vault) -> dict[str, int]:
         done["expired"] = vault.licences.expire_due(session)
     with vault.db.session() as session:
         done["erased"] = vault.owners.erase_due(session)
+    if done["erased"]:
+        vault.db.checkpoint_wal()
     with vault.db.session() as session:
         checkpoint = vault.audit.checkpoint(session)
         done["checkpointed"] = checkpoint.tree_size if checkpoint else 0

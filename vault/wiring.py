@@ -8,9 +8,10 @@ from datetime import timedelta
 from vault.audit.services import AuditLog
 from vault.config import Settings
 from vault.crypto.keyring import Keyring, load_keyring
-from vault.crypto.services import KeyService
+from vault.crypto.services import BLIND_INDEX, VAULT_SIGNING, KeyService
 from vault.db import Database, assert_sqlite_pragmas, check_schema, make_engine
 from vault.licences.issuers import IssuerRegistry
+from vault.licences.issuers import purpose as issuer_purpose
 from vault.licences.services import LicenceService
 from vault.licences.status import StatusLists
 from vault.licences.types import LicenceCatalogue, load_catalogue
@@ -47,6 +48,9 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     audit = AuditLog(keys, log_id=f"{settings.public_url}/audit")
     owners = OwnerService(keys, audit, timedelta(days=settings.erasure_grace_days))
     issuers = IssuerRegistry(keys, catalogue, settings.public_url)
+    if check:
+        with db.session() as session:
+            keys.ensure(session, [BLIND_INDEX, VAULT_SIGNING, *(issuer_purpose(c) for c in issuers.codes())])
     status_lists = StatusLists(issuers)
     return Vault(
         settings=settings,

@@ -89,12 +89,25 @@ def test_retiring_a_key_in_use_is_refused(data_dir: Path) -> None:
     assert refused.returncode == 2 and re.search(r"still wraps \d+ keys", refused.stderr)
 
 
+def _wrapped_keys(data_dir: Path) -> list[bytes]:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "vault.db") as db:
+        return [row[0] for row in db.execute("SELECT wrapped FROM owner_keys WHERE wrapped IS NOT NULL")]
+
+
 def test_erase_now_makes_the_owner_unreadable_and_is_logged(data_dir: Path) -> None:
     vault_cli(data_dir, "demo")
+    before = _wrapped_keys(data_dir)
     erased = vault_cli(data_dir, "owners", "erase", PERSONS[0].id_number, "--now").stdout
     assert "erased" in erased
     listing = vault_cli(data_dir, "owners", "list").stdout
     assert listing.count("(erased)") == 1 and listing.count("active") == 4
+    destroyed = set(before) - set(_wrapped_keys(data_dir))
+    assert len(destroyed) == 1
+    assert _files_containing(data_dir, list(destroyed)) == []  # not in the database, its WAL or free pages
+    login = vault_cli(data_dir, "owners", "list")
+    assert login.returncode == 0
     assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
     later = vault_cli(data_dir, "owners", "erase", PERSONS[1].id_number).stdout
     assert "will be erased after" in later

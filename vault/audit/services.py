@@ -204,7 +204,7 @@ class AuditLog:
         return verify_entries(
             [(int(i), bytes(e), bytes(h)) for i, e, h in rows],
             [(int(s), bytes(r), str(t)) for s, r, t in checkpoints],
-            self.keys.public_keys(session, VAULT_SIGNING),
+            self.keys.trusted_public_keys(session, VAULT_SIGNING),
         )
 
     def prove(self, session: Session, event_id: uuid.UUID) -> InclusionProof:

@@ -11,14 +11,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import nacl.signing
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.clock import utcnow
 from vault.crypto import aead
 from vault.crypto.envelope import DataKey, dek_context, system_key_context
-from vault.crypto.errors import KeyDestroyed, KeyringError, UnknownKey
+from vault.crypto.errors import CryptoError, KeyDestroyed, KeyringError, UnknownKey
 from vault.crypto.interfaces import MasterKeyProvider
 from vault.crypto.keyring import wrapped_kek_id
 from vault.crypto.models import OwnerKey, SystemKey
@@ -26,6 +26,7 @@ from vault.crypto.models import OwnerKey, SystemKey
 BLIND_INDEX = "blind-index"
 VAULT_SIGNING = "vault-signing"
 ROTATION_BATCH = 500
+_PG_KEY_LOCK = 0x6B657973  # serialises first creation of system keys across processes
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,26 @@ class KeyService:
         """Every key ever used for `purpose`, retired ones included, so old signatures still verify."""
         rows = session.scalars(select(SystemKey).where(SystemKey.purpose == purpose)).all()
         return {r.kid: nacl.signing.VerifyKey(r.public_key) for r in rows if r.public_key}
+
+    def trusted_public_keys(self, session: Session, purpose: str) -> dict[str, nacl.signing.VerifyKey]:
+        """Public keys derived from the wrapped secrets themselves, not read from a column anyone could edit.
+
+        A row whose secret does not unwrap under the master keys (a forged row) contributes nothing.
+        """
+        keys = {}
+        for row in session.scalars(select(SystemKey).where(SystemKey.purpose == purpose)):
+            try:
+                keys[row.kid] = nacl.signing.SigningKey(self._unwrap_system(row)).verify_key
+            except CryptoError:
+                continue
+        return keys
+
+    def ensure(self, session: Session, purposes: list[str]) -> None:
+        """Create any missing system key now, at start-up, rather than racing for it inside a request."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_KEY_LOCK})
+        for purpose in purposes:
+            self.system_secret(session, purpose)
 
     def index_key(self, session: Session) -> bytes:
         return self.system_secret(session, BLIND_INDEX)[1]

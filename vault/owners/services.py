@@ -19,7 +19,7 @@ from vault.crypto.errors import KeyDestroyed
 from vault.crypto.services import KeyService
 from vault.owners.errors import DuplicateOwner, OwnerNotFound, RepresentativeError
 from vault.owners.identifiers import mask_identifier, parse_credit_code, parse_resident_id
-from vault.owners.models import BlindIndex, Owner, OwnerKind, Representative, RepresentativeRole
+from vault.owners.models import Account, BlindIndex, Owner, OwnerKind, Representative, RepresentativeRole
 
 IDENTIFIER_INDEX = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
 
@@ -179,8 +179,11 @@ class OwnerService:
         if owner.erased_at is not None:
             raise OwnerNotFound(f"owner {owner_id} was already erased")
         at = utcnow()
-        owner.erase_requested_at = at
-        owner.erase_after = at if now else at + self.erasure_grace
+        owner.erase_requested_at = owner.erase_requested_at or at
+        if now:
+            owner.erase_after = at
+        elif owner.erase_after is None:  # asking again does not restart the grace period
+            owner.erase_after = at + self.erasure_grace
         self.audit.append(
             session,
             Event(
@@ -205,8 +208,15 @@ class OwnerService:
         return len(due)
 
     def _erase(self, session: Session, owner: Owner, actor: str) -> None:
+        """Destroy the key, then everything that could still find or log in as the owner."""
         self.keys.destroy_owner_key(session, owner.id)
         session.execute(delete(BlindIndex).where(col(BlindIndex.owner_id) == owner.id))
+        session.execute(delete(Account).where(col(Account.owner_id) == owner.id))
+        session.execute(
+            delete(Representative).where(
+                (col(Representative.owner_id) == owner.id) | (col(Representative.person_id) == owner.id)
+            )
+        )
         owner.erased_at = utcnow()
         owner.erase_after = None
         self.audit.append(session, Event(Action.OWNER_ERASED, actor, owner_id=owner.id))

@@ -150,3 +150,30 @@ def test_consistency_between_checkpoints(vault: Vault) -> None:
         assert merkle.verify_consistency(3, 9, old.root, new.root, proof)
         assert vault.audit.checkpoint(session) is not None  # 10 > 9
         assert vault.audit.checkpoint(session) is None  # nothing new since
+
+
+def test_a_signing_key_planted_in_the_database_does_not_vouch_for_checkpoints(vault: Vault) -> None:
+    import nacl.signing
+
+    from vault.crypto.models import SystemKey
+
+    _fill(vault, 3, checkpoint_every=1000)
+    attacker = nacl.signing.SigningKey.generate()
+    with vault.db.session() as session:
+        session.add(
+            SystemKey(
+                purpose=VAULT_SIGNING,
+                kid="planted",
+                kek_id=vault.keyring.primary_id,
+                wrapped=b"\x01\x00" + b"\x00" * 60,
+                public_key=bytes(attacker.verify_key),
+            )
+        )
+        hashes = [e.leaf_hash for e in session.scalars(select(AuditEvent).order_by(AuditEvent.leaf_index))]
+        root = merkle.root(hashes)
+        claims = {"log": "x", "size": 3, "root": jws.b64url_encode(root), "iat": 0}
+        forged = jws.sign_compact({"alg": "EdDSA", "typ": "checkpoint+jwt", "kid": "planted"}, claims, attacker)
+        session.add(AuditCheckpoint(tree_size=3, root=root, signed=forged))
+    with vault.db.session() as session:
+        problem = vault.audit.verify(session).problem
+    assert problem is not None and "unknown key" in problem.what

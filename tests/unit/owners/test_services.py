@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from vault.audit.models import AuditEvent
 from vault.crypto.errors import KeyDestroyed
+from vault.owners.accounts import AccountService
 from vault.owners.errors import DuplicateOwner, InvalidIdentifier, OwnerNotFound, RepresentativeError
-from vault.owners.models import BlindIndex, Owner, OwnerKind, RepresentativeRole
+from vault.owners.models import Account, AccountRole, BlindIndex, Owner, OwnerKind, RepresentativeRole
 from vault.wiring import Vault
 
 PERSON_ID = "11010519491231002X"
@@ -81,8 +82,12 @@ def test_erasure_destroys_only_that_owners_key(vault: Vault) -> None:
     with vault.db.session() as session:
         gone = vault.owners.add_person(session, id_number=PERSON_ID, name="甲", actor="test")
         kept = vault.owners.add_enterprise(session, credit_code=CREDIT_CODE, name="演示公司", actor="test")
+        AccountService(vault.keys).create(
+            session, login=PERSON_ID, password="long enough", role=AccountRole.CITIZEN, owner_id=gone.id
+        )
     with vault.db.session() as session:
-        vault.owners.request_erasure(session, gone.id, actor="test")
+        first = vault.owners.request_erasure(session, gone.id, actor="test").erase_after
+        assert vault.owners.request_erasure(session, gone.id, actor="test").erase_after == first  # no restart
         assert vault.owners.details(session, vault.owners.get(session, gone.id)).name == "甲"  # grace period
         assert vault.owners.erase_due(session) == 0
     with vault.db.session() as session:
@@ -92,6 +97,7 @@ def test_erasure_destroys_only_that_owners_key(vault: Vault) -> None:
             vault.owners.details(session, vault.owners.get(session, gone.id))
         assert vault.owners.find(session, OwnerKind.PERSON, PERSON_ID) is None
         assert session.scalars(select(BlindIndex).where(BlindIndex.owner_id == gone.id)).all() == []
+        assert session.scalars(select(Account).where(Account.owner_id == gone.id)).all() == []
         assert vault.owners.details(session, vault.owners.get(session, kept.id)).name == "演示公司"
         assert vault.audit.verify(session).ok
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.leaf_index)).all()
