@@ -1,0 +1,312 @@
+"""The service catalogue (事项) and the legal mandates, declared as data under policies/ and checked when loaded.
+
+policies/service_catalogue.toml lists the service items agencies ask consent for; policies/mandates.toml lists
+the laws under which an agency may read without consent. Both name licence types, fields and departments, so
+both are checked against the licence catalogue: a typo is a start-up error, not a silent denial later.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+
+from vault.licences import masking
+from vault.licences.errors import LicenceTypeError
+from vault.licences.types import (
+    _CODE,
+    _CODE_SYNTAX,
+    DEPARTMENTS_FILE,
+    DepartmentRole,
+    LicenceCatalogue,
+    Sensitivity,
+    _read_toml,
+    _relative,
+    _Table,
+)
+from vault.owners.models import OwnerKind
+from vault.policy.errors import CatalogueError, UnknownMandate, UnknownServiceItem
+
+SERVICE_CATALOGUE_FILE = "service_catalogue.toml"
+MANDATES_FILE = "mandates.toml"
+MAX_GRANT_DAYS = 366
+MAX_DEFERRAL_DAYS = 3650
+
+# licence type -> field names, in the order the data lists them
+FieldsByType = Mapping[str, tuple[str, ...]]
+
+
+def field_ids(fields: Mapping[str, Iterable[str]]) -> Iterable[str]:
+    """Every field as ``<licence-type>/<field>``, the id the Cedar policies know it by."""
+    return (f"{licence_type}/{name}" for licence_type, names in fields.items() for name in names)
+
+
+class ServiceUse(Enum):
+    ONCE = "once"
+    REPEATED = "repeated"
+
+
+@dataclass(frozen=True)
+class ServiceItem:
+    code: str
+    name_zh: str
+    name_en: str
+    department: str
+    legal_basis: str
+    purpose_zh: str
+    purpose_en: str
+    fields: FieldsByType
+    max_grant_days: int
+    use: ServiceUse
+    masked: FieldsByType
+    in_full: FieldsByType
+    owner_kinds: frozenset[OwnerKind]
+
+    def needs(self, licence_type: str, field: str) -> bool:
+        return field in self.fields.get(licence_type, ())
+
+
+@dataclass(frozen=True)
+class Mandate:
+    id: str
+    name_zh: str
+    name_en: str
+    agency_categories: frozenset[str]
+    departments: frozenset[str]
+    legal_basis: str
+    requires_case_reference: bool
+    deferral_days: int
+    fields: FieldsByType
+
+    def covers(self, licence_type: str, field: str) -> bool:
+        return field in self.fields.get(licence_type, ())
+
+
+@dataclass(frozen=True)
+class ServiceCatalogue:
+    items: Mapping[str, ServiceItem]
+    mandates: Mapping[str, Mandate]
+
+    def item(self, code: str) -> ServiceItem:
+        """The service item with this code; raise UnknownServiceItem if there is none."""
+        try:
+            return self.items[code]
+        except KeyError:
+            raise UnknownServiceItem(f"no service item with code {code!r}") from None
+
+    def mandate(self, mandate_id: str) -> Mandate:
+        """The legal mandate with this id; raise UnknownMandate if there is none."""
+        try:
+            return self.mandates[mandate_id]
+        except KeyError:
+            raise UnknownMandate(f"no legal mandate with id {mandate_id!r}") from None
+
+    def items_of(self, department: str) -> tuple[ServiceItem, ...]:
+        return tuple(item for item in self.items.values() if item.department == department)
+
+
+def load_service_catalogue(policies_dir: Path, licences: LicenceCatalogue) -> ServiceCatalogue:
+    """Read service_catalogue.toml and mandates.toml under ``policies_dir``, checked against ``licences``.
+
+    Raises CatalogueError naming the file, the key and the problem for the first broken definition.
+    """
+    return ServiceCatalogue(
+        items=load_service_items(policies_dir, licences),
+        mandates=load_mandates(policies_dir, licences),
+    )
+
+
+def load_service_items(policies_dir: Path, licences: LicenceCatalogue) -> Mapping[str, ServiceItem]:
+    """The items of service_catalogue.toml by code; raises CatalogueError for the first broken one."""
+    with _catalogue_errors():
+        root = _root(policies_dir, SERVICE_CATALOGUE_FILE)
+        root.check_keys(["items"])
+        items: dict[str, ServiceItem] = {}
+        for table in root.tables("items"):
+            item = _load_item(table, licences)
+            if item.code in items:
+                raise table.error("code", f"{item.code!r} is listed twice")
+            items[item.code] = item
+        return MappingProxyType(items)
+
+
+def load_mandates(policies_dir: Path, licences: LicenceCatalogue) -> Mapping[str, Mandate]:
+    """The mandates of mandates.toml by id; raises CatalogueError for the first broken one."""
+    with _catalogue_errors():
+        root = _root(policies_dir, MANDATES_FILE)
+        root.check_keys(["mandates"])
+        mandates: dict[str, Mandate] = {}
+        for table in root.tables("mandates"):
+            mandate = _load_mandate(table, licences)
+            if mandate.id in mandates:
+                raise table.error("id", f"{mandate.id!r} is listed twice")
+            mandates[mandate.id] = mandate
+        return MappingProxyType(mandates)
+
+
+# Loading reuses the licence-type reader, so both read the same way and their messages look alike.
+
+_ITEM_KEYS = (
+    "code",
+    "name_zh",
+    "name_en",
+    "department",
+    "legal_basis",
+    "purpose_zh",
+    "purpose_en",
+    "max_grant_days",
+    "use",
+    "fields",
+)
+_MANDATE_KEYS = (
+    "id",
+    "name_zh",
+    "name_en",
+    "agency_categories",
+    "departments",
+    "legal_basis",
+    "requires_case_reference",
+    "deferral_days",
+    "fields",
+)
+_ORDINARY = (Sensitivity.PUBLIC, Sensitivity.PERSONAL)
+
+
+@contextmanager
+def _catalogue_errors() -> Iterator[None]:
+    """Turn the shared reader's LicenceTypeError into this domain's CatalogueError."""
+    try:
+        yield
+    except LicenceTypeError as error:
+        raise CatalogueError(error.file, error.key, error.problem) from None
+
+
+def _root(policies_dir: Path, name: str) -> _Table:
+    path = policies_dir / name
+    return _Table(_relative(policies_dir, path), "", _read_toml(policies_dir, path))
+
+
+def _load_item(table: _Table, licences: LicenceCatalogue) -> ServiceItem:
+    table.check_keys(_ITEM_KEYS, optional=["masked", "in_full"])
+    code = table.text("code", _CODE, _CODE_SYNTAX)
+    department = table.text("department")
+    if department not in licences.departments:
+        raise table.error("department", f"{department!r} is not a department in {DEPARTMENTS_FILE}")
+    if DepartmentRole.REQUESTER not in licences.departments[department].roles:
+        raise table.error("department", f"{department!r} does not request licences (its roles lack 'requester')")
+    max_grant_days = table.positive_integer("max_grant_days")
+    if max_grant_days is None or max_grant_days > MAX_GRANT_DAYS:
+        raise table.error("max_grant_days", f"must be at most {MAX_GRANT_DAYS}")
+
+    fields = _fields_by_type(table, "fields", licences)
+    for licence_type, names in fields.items():
+        for index, name in enumerate(names):
+            if licences.type(licence_type).field(name).sensitivity is Sensitivity.BIOMETRIC:
+                raise table.error(
+                    f"fields.{licence_type}[{index}]", f"{name!r} is biometric: it never leaves under consent"
+                )
+    owner_kinds = frozenset.intersection(*(licences.type(code).holders for code in fields))
+    if not owner_kinds:
+        raise table.error("fields", f"no owner can hold all of {', '.join(fields)}")
+
+    masked = _subset(table, "masked", fields, licences)
+    for licence_type, names in masked.items():
+        for index, name in enumerate(names):
+            field = licences.type(licence_type).field(name)
+            key = f"masked.{licence_type}[{index}]"
+            if field.sensitivity not in _ORDINARY:
+                raise table.error(key, f"{name!r} is {field.sensitivity.value} and goes out masked already")
+            if masking.parse_mask_rule(field.mask).kind is masking.MaskKind.FULL:
+                raise table.error(key, f"{name!r} has the mask rule 'full', so masking it would hide nothing")
+    in_full = _subset(table, "in_full", fields, licences)
+    for licence_type, names in in_full.items():
+        for index, name in enumerate(names):
+            sensitivity = licences.type(licence_type).field(name).sensitivity
+            if sensitivity is not Sensitivity.SENSITIVE:
+                raise table.error(
+                    f"in_full.{licence_type}[{index}]",
+                    f"{name!r} is {sensitivity.value}: only sensitive fields are listed in in_full",
+                )
+
+    return ServiceItem(
+        code=code,
+        name_zh=table.text("name_zh"),
+        name_en=table.text("name_en"),
+        department=department,
+        legal_basis=table.text("legal_basis"),
+        purpose_zh=table.text("purpose_zh"),
+        purpose_en=table.text("purpose_en"),
+        fields=fields,
+        max_grant_days=max_grant_days,
+        use=table.choice("use", ServiceUse),
+        masked=masked,
+        in_full=in_full,
+        owner_kinds=owner_kinds,
+    )
+
+
+def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:
+    table.check_keys(_MANDATE_KEYS)
+    mandate_id = table.text("id", _CODE, _CODE_SYNTAX)
+    categories = table.texts("agency_categories")
+    for index, category in enumerate(categories):
+        if not _CODE.fullmatch(category):
+            raise table.error(f"agency_categories[{index}]", f"{category!r} is not {_CODE_SYNTAX}")
+    departments = table.texts("departments")
+    for index, department in enumerate(departments):
+        if department not in licences.departments:
+            raise table.error(f"departments[{index}]", f"{department!r} is not a department in {DEPARTMENTS_FILE}")
+    deferral_days = table.data["deferral_days"]
+    if isinstance(deferral_days, bool) or not isinstance(deferral_days, int):
+        raise table.error("deferral_days", "expected an integer")
+    if not 0 <= deferral_days <= MAX_DEFERRAL_DAYS:
+        raise table.error("deferral_days", f"must be between 0 and {MAX_DEFERRAL_DAYS}")
+    return Mandate(
+        id=mandate_id,
+        name_zh=table.text("name_zh"),
+        name_en=table.text("name_en"),
+        agency_categories=frozenset(categories),
+        departments=frozenset(departments),
+        legal_basis=table.text("legal_basis"),
+        requires_case_reference=table.boolean("requires_case_reference", default=True),
+        deferral_days=deferral_days,
+        fields=_fields_by_type(table, "fields", licences),
+    )
+
+
+def _sub_table(table: _Table, key: str) -> _Table:
+    data = table.data[key]
+    if not isinstance(data, dict):
+        raise table.error(key, "expected a table of licence type = [fields]")
+    return _Table(table.file, table.key(key), data)
+
+
+def _fields_by_type(table: _Table, key: str, licences: LicenceCatalogue) -> FieldsByType:
+    """A table of licence type = [field, ...], every type and field checked against the licence catalogue."""
+    sub = _sub_table(table, key)
+    if not sub.data:
+        raise table.error(key, "must name at least one licence type")
+    fields: dict[str, tuple[str, ...]] = {}
+    for licence_type in sub.data:
+        if licence_type not in licences.types:
+            raise sub.error(licence_type, f"{licence_type!r} is not a licence type under licence_types/")
+        names = sub.texts(licence_type)
+        known = licences.type(licence_type).field_names
+        for index, name in enumerate(names):
+            if name not in known:
+                raise sub.error(f"{licence_type}[{index}]", f"{name!r} is not a field of {licence_type}")
+        fields[licence_type] = names
+    return MappingProxyType(fields)
+
+
+def _subset(table: _Table, key: str, fields: FieldsByType, licences: LicenceCatalogue) -> FieldsByType:
+    """An optional table of licence type = [field, ...] naming only fields the item lists under ``fields``."""
+    if key not in table.data:
+        return MappingProxyType({})
+    subset = _fields_by_type(table, key, licences)
+    for licence_type, names in subset.items():
+        for index, name in enumerate(names):
+            if name not in fields.get(licence_type, ()):
+                raise table.error(f"{key}.{licence_type}[{index}]", f"{name!r} is not among the item's fields")
+    return subset
