@@ -29,7 +29,8 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, then the whole suite (PostgreSQL too when VAULT_TEST_POSTGRES_URL is set)
+test: lint ## lint, check policies/, then the whole suite (PostgreSQL too when VAULT_TEST_POSTGRES_URL is set)
+	$(BIN)/vault policy check
 	$(BIN)/pytest
 
 bench: $(STAMP) ## benchmarks; each prints its figures

@@ -13,16 +13,31 @@ from pathlib import Path
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
+from vault.consent.errors import ConsentError
 from vault.crypto.errors import CryptoError
 from vault.db import SchemaError, current_revision, head_revision, upgrade
 from vault.licences.errors import LicenceError
 from vault.logs import configure
+from vault.oauth.errors import AgencyError
 from vault.owners.errors import OwnerError
 from vault.owners.models import RepresentativeRole
+from vault.policy.errors import PolicyError
 from vault.wiring import Vault, build_vault
 
 OPERATOR = "operator:cli"
-EXPECTED_ERRORS = (ConfigError, SchemaError, CryptoError, OwnerError, AuditError, LicenceError, ValueError, OSError)
+EXPECTED_ERRORS = (
+    ConfigError,
+    SchemaError,
+    CryptoError,
+    OwnerError,
+    AuditError,
+    LicenceError,
+    AgencyError,
+    PolicyError,
+    ConsentError,
+    ValueError,
+    OSError,
+)
 
 Handler = Callable[[Vault, argparse.Namespace], int]
 
@@ -282,6 +297,65 @@ def issuers_rotate_key(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+# policy and agencies
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from vault.config import PROJECT_ROOT
+    from vault.policy.check import check
+
+    directory = Path(args.directory) if args.directory else PROJECT_ROOT / "policies"
+    problems = check(directory)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"ok: licence types, service catalogue, mandates and Cedar policies in {directory} are valid")
+    return 0
+
+
+def agencies_add(vault: Vault, args: argparse.Namespace) -> int:
+    jwks = json.loads(Path(args.jwks).read_text(encoding="utf-8")) if args.jwks else None
+    with vault.db.session() as session:
+        agency, secret = vault.agencies.register(
+            session,
+            client_id=args.client_id,
+            name_zh=args.name_zh,
+            name_en=args.name_en,
+            category=args.category,
+            department=args.department,
+            service_items=args.service_item or [],
+            redirect_uris=args.redirect_uri or [],
+            grant_types=args.grant_type or [],
+            scopes=args.scope or [],
+            auth_method="private_key_jwt" if jwks else "client_secret_basic",
+            jwks=jwks,
+            actor=OPERATOR,
+        )
+    print(f"registered {agency.client_id}")
+    if secret:
+        print(f"client secret (shown once, stored hashed): {secret}")
+    return 0
+
+
+def agencies_list(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        for agency in vault.agencies.all(session):
+            state = "SUSPENDED" if agency.suspended_at else "active"
+            print(f"{agency.client_id:<32} {agency.category:<14} {agency.department:<20} {state:<9} {agency.name_en}")
+    return 0
+
+
+def agencies_suspend(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        if args.reinstate:
+            vault.agencies.reinstate(session, args.client_id, actor=OPERATOR)
+        else:
+            vault.agencies.suspend(session, args.client_id, actor=OPERATOR, reason=args.reason)
+    print(f"{args.client_id} {'reinstated' if args.reinstate else 'suspended'}")
+    return 0
+
+
 # demo and serve
 
 
@@ -408,6 +482,31 @@ def parser() -> argparse.ArgumentParser:
     rotate_issuer = issuers.add_parser("rotate-key", help="a new signing key for an issuer")
     rotate_issuer.add_argument("code")
     rotate_issuer.set_defaults(run=_with_vault(issuers_rotate_key))
+
+    policy = group("policy", "Cedar policies and the catalogues they reason on")
+    check = policy.add_parser("check", help="validate policies/ (exit 1 naming file and line)")
+    check.add_argument("directory", nargs="?", help="default: the project's policies/")
+    check.set_defaults(run=cmd_policy_check)
+
+    agencies = group("agencies", "requesting agencies and their OAuth clients")
+    add = agencies.add_parser("add", help="register an agency")
+    add.add_argument("--client-id", required=True)
+    add.add_argument("--name-zh", required=True)
+    add.add_argument("--name-en", required=True)
+    add.add_argument("--category", required=True, help="e.g. police, traffic, transport, housing")
+    add.add_argument("--department", required=True, help="a department code from policies/departments.toml")
+    add.add_argument("--service-item", action="append", help="a service item it performs (repeatable)")
+    add.add_argument("--redirect-uri", action="append", help="exact redirect URI (repeatable)")
+    add.add_argument("--grant-type", action="append", help="authorization_code, refresh_token, client_credentials, …")
+    add.add_argument("--scope", action="append", help="consent:request, licences:read, licences:verify, …")
+    add.add_argument("--jwks", help="a JSON file with its public keys: private_key_jwt instead of a secret")
+    add.set_defaults(run=_with_vault(agencies_add))
+    agencies.add_parser("list", help="registered agencies").set_defaults(run=_with_vault(agencies_list))
+    suspend = agencies.add_parser("suspend", help="suspend an agency: it authenticates and reads nothing")
+    suspend.add_argument("client_id")
+    suspend.add_argument("--reason", default="suspended by an operator")
+    suspend.add_argument("--reinstate", action="store_true", help="lift a suspension instead")
+    suspend.set_defaults(run=_with_vault(agencies_suspend))
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlmodel import func, select
 
@@ -180,6 +181,92 @@ def demo_licences() -> list[tuple[str, str, dict[str, object]]]:
     return result
 
 
+@dataclass(frozen=True)
+class DemoAgency:
+    client_id: str
+    name_zh: str
+    name_en: str
+    category: str
+    department: str
+    grant_types: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+    @property
+    def secret(self) -> str:
+        return f"demo-secret-{self.client_id}"
+
+
+AGENCY_REDIRECT = "http://127.0.0.1:8001/callback"
+AGENCIES = (
+    DemoAgency(
+        "traffic-police-vehicle-office",
+        "演示市公安局交通管理局车辆管理所",
+        "Demo City Traffic Police Vehicle Office",
+        "traffic",
+        "traffic-police",
+        ("authorization_code", "refresh_token", "urn:openid:params:grant-type:ciba"),
+        ("consent:request", "licences:read"),
+    ),
+    DemoAgency(
+        "transport-bureau",
+        "演示市交通运输局",
+        "Demo City Transport Bureau",
+        "transport",
+        "transport",
+        ("authorization_code", "refresh_token", "urn:openid:params:grant-type:ciba"),
+        ("consent:request", "licences:read"),
+    ),
+    DemoAgency(
+        "housing-bureau",
+        "演示市住房和城乡建设局",
+        "Demo City Housing Bureau",
+        "housing",
+        "housing",
+        ("authorization_code", "refresh_token", "urn:openid:params:grant-type:ciba"),
+        ("consent:request", "licences:read"),
+    ),
+    DemoAgency(
+        "police-investigation",
+        "演示市公安局刑事侦查支队",
+        "Demo City Police Criminal Investigation",
+        "police",
+        "public-security",
+        ("client_credentials",),
+        ("licences:read", "licences:verify"),
+    ),
+    DemoAgency(
+        "approval-hall",
+        "演示市政务服务中心",
+        "Demo City Government Service Centre",
+        "service-centre",
+        "market-regulation",
+        ("client_credentials",),
+        ("licences:verify",),
+    ),
+)
+
+
+def create_demo_agencies(vault: Vault, session: Any) -> None:
+    for agency in AGENCIES:
+        items = [i.code for i in vault.policy.catalogue.items_of(agency.department)]
+        redirect = [AGENCY_REDIRECT] if "authorization_code" in agency.grant_types else []
+        vault.agencies.register(
+            session,
+            client_id=agency.client_id,
+            name_zh=agency.name_zh,
+            name_en=agency.name_en,
+            category=agency.category,
+            department=agency.department,
+            service_items=items if "consent:request" in agency.scopes else [],
+            redirect_uris=redirect,
+            grant_types=list(agency.grant_types),
+            scopes=list(agency.scopes),
+            auth_method="client_secret_basic",
+            secret=agency.secret,
+            actor=ACTOR,
+        )
+
+
 def create_demo(vault: Vault, *, only_if_empty: bool = False) -> str:
     """Create the demo population; with only_if_empty, leave a database that has owners alone."""
     accounts = AccountService(vault.keys)
@@ -212,6 +299,7 @@ def create_demo(vault: Vault, *, only_if_empty: bool = False) -> str:
                 owner_id=persons[p.key].id,
             )
         accounts.create(session, login=STAFF_LOGIN, password=STAFF_PASSWORD, role=AccountRole.STAFF)
+        create_demo_agencies(vault, session)
         owners = {**persons, **enterprises}
         licences = demo_licences()
         for owner_key, type_code, values in licences:
@@ -233,7 +321,11 @@ def banner(settings: Settings) -> str:
     lines = [
         "",
         f"Consent Vault ({settings.mode.value} mode) on {url}",
-        f"  health            {url}/healthz   readiness {url}/readyz",
+        f"  citizens and enterprise representatives   {url}/",
+        f"  compliance console                        {url}/console",
+        f"  OAuth metadata (agencies)                 {url}/.well-known/oauth-authorization-server",
+        f"  GraphQL API                               {url}/graphql",
+        f"  health                                    {url}/healthz   readiness {url}/readyz",
         "",
         "Demo logins (synthetic people; every citizen's password is " + repr(CITIZEN_PASSWORD) + "):",
     ]
@@ -242,5 +334,9 @@ def banner(settings: Settings) -> str:
         extra = f"  ({reps[p.key]})" if p.key in reps else ""
         lines.append(f"  citizen   {p.id_number}  {p.name}{extra}")
     lines.append(f"  staff     {STAFF_LOGIN} / {STAFF_PASSWORD}")
+    lines.append("")
+    lines.append("Demo agencies (OAuth clients, client_secret_basic; secret = demo-secret-<client id>):")
+    for agency in AGENCIES:
+        lines.append(f"  {agency.client_id:<30} {agency.name_en}")
     lines.append("")
     return "\n".join(lines)

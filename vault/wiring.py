@@ -7,15 +7,21 @@ from datetime import timedelta
 
 from vault.audit.services import AuditLog
 from vault.config import Settings
+from vault.consent.services import ConsentService
 from vault.crypto.keyring import Keyring, load_keyring
-from vault.crypto.services import BLIND_INDEX, VAULT_SIGNING, KeyService
+from vault.crypto.services import BLIND_INDEX, VAULT_SIGNING, WEB_FORM_CSRF, KeyService
 from vault.db import Database, assert_sqlite_pragmas, check_schema, make_engine
 from vault.licences.issuers import IssuerRegistry
 from vault.licences.issuers import purpose as issuer_purpose
 from vault.licences.services import LicenceService
 from vault.licences.status import StatusLists
 from vault.licences.types import LicenceCatalogue, load_catalogue
+from vault.oauth.agencies import AgencyRegistry
+from vault.oauth.grants import OAuthContext
+from vault.oauth.server import OAuthService
+from vault.oauth.tokens import TokenService
 from vault.owners.services import OwnerService
+from vault.policy.engine import PolicyEngine
 
 
 @dataclass
@@ -30,6 +36,11 @@ class Vault:
     issuers: IssuerRegistry
     status_lists: StatusLists
     licences: LicenceService
+    policy: PolicyEngine
+    agencies: AgencyRegistry
+    tokens: TokenService
+    consent: ConsentService
+    oauth: OAuthService
 
     def close(self) -> None:
         self.db.engine.dispose()
@@ -50,8 +61,16 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     issuers = IssuerRegistry(keys, catalogue, settings.public_url)
     if check:
         with db.session() as session:
-            keys.ensure(session, [BLIND_INDEX, VAULT_SIGNING, *(issuer_purpose(c) for c in issuers.codes())])
+            keys.ensure(
+                session, [BLIND_INDEX, VAULT_SIGNING, WEB_FORM_CSRF, *(issuer_purpose(c) for c in issuers.codes())]
+            )
     status_lists = StatusLists(issuers)
+    policy = PolicyEngine.load(settings.policies_dir, catalogue)  # broken policies stop start-up: file and line
+    agencies = AgencyRegistry(audit, policy)
+    tokens = TokenService()
+    consent = ConsentService(keys, audit, policy, owners, agencies, settings.public_url)
+    consent.revocation_listeners.append(tokens.revoke_grant)
+    oauth = OAuthService(OAuthContext(consent, tokens, audit, agencies, policy, settings.public_url))
     return Vault(
         settings=settings,
         db=db,
@@ -63,4 +82,9 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
         issuers=issuers,
         status_lists=status_lists,
         licences=LicenceService(keys, audit, catalogue, issuers, status_lists),
+        policy=policy,
+        agencies=agencies,
+        tokens=tokens,
+        consent=consent,
+        oauth=oauth,
     )

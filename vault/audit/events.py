@@ -11,9 +11,20 @@ from typing import Any
 
 
 class Action(StrEnum):
+    AGENCY_REGISTERED = "agency.registered"
+    AGENCY_SUSPENDED = "agency.suspended"
+    AGENCY_REINSTATED = "agency.reinstated"
     AUDIT_CHECKPOINT = "audit.checkpoint"
+    CONSENT_APPROVED = "consent.approved"
+    CONSENT_DENIED = "consent.denied"
+    CONSENT_EXPIRED = "consent.expired"
+    CONSENT_REQUESTED = "consent.requested"
     FIELDS_DENIED = "fields.denied"
     FIELDS_RELEASED = "fields.released"
+    GRANT_ACTIVATED = "grant.activated"
+    GRANT_EXHAUSTED = "grant.exhausted"
+    GRANT_EXPIRED = "grant.expired"
+    GRANT_REVOKED = "grant.revoked"
     KEYS_RETIRED = "keys.retired"
     KEYS_ROTATED = "keys.rotated"
     LICENCE_ACTIVATED = "licence.activated"
@@ -28,6 +39,10 @@ class Action(StrEnum):
     OWNER_ERASED = "owner.erased"
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
     REPRESENTATIVE_ADDED = "representative.added"
+    TOKEN_CODE_REPLAYED = "token.code_replayed"
+    TOKEN_ISSUED = "token.issued"
+    TOKEN_REFRESH_REPLAYED = "token.refresh_replayed"
+    TOKEN_REVOKED = "token.revoked"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from vault.crypto.models import OwnerKey, SystemKey
 
 BLIND_INDEX = "blind-index"
 VAULT_SIGNING = "vault-signing"
+WEB_FORM_CSRF = "web-form-csrf"
 ROTATION_BATCH = 500
 _PG_KEY_LOCK = 0x6B657973  # serialises first creation of system keys across processes
 

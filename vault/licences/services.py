@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -225,9 +225,15 @@ class LicenceService:
         self._apply_validity(session, licence, utcnow().date())
         return licence
 
-    def _apply_validity(self, session: Session, licence: Licence, today: date) -> None:
+    def apply_validity(self, session: Session, licence: Licence, version: LicenceVersion) -> None:
+        """Apply validity to a licence loaded with its current version: no statement unless its state changes."""
+        self._apply_validity(session, licence, utcnow().date(), version)
+
+    def _apply_validity(
+        self, session: Session, licence: Licence, today: date, version: LicenceVersion | None = None
+    ) -> None:
         if licence.state == LicenceState.ISSUED:
-            version = self.current_version(session, licence)
+            version = version or self.current_version(session, licence)
             if version.valid_from is None or version.valid_from <= today:
                 self._step(session, licence, Step.ACTIVATE, "system")
         if (
@@ -354,14 +360,46 @@ class LicenceService:
     ) -> dict[str, str]:
         """Decrypt exactly the named fields' disclosures: nothing else of the licence is opened."""
         wanted = list(dict.fromkeys(names))
-        rows = session.scalars(
-            select(LicenceField).where(LicenceField.version_id == version.id, col(LicenceField.name).in_(wanted))
-        ).all()
-        found = {r.name: dek.decrypt_text(r.disclosure_ct, self._ctx(licence.owner_id, version, r.name)) for r in rows}
+        found = self.open_disclosures(session, licence.owner_id, [(version, wanted)], dek).get(version.id, {})
         missing = [n for n in wanted if n not in found and n not in self.catalogue.type(licence.type_code).field_names]
         if missing:
             raise sdjwt.UnknownField(missing[0])
         return found
+
+    def open_disclosures(
+        self,
+        session: Session,
+        owner_id: uuid.UUID,
+        wanted: Sequence[tuple[LicenceVersion, Collection[str]]],
+        dek: DataKey,
+    ) -> dict[uuid.UUID, dict[str, str]]:
+        """Decrypt exactly the named disclosures of several versions of one owner's licences, in one statement.
+
+        Returns version id -> field name -> disclosure; a name the version has no field for is left out. Rows
+        fetched for a name wanted only of another version stay sealed.
+        """
+        by_id = {version.id: (version, set(names)) for version, names in wanted if names}
+        if not by_id:
+            return {}
+        names = sorted(set().union(*(n for _, n in by_id.values())))
+        rows = session.execute(
+            select(LicenceField.version_id, LicenceField.name, LicenceField.disclosure_ct).where(
+                LicenceField.owner_id == owner_id,
+                col(LicenceField.version_id).in_(list(by_id)),
+                col(LicenceField.name).in_(names),
+            )
+        ).all()
+        found: dict[uuid.UUID, dict[str, str]] = {}
+        for version_id, name, ciphertext in rows:
+            version, chosen = by_id[version_id]
+            if name in chosen:
+                opened = dek.decrypt_text(ciphertext, self._ctx(owner_id, version, name))
+                found.setdefault(version_id, {})[name] = opened
+        return found
+
+    def issuer_jwt(self, version: LicenceVersion, dek: DataKey) -> str:
+        """The version's issuer-signed JWT (no field values in it: only salted digests)."""
+        return dek.decrypt_text(version.jwt_ct, self._ctx(version.owner_id, version, JWT_FIELD))
 
     def values(
         self,
@@ -388,7 +426,7 @@ class LicenceService:
         names = list(dict.fromkeys(fields))
         version = self.current_version(session, licence)
         dek = self.keys.owner_key(session, licence.owner_id)
-        jwt = dek.decrypt_text(version.jwt_ct, self._ctx(licence.owner_id, version, JWT_FIELD))
+        jwt = self.issuer_jwt(version, dek)
         disclosures = self._disclosures(session, licence, names, version, dek)
         self.audit.append(
             session,
@@ -402,17 +440,25 @@ class LicenceService:
                 purpose=purpose,
             ),
         )
-        return jwt + "~" + "".join(d + "~" for d in disclosures.values())
+        return presentation_of(jwt, disclosures.values())
 
     # verifying
 
     def verify(self, session: Session, presentation: str, now: int | None = None) -> Verified:
         """Verify as an agency would offline, with this vault's published issuer metadata and status lists."""
+        return self.verify_many(session, [presentation], now)[0]
+
+    def verify_many(self, session: Session, presentations: Sequence[str], now: int | None = None) -> list[Verified]:
+        """verify() for several presentations, reading the issuer metadata and status lists once."""
         metadata = {self.issuers.issuer_id(c): self.issuers.metadata(session, c) for c in self.issuers.codes()}
         lists = {self.status_lists.uri(c): self.status_lists.token(session, c) for c in self.issuers.codes()}
-        return verify_offline(
-            presentation, issuer_metadata=metadata, status_lists=lists, now=now if now is not None else int(time.time())
-        )
+        at = now if now is not None else int(time.time())
+        return [verify_offline(p, issuer_metadata=metadata, status_lists=lists, now=at) for p in presentations]
+
+
+def presentation_of(jwt: str, disclosures: Iterable[str]) -> str:
+    """An SD-JWT presentation: the issuer JWT with exactly these disclosures (no key binding)."""
+    return jwt + "~" + "".join(d + "~" for d in disclosures)
 
 
 def presentation_fields(presentation: str) -> list[str]:

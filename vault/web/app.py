@@ -1,4 +1,4 @@
-"""The Starlette application: health endpoints now; pages, OAuth and GraphQL mount here as they arrive."""
+"""The Starlette application: health endpoints and the web pages; OAuth and GraphQL mount here as they arrive."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vault import maintenance
+from vault.api import app as api
 from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
-from vault.web import wellknown
+from vault.oauth import endpoints as oauth_endpoints
+from vault.web import consent as consent_pages
+from vault.web import pages, wellknown
 from vault.wiring import Vault, build_vault
 
 log = logging.getLogger("vault.web")
@@ -73,7 +76,17 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
 
     app = Starlette(
         debug=False,
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), *wellknown.routes],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            *wellknown.routes,
+            *oauth_endpoints.routes,
+            *consent_pages.routes,
+            *api.routes,
+            *pages.routes,
+        ],
+        middleware=pages.middleware(settings),
+        exception_handlers=pages.exception_handlers,
         lifespan=lifespan,
     )
     app.state.vault = the_vault

@@ -1,0 +1,157 @@
+"""The GraphQL lines of the security checklist that are about abuse limits and hardening (OWASP GraphQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.oauth_helpers import BASE
+from tests.unit.api.support import HALL, client_token, errors_by_code, gql, identifier, police_token
+from vault.api.limits import MAX_ALIASES, MAX_BODY_BYTES, MAX_DEPTH, MAX_PRESENTATIONS, MAX_TOKENS
+from vault.config import Mode
+from vault.web.app import create_app
+from vault.wiring import Vault
+
+INTROSPECTION = "{ __schema { queryType { name } types { name } } }"
+
+
+@pytest.fixture
+def vault(demo_vault: Vault) -> Vault:
+    return demo_vault
+
+
+@pytest.fixture
+def http(vault: Vault) -> Iterator[TestClient]:
+    with TestClient(create_app(vault=vault), base_url=BASE) as client:
+        yield client
+
+
+@pytest.fixture
+def production(vault: Vault) -> Iterator[TestClient]:
+    hardened = dataclasses.replace(vault, settings=dataclasses.replace(vault.settings, mode=Mode.PRODUCTION))
+    with TestClient(create_app(vault=hardened), base_url=BASE) as client:
+        yield client
+
+
+@pytest.fixture
+def token(http: TestClient) -> str:
+    return police_token(http)
+
+
+def messages(body: dict[str, object]) -> list[str]:
+    return [str(e["message"]) for e in body.get("errors") or []]  # type: ignore[union-attr,index]
+
+
+def test_depth_is_limited(http: TestClient, token: str) -> None:
+    deep = "{ licences { issuer { code { a { b { c { d } } } } } } }"
+    body = gql(http, token, deep).json()
+    assert body["data"] is None
+    assert any(f"the limit is {MAX_DEPTH}" in m for m in messages(body))
+
+
+def test_recursive_fragments_are_a_validation_error_not_a_500(http: TestClient, token: str) -> None:
+    query = "{ licences { ...A } } fragment A on Licence { issuer { code } ...B } fragment B on Licence { ...A }"
+    response = gql(http, token, query)
+    assert response.status_code == 200 and response.json()["data"] is None
+    assert any("Cannot spread fragment" in m for m in messages(response.json()))
+    unknown = gql(http, token, "{ licences { ...Missing } }")
+    assert unknown.status_code == 200 and any("Unknown fragment" in m for m in messages(unknown.json()))
+
+
+def test_fragments_that_multiply_are_measured_without_expanding_them(http: TestClient, token: str) -> None:
+    # 2**12 expanded copies of one aliased field: caught by arithmetic, answered at once
+    chain = " ".join(f"fragment F{i} on Licence {{ ...F{i + 1} ...F{i + 1} }}" for i in range(12))
+    query = "{ licences { ...F0 } } " + chain + " fragment F12 on Licence { t: type }"
+    body = gql(http, token, query).json()
+    assert body["data"] is None and any("aliases" in m for m in messages(body))
+
+
+def test_aliases_are_limited(http: TestClient, token: str) -> None:
+    fields = " ".join(f"a{i}: licences(owner: $o) {{ type }}" for i in range(MAX_ALIASES + 1))
+    body = gql(http, token, f"query($o: String!) {{ {fields} }}", {"o": identifier()}).json()
+    assert body["data"] is None and any(f"the limit is {MAX_ALIASES}" in m for m in messages(body))
+    fields = " ".join(f"a{i}: licences(owner: $o) {{ type }}" for i in range(MAX_ALIASES))
+    assert "errors" not in gql(http, token, f"query($o: String!) {{ {fields} }}", {"o": identifier()}).json()
+
+
+def test_tokens_are_limited(http: TestClient, token: str) -> None:
+    query = '{ licences(owner: "x") { ' + " ".join(["type"] * MAX_TOKENS) + " } }"
+    body = gql(http, token, query).json()
+    assert body["data"] is None and any(f"more than {MAX_TOKENS} tokens" in m for m in messages(body))
+
+
+def test_the_request_body_is_capped(http: TestClient, token: str) -> None:
+    padding = "x" * MAX_BODY_BYTES
+    response = gql(http, token, "query($p: String!) { verifyLicence(presentation: $p) { valid } }", {"p": padding})
+    assert response.status_code == 413
+    streamed = http.post(
+        "/graphql",
+        content=iter([b"{", b" " * MAX_BODY_BYTES, b"}"]),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    assert streamed.status_code == 413
+
+
+def test_batching_is_refused(http: TestClient, token: str) -> None:
+    batch = json.dumps([{"query": "{ __typename }"}, {"query": "{ __typename }"}])
+    response = http.post(
+        "/graphql", content=batch, headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 400 and "batching" in response.json()["errors"][0]["message"]
+
+
+def test_list_arguments_are_clamped(http: TestClient) -> None:
+    token = client_token(http, HALL, "licences:verify")
+    many = ["x"] * (MAX_PRESENTATIONS + 1)
+    query = "query($p: [String!]!) { verifyLicences(presentations: $p) { valid } }"
+    body = gql(http, token, query, {"p": many}).json()
+    assert errors_by_code(body)["BAD_USER_INPUT"][0]["extensions"]["argument"] == "presentations"
+    police = police_token(http)
+    names = [f"n{i}" for i in range(200)]
+    query = "query($o: String!, $n: [String!]) { licences(owner: $o) { fields(names: $n) { value } } }"
+    assert errors_by_code(gql(http, police, query, {"o": identifier(), "n": names}).json())["BAD_USER_INPUT"]
+
+
+def test_only_post_with_application_json(http: TestClient, token: str) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    get = http.get("/graphql", params={"query": "{ __typename }"}, headers=auth)
+    assert get.status_code == 405 and get.headers["allow"] == "POST"
+    form = http.post("/graphql", data={"query": "{ __typename }"}, headers=auth)
+    assert form.status_code == 415
+    text = http.post("/graphql", content='{"query": "{ __typename }"}', headers={**auth, "Content-Type": "text/plain"})
+    assert text.status_code == 415
+    assert http.put("/graphql", json={"query": "{ __typename }"}, headers=auth).status_code == 405
+
+
+def test_production_has_no_introspection_and_no_ide(production: TestClient) -> None:
+    token = police_token(production)
+    body = gql(production, token, INTROSPECTION).json()
+    assert body["data"] is None and any("introspection" in m for m in messages(body))
+    assert gql(production, token, "{ __typename }").json() == {"data": {"__typename": "Query"}}
+    ide = production.get("/graphql", headers={"Accept": "text/html"})
+    assert ide.status_code == 405 and "graphiql" not in ide.text.lower()
+
+
+def test_development_keeps_graphiql_and_introspection(http: TestClient, token: str) -> None:
+    ide = http.get("/graphql", headers={"Accept": "text/html"})
+    assert ide.status_code == 200 and "graphiql" in ide.text.lower()
+    csp = ide.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "'nonce-" in csp and "unsafe-eval" not in csp
+    assert gql(http, token, INTROSPECTION).json()["data"]["__schema"]["queryType"] == {"name": "Query"}
+
+
+def test_no_did_you_mean_suggestions(production: TestClient) -> None:
+    token = police_token(production)
+    body = gql(production, token, '{ licence { typ } verifyLicence(presentaton: "x") { vaild } }').json()
+    assert body["data"] is None and messages(body)
+    assert not any("Did you mean" in m or "did you mean" in m for m in messages(body))
+
+
+def test_responses_are_not_cached(http: TestClient, token: str) -> None:
+    response = gql(http, token, "{ __typename }")
+    assert response.headers["cache-control"] == "no-store"
+    assert gql(http, None, "{ __typename }").headers["cache-control"] == "no-store"

@@ -1,0 +1,226 @@
+"""POST /graphql: Strawberry's ASGI view, run the vault's way.
+
+- Only POST with Content-Type application/json, one operation per request (no batching, no GET); the body is
+  capped before it is read. In development mode a browser's GET shows GraphiQL; production has neither the IDE
+  nor introspection.
+- Every request is authenticated by introspecting its bearer token in-process. A missing or dead token is
+  answered with HTTP 401 and a GraphQL error whose extensions.code is UNAUTHENTICATED.
+- The whole operation executes synchronously in one worker thread, inside one unit of work (decision 0001):
+  authentication, resolvers, and finally the request's access events, all committed together. If the access
+  events cannot be written the request is rolled back and answers HTTP 500 with no data.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from graphql import GraphQLError
+from vault.api.context import RequestInfo, bearer_token, get_context
+from vault.api.errors import AccessLogUnavailable, Unauthenticated, error_result_body, internal_error
+from vault.api.limits import BodyLimit
+from vault.api.schema import build_schema
+from vault.oauth.adapter import unit_of_work
+from vault.wiring import Vault
+
+log = logging.getLogger("vault.api")
+PATH = "/graphql"
+ALLOWED_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+IDE_CSP = (
+    "default-src 'none'; script-src 'nonce-{nonce}' https://unpkg.com; style-src 'unsafe-inline' https://unpkg.com; "
+    "font-src https://unpkg.com; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'; form-action 'none'"
+)
+
+
+@dataclass
+class Outcome:
+    result: ExecutionResult
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _failure(message: str, extensions: dict[str, Any], status: int, **headers: str) -> Outcome:
+    return Outcome(ExecutionResult(data=None, errors=[GraphQLError(message, extensions=extensions)]), status, headers)
+
+
+def _unauthenticated(error: Unauthenticated, *, token_given: bool) -> Outcome:
+    challenge = 'Bearer realm="vault", error="invalid_token"' if token_given else 'Bearer realm="vault"'
+    return _failure(error.message, error.extensions, 401, **{"WWW-Authenticate": challenge})
+
+
+_SQLITE_TURN = threading.Lock()
+
+
+@contextmanager
+def _turn(vault: Vault) -> Iterator[None]:
+    if vault.db.engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_TURN:
+        yield
+
+
+def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
+    """Authenticate, execute and record the request in one unit of work, in the calling (worker) thread."""
+    vault = request.vault
+    try:
+        with _turn(vault), unit_of_work(vault.db) as session:
+            try:
+                context = get_context(request, session)
+            except Unauthenticated as error:
+                return _unauthenticated(error, token_given=True)  # committing what it found (a grant expired)
+            result = view.schema.execute_sync(
+                data.query,
+                variable_values=data.variables,
+                context_value=context,
+                operation_name=data.operation_name,
+                allowed_operation_types=ALLOWED_OPERATIONS,
+                operation_extensions=data.extensions,
+            )
+            try:
+                context.reads.flush(
+                    session,
+                    vault,
+                    client_id=context.token.client_id,
+                    authority=context.read_authority,
+                    request_id=request.request_id,
+                )
+            except Exception as error:
+                raise AccessLogUnavailable from error
+            return Outcome(result)
+    except MissingQueryError:
+        raise HTTPException(400, "no GraphQL query in the request") from None
+    except (CannotGetOperationTypeError, InvalidOperationTypeError) as error:
+        raise HTTPException(400, str(error) or "the operation cannot be run") from None
+    except Exception as error:
+        # nothing of the request was committed: no data leaves without its access event
+        log.error("request %s failed and was rolled back", request.request_id, exc_info=error)
+        return Outcome(ExecutionResult(data=None, errors=[internal_error(request.request_id)]), 500)
+
+
+class GraphQLView(GraphQL[RequestInfo, None]):
+    def __init__(self, *, production: bool) -> None:
+        super().__init__(
+            build_schema(production=production),
+            graphql_ide=None if production else "graphiql",
+            allow_queries_via_get=False,
+            subscription_protocols=(),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        ide = self.graphql_ide is not None and self.should_render_graphql_ide(self.request_adapter_class(request))
+        response: Response
+        if request.method != "POST" and not ide:
+            body = error_result_body("GraphQL operations are sent with POST", "METHOD_NOT_ALLOWED")
+            response = JSONResponse(body, status_code=405, headers={"Allow": "POST"})
+        else:
+            try:
+                response = await self.run(request)
+            except HTTPException as error:
+                response = JSONResponse(error_result_body(error.reason, "BAD_REQUEST"), status_code=error.status_code)
+        response.headers.setdefault("Cache-Control", "no-store")
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request | Any, response: Response | Any) -> RequestInfo:
+        vault: Vault = request.app.state.vault
+        return RequestInfo(vault, bearer_token(request.headers.get("authorization")), uuid.uuid4().hex)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        nonce = secrets.token_urlsafe(18)
+        html = self.graphql_ide_html.replace("<script>", f'<script nonce="{nonce}">')
+        html = html.replace("<script\n", f'<script nonce="{nonce}"\n')
+        return HTMLResponse(html, headers={"Content-Security-Policy": IDE_CSP.format(nonce=nonce)})
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        content_type, _ = parse_content_type(request.content_type or "")
+        if content_type != "application/json":
+            raise HTTPException(415, "GraphQL operations are sent as application/json")
+        try:
+            data = json.loads(await request.get_body())
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if isinstance(data, list):
+            raise HTTPException(400, "batching is not supported: send one operation per request")
+        if not isinstance(data, dict):
+            raise HTTPException(400, "the body must be a JSON object")
+        query, variables, extensions = data.get("query"), data.get("variables"), data.get("extensions")
+        operation = data.get("operationName")
+        if (
+            not isinstance(query, str)
+            or not isinstance(variables, dict | None)
+            or not isinstance(operation, str | None)
+        ):
+            raise HTTPException(400, "query must be a string, variables an object, operationName a string")
+        return GraphQLRequestData(
+            query=query,
+            variables=variables,
+            operation_name=operation,
+            extensions=extensions if isinstance(extensions, dict) else None,
+        )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: RequestInfo,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        if context.bearer is None:
+            outcome = _unauthenticated(
+                Unauthenticated("an access token is required (Authorization: Bearer)"), token_given=False
+            )
+        else:
+            outcome = await run_in_threadpool(execute, self, context, request_data)
+        if outcome.status is not None:
+            sub_response.status_code = outcome.status
+        for name, value in outcome.headers.items():
+            sub_response.headers[name] = value
+        return outcome.result
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+class GraphQLEndpoint:
+    """The /graphql ASGI app: one view per mode, built on first use, behind the request body limit."""
+
+    def __init__(self) -> None:
+        self._apps: dict[bool, ASGIApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        vault: Vault = scope["app"].state.vault
+        production = vault.settings.is_production
+        if production not in self._apps:
+            self._apps[production] = BodyLimit(GraphQLView(production=production))
+        await self._apps[production](scope, receive, send)
+
+
+routes = [Route(PATH, GraphQLEndpoint())]

@@ -1,0 +1,343 @@
+"""The agency read: an owner's licences, field by field, as policy releases them, each with its presentation.
+
+One `licences` field is resolved in a fixed number of statements whatever the number of licences:
+- the fields the query asks for are read off its selection, and policy decides each (licence type, field) once
+  per request, in one Cedar batch, before any row is loaded;
+- only licence types with something to release are loaded, for the one owner, in one statement (other owners
+  never reach a resolver);
+- the released fields' disclosures of every licence are fetched together by a per-request loader, and only they
+  are decrypted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import strawberry
+from sqlalchemy import and_
+from sqlmodel import col, select
+from strawberry.types import Info
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+from vault.api.context import Context
+from vault.api.errors import BadUserInput, FieldForbidden
+from vault.api.limits import MAX_FIELD_NAMES, MAX_LICENCES_PER_OWNER, MAX_TYPES, check_list
+from vault.api.loaders import Opening
+from vault.api.reads import NO_SUCH_OWNER, Authority, find_owner
+from vault.licences import sdjwt
+from vault.licences.lifecycle import LicenceState
+from vault.licences.models import Licence as LicenceRow
+from vault.licences.models import LicenceVersion
+from vault.licences.services import presentation_of
+from vault.licences.types import LicenceType
+from vault.oauth.scopes import Scope
+from vault.owners.models import Owner
+from vault.policy.engine import FieldDecision
+
+LicenceStateEnum = strawberry.enum(LicenceState, name="LicenceState", description="Where a licence is in its life.")
+
+
+@strawberry.type(description="The department that issued and signed a licence.")
+class Issuer:
+    code: str
+    id: str = strawberry.field(description="The `iss` of its SD-JWTs: verify against this issuer's metadata.")
+    metadata_url: str = strawberry.field(description="Its JWT VC issuer metadata: the public keys.")
+    status_list_url: str = strawberry.field(description="Its status list: suspensions and revocations.")
+
+
+@strawberry.type(description="One released field: in full, or masked as policy says.")
+class LicenceField:
+    name: str
+    label_zh: str
+    label_en: str
+    value: str | None = strawberry.field(description="Null only when the licence has no value for this field.")
+    masked: bool = strawberry.field(description="True when `value` is the masked form, not the value itself.")
+
+
+@dataclass
+class Wanted:
+    """What a `licences` selection asks of each licence: named fields, all fields, a presentation."""
+
+    names: set[str] = field(default_factory=set)
+    every: bool = False
+    fields: bool = False
+    presentation: bool = False
+
+
+@dataclass
+class TypePlan:
+    """The request's decisions for one licence type of one owner, shared by every licence of that type."""
+
+    licence_type: LicenceType
+    named: tuple[str, ...]
+    decided: tuple[str, ...]
+    decisions: dict[str, FieldDecision]
+    wanted: Wanted
+
+    @property
+    def allowed(self) -> list[str]:
+        return [n for n in self.decided if self.decisions[n].read.allowed]
+
+    @property
+    def in_full(self) -> list[str]:
+        return [n for n in self.allowed if not self.decisions[n].masked]
+
+    def to_open(self) -> frozenset[str]:
+        if self.wanted.fields:
+            return frozenset(self.allowed)
+        return frozenset(self.in_full if self.wanted.presentation else ())
+
+
+@dataclass
+class LicenceRead:
+    row: LicenceRow
+    version: LicenceVersion
+    plan: TypePlan
+    opening: Opening
+
+
+@strawberry.type(description="One licence of the owner, as released to this agency for this request.")
+class Licence:
+    id: strawberry.ID
+    type: str
+    type_name_zh: str
+    type_name_en: str
+    state: LicenceStateEnum  # type: ignore[valid-type]
+    version: int
+    valid_until: date | None = strawberry.field(description="Also in the SD-JWT's signed `exp`.")
+    issuer: Issuer
+    read: strawberry.Private[LicenceRead]
+
+    @strawberry.field(description="Issued and neither suspended, revoked nor expired.")
+    def in_force(self) -> bool:
+        return self.read.row.state == LicenceState.ACTIVE
+
+    @strawberry.field(
+        description=(
+            "The fields named (all fields policy releases, when `names` is omitted), in the order asked. A field "
+            "policy refuses is null, with an error whose extensions carry code FIELD_FORBIDDEN, field and reason."
+        )
+    )
+    def fields(self, info: Info[Context, None], names: list[str] | None = None) -> list[LicenceField | None]:
+        check_list("names", names, MAX_FIELD_NAMES)
+        plan, licence_type = self.read.plan, self.read.plan.licence_type
+        known = licence_type.field_names
+        chosen = plan.allowed if names is None else [n for n in dict.fromkeys(names) if n in known]
+        opened = info.context.loaders.disclosures.load(self.read.opening) or {}
+        result: list[Any] = []
+        released = []
+        for name in chosen:
+            decision = plan.decisions.get(name)
+            if decision is None or not decision.read.allowed:
+                reason = decision.read.reason if decision else "not decided for this request"
+                path = f"{licence_type.code}/{name}"
+                # an exception as a list item: graphql-core makes the item null and reports it at its path
+                result.append(FieldForbidden(f"{path} is not released: {reason}", field=path, reason=reason))
+                continue
+            definition = licence_type.field(name)
+            disclosure = opened.get(name)
+            value = None if disclosure is None else sdjwt.decode_disclosure(disclosure)[2]
+            shown = None if value is None else definition.masked(value) if decision.masked else str(value)
+            result.append(
+                LicenceField(
+                    name=name,
+                    label_zh=definition.label_zh,
+                    label_en=definition.label_en,
+                    value=shown,
+                    masked=decision.masked,
+                )
+            )
+            if value is not None:
+                released.append(f"{licence_type.code}/{name}")
+        info.context.reads.released(self.read.row.owner_id, released)
+        return result
+
+    @strawberry.field(
+        description=(
+            "The issuer-signed SD-JWT with exactly the fields released in full by this request disclosed (masked "
+            "fields are never disclosed: a disclosure carries the whole value). Verify it offline against the "
+            "issuer's metadata and status list."
+        )
+    )
+    def presentation(self, info: Info[Context, None]) -> str:
+        context, read = info.context, self.read
+        opened = context.loaders.disclosures.load(read.opening) or {}
+        names = [n for n in read.plan.in_full if n in opened]
+        jwt = context.vault.licences.issuer_jwt(read.version, context.loaders.key(read.row.owner_id))
+        context.reads.released(read.row.owner_id, (f"{read.row.type_code}/{n}" for n in names))
+        return presentation_of(jwt, (opened[n] for n in names))
+
+
+def _skipped(directives: dict[str, dict[str, Any]]) -> bool:
+    return bool(directives.get("skip", {}).get("if")) or directives.get("include", {}).get("if") is False
+
+
+def wanted_of(selections: Iterable[Selection], wanted: Wanted | None = None) -> Wanted:
+    """Read off a `licences` selection (fragments included) which fields and whether a presentation it wants."""
+    wanted = wanted or Wanted()
+    for selection in selections:
+        if _skipped(selection.directives):
+            continue
+        if isinstance(selection, SelectedField) and selection.name == "fields":
+            names = selection.arguments.get("names")
+            wanted.fields = True
+            if names is None:
+                wanted.every = True
+            else:
+                wanted.names.update(str(n) for n in names)
+        elif isinstance(selection, SelectedField) and selection.name == "presentation":
+            wanted.presentation = True
+        elif isinstance(selection, FragmentSpread | InlineFragment):
+            wanted_of(selection.selections, wanted)
+    return wanted
+
+
+def _decide(
+    context: Context, authority: Authority, owner: Owner, fields: dict[str, Sequence[str]]
+) -> dict[str, dict[str, FieldDecision]]:
+    """Decisions for (type, field) pairs, each made at most once per request, all missing ones in one batch."""
+    missing = {t: [n for n in names if (owner.id, t, n) not in context.decisions] for t, names in fields.items()}
+    missing = {t: names for t, names in missing.items() if names}
+    if missing:
+        made = context.vault.policy.decide_reads(
+            context.agency,
+            owner_id=str(owner.id),
+            owner_kind=owner.kind,
+            fields=missing,
+            purpose=authority.purpose,
+            now=context.now,
+            **authority.policy_view(),  # type: ignore[arg-type]
+        )
+        for licence_type, by_name in made.items():
+            for name, decision in by_name.items():
+                context.decisions[(owner.id, licence_type, name)] = decision
+    return {t: {n: context.decisions[(owner.id, t, n)] for n in names} for t, names in fields.items()}
+
+
+def _plans(
+    context: Context, authority: Authority, owner: Owner, types: list[LicenceType], wanted: Wanted
+) -> list[TypePlan]:
+    shapes = []
+    for licence_type in types:
+        named = tuple(n for n in licence_type.field_names if n in wanted.names)
+        every = wanted.every or not wanted.fields  # a presentation alone, or no field at all: decide them all
+        shapes.append((licence_type, named, licence_type.field_names if every else named))
+    decisions = _decide(context, authority, owner, {t.code: decided for t, _, decided in shapes})
+    return [TypePlan(t, named, decided, decisions[t.code], wanted) for t, named, decided in shapes]
+
+
+def _owner(context: Context, authority: Authority, identifier: str | None) -> Owner | None:
+    if identifier is None:
+        if authority.grant is None:
+            raise BadUserInput("a read under a legal mandate names the owner", argument="owner")
+        return context.session.get(Owner, authority.grant.owner_id)
+    return find_owner(context.vault, context.session, identifier)
+
+
+def read_licences(context: Context, wanted: Wanted, types: list[str] | None, owner_ref: str | None) -> list[Licence]:
+    context.require(Scope.LICENCES_READ)
+    authority = context.authority()
+    check_list("types", types, MAX_TYPES)
+    catalogue = context.vault.catalogue
+    unknown_types = sorted(set(types or ()) - set(catalogue.types))
+    if unknown_types:
+        raise BadUserInput(f"no licence type {unknown_types[0]!r}", argument="types")
+    licence_types = [
+        catalogue.types[c] for c in (dict.fromkeys(types) if types is not None else sorted(catalogue.types))
+    ]
+    unknown_names = sorted(wanted.names - {n for t in licence_types for n in t.field_names})
+    if unknown_names:
+        raise BadUserInput(f"no licence type asked for has a field {unknown_names[0]!r}", argument="names")
+    owner = _owner(context, authority, owner_ref)
+    if owner is None or owner.erased_at is not None:
+        unknown = context.reads.owner(None)
+        unknown.reasons.add(NO_SUCH_OWNER)
+        unknown.denied.update(
+            {f"{t.code}/{n}": NO_SUCH_OWNER for t in licence_types for n in t.field_names if n in wanted.names}
+        )
+        return []  # exactly what an owner this agency may not see gets
+    plans = _plans(context, authority, owner, licence_types, wanted)
+    record = context.reads.owner(owner.id)
+    for plan in plans:
+        for name in plan.decided:
+            decision = plan.decisions[name].read
+            if not decision.allowed and name in plan.named:
+                record.denied[f"{plan.licence_type.code}/{name}"] = decision.reason
+            elif decision.allowed:
+                record.reasons.add(decision.reason)
+    visible = {p.licence_type.code: p for p in plans if p.allowed}
+    if not visible:
+        return []
+    return [
+        _licence(context, row, version, visible[row.type_code])
+        for row, version in _load(context, owner.id, list(visible))
+    ]
+
+
+def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple[LicenceRow, LicenceVersion]]:
+    """The owner's licences of these types with their current versions: one statement."""
+    statement = (
+        select(LicenceRow, LicenceVersion)
+        .join(
+            LicenceVersion,
+            and_(
+                col(LicenceVersion.licence_id) == col(LicenceRow.id),
+                col(LicenceVersion.version) == col(LicenceRow.current_version),
+            ),
+        )
+        .where(col(LicenceRow.owner_id) == owner_id, col(LicenceRow.type_code).in_(codes))
+        .order_by(col(LicenceRow.created_at), col(LicenceRow.id))
+        .limit(MAX_LICENCES_PER_OWNER)
+    )
+    rows = [(row, version) for row, version in context.session.execute(statement).all()]
+    for row, version in rows:
+        context.vault.licences.apply_validity(context.session, row, version)
+    return rows
+
+
+def _licence(context: Context, row: LicenceRow, version: LicenceVersion, plan: TypePlan) -> Licence:
+    vault = context.vault
+    opening = Opening(version, version.id, row.owner_id, plan.to_open())
+    if opening.names:
+        context.loaders.disclosures.prime([opening])
+    context.reads.owner(row.owner_id).licences.add(row.id)
+    issuer = Issuer(
+        code=row.issuer_code,
+        id=vault.issuers.issuer_id(row.issuer_code),
+        metadata_url=vault.issuers.metadata_url(row.issuer_code),
+        status_list_url=vault.status_lists.uri(row.issuer_code),
+    )
+    return Licence(
+        id=strawberry.ID(str(row.id)),
+        type=row.type_code,
+        type_name_zh=plan.licence_type.name_zh,
+        type_name_en=plan.licence_type.name_en,
+        state=LicenceState(row.state),
+        version=row.current_version,
+        valid_until=row.valid_until,
+        issuer=issuer,
+        read=LicenceRead(row, version, plan, opening),
+    )
+
+
+@strawberry.type
+class LicenceQueries:
+    @strawberry.field(
+        description=(
+            "The licences of the owner your grant covers, or under a legal mandate of the owner you name by resident "
+            "ID number or unified social credit code. Needs licences:read. An owner you may not see, and one that "
+            "does not exist, both give an empty list."
+        )
+    )
+    def licences(
+        self, info: Info[Context, None], types: list[str] | None = None, owner: str | None = None
+    ) -> list[Licence]:
+        return read_licences(info.context, wanted_of(_children(info.selected_fields)), types, owner)
+
+
+def _children(selected: list[Selection]) -> list[Selection]:
+    return [child for s in selected if isinstance(s, SelectedField) for child in s.selections]

@@ -1,0 +1,134 @@
+"""What an agency reads under (a grant or a legal mandate), and the record of what each request released.
+
+The ledger collects, per owner, the fields released and the fields denied with their reasons while the operation
+runs; when it is over, `flush` writes ONE access event per owner and counts one use of the grant, in the same
+transaction as everything else the request did. If that fails, the caller rolls the whole request back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vault.api.errors import BadUserInput, Forbidden
+from vault.audit.events import Action, Event
+from vault.consent.models import Grant
+from vault.consent.services import ConsentService
+from vault.oauth import rar
+from vault.oauth.tokens import TokenInfo
+from vault.owners.errors import InvalidIdentifier
+from vault.owners.models import Owner, OwnerKind
+from vault.policy.engine import GrantInfo, MandateInfo
+from vault.wiring import Vault
+
+NO_SUCH_OWNER = "no owner with this identifier"
+
+
+@dataclass(frozen=True)
+class Authority:
+    """The basis of a read, taken from the access token alone: never from arguments the client sends."""
+
+    grant: Grant | None = None
+    mandate: MandateInfo | None = None
+
+    @property
+    def purpose(self) -> str:
+        if self.grant is not None:
+            return self.grant.purpose
+        assert self.mandate is not None
+        return f"mandate:{self.mandate.mandate_id}"
+
+    def policy_view(self) -> dict[str, GrantInfo | MandateInfo | None]:
+        grant = ConsentService.policy_view(self.grant) if self.grant is not None else None
+        return {"grant": grant, "mandate": self.mandate}
+
+
+def authority_of(token: TokenInfo, grant: Grant | None) -> Authority:
+    """The grant the token was issued under (already re-checked), or the mandate its details invoke."""
+    if grant is not None:
+        return Authority(grant=grant)
+    for detail in token.authorization_details:
+        if detail.get("type") == rar.LEGAL_MANDATE:
+            case = detail.get("case_reference")
+            return Authority(mandate=MandateInfo(mandate_id=str(detail["mandate"]), case_reference=case))
+    raise Forbidden("this access token carries neither a consent grant nor a legal mandate")
+
+
+def find_owner(vault: Vault, session: Session, identifier: str) -> Owner | None:
+    """The owner named by a resident ID number or unified social credit code; None if none (or erased).
+
+    Raises BadUserInput, saying which rule failed, when the text is neither kind of identifier.
+    """
+    problems = []
+    for kind in (OwnerKind.PERSON, OwnerKind.ENTERPRISE):
+        try:
+            owner = vault.owners.find(session, kind, identifier)
+        except InvalidIdentifier as error:
+            problems.append(str(error))
+            continue
+        return None if owner is None or owner.erased_at is not None else owner
+    raise BadUserInput("owner is not a valid identifier: " + "; ".join(problems), argument="owner")
+
+
+@dataclass
+class OwnerRead:
+    """What one request did with one owner's data (owner None: an identifier that names nobody)."""
+
+    owner_id: uuid.UUID | None
+    released: set[str] = field(default_factory=set)
+    denied: dict[str, str] = field(default_factory=dict)
+    reasons: set[str] = field(default_factory=set)
+    licences: set[uuid.UUID] = field(default_factory=set)
+
+
+@dataclass
+class ReadLedger:
+    reads: dict[uuid.UUID | None, OwnerRead] = field(default_factory=dict)
+
+    def owner(self, owner_id: uuid.UUID | None) -> OwnerRead:
+        if owner_id not in self.reads:
+            self.reads[owner_id] = OwnerRead(owner_id)
+        return self.reads[owner_id]
+
+    def released(self, owner_id: uuid.UUID, fields: Iterable[str]) -> None:
+        self.owner(owner_id).released.update(fields)
+
+    def flush(
+        self, session: Session, vault: Vault, *, client_id: str, authority: Authority | None, request_id: str
+    ) -> None:
+        """Append one access event per owner touched; count one use of the grant if anything was released."""
+        released_any = False
+        for read in self.reads.values():
+            released_any = released_any or bool(read.licences)
+            vault.audit.append(session, _event(read, client_id, authority, request_id))
+        if released_any and authority is not None and authority.grant is not None:
+            vault.consent.use(session, authority.grant)
+
+
+def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str) -> Event:
+    grant = authority.grant if authority else None
+    mandate = authority.mandate if authority else None
+    denials = [f"{name}: {why}" for name, why in sorted(read.denied.items()) if why not in read.reasons]
+    reasons = sorted(read.reasons) + denials
+    detail: dict[str, Any] = {"licences": len(read.licences)}
+    if mandate is not None and mandate.case_reference:
+        detail["case_reference"] = mandate.case_reference
+    return Event(
+        Action.FIELDS_RELEASED if read.licences else Action.FIELDS_DENIED,
+        f"agency:{client_id}",
+        owner_id=read.owner_id,
+        fields=tuple(sorted(read.released)),
+        denied_fields=tuple(sorted(read.denied)),
+        purpose=authority.purpose if authority else None,
+        service_item=grant.service_item if grant else None,
+        grant_id=grant.id if grant else None,
+        mandate=mandate.mandate_id if mandate else None,
+        decision="allow" if read.licences else "deny",
+        reason="; ".join(reasons) or None,
+        request_id=request_id,
+        detail=detail,
+    )

@@ -1,0 +1,144 @@
+"""Registered agencies: their identity, the service items they perform, and their OAuth client metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from vault.audit.events import Action, Event
+from vault.audit.services import AuditLog
+from vault.clock import utcnow
+from vault.oauth.errors import AgencyError
+from vault.oauth.models import Agency
+from vault.oauth.scopes import AuthMethod, GrantType, Scope
+from vault.policy.engine import AgencyInfo, PolicyEngine
+
+
+def hash_secret(secret: str) -> bytes:
+    # client secrets are 256-bit random strings the vault generates: a fast hash is enough, no stretching needed
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def check_redirect_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise AgencyError(f"redirect URI must be https (or http on loopback): {uri}")
+    if parts.fragment or parts.username or parts.password:
+        raise AgencyError(f"redirect URI may not have a fragment or user info: {uri}")
+    return uri
+
+
+class AgencyRegistry:
+    def __init__(self, audit: AuditLog, policy: PolicyEngine) -> None:
+        self.audit = audit
+        self.policy = policy
+
+    def register(
+        self,
+        session: Session,
+        *,
+        client_id: str,
+        name_zh: str,
+        name_en: str,
+        category: str,
+        department: str,
+        service_items: Sequence[str],
+        redirect_uris: Sequence[str],
+        grant_types: Sequence[str],
+        scopes: Sequence[str],
+        auth_method: str,
+        jwks: dict[str, Any] | None = None,
+        secret: str | None = None,
+        actor: str,
+    ) -> tuple[Agency, str | None]:
+        """Register an agency; returns it and, for client_secret_basic, the secret (shown once, stored hashed)."""
+        if session.scalars(select(Agency).where(Agency.client_id == client_id)).first():
+            raise AgencyError(f"client id {client_id!r} is taken")
+        if department not in self.policy.licences.departments:
+            raise AgencyError(f"unknown department {department!r}")
+        for code in service_items:
+            item = self.policy.catalogue.item(code)
+            if item.department != department:
+                raise AgencyError(f"service item {code} is performed by {item.department}, not {department}")
+        for value, enum, what in ((grant_types, GrantType, "grant type"), (scopes, Scope, "scope")):
+            for entry in value:
+                if entry not in {e.value for e in enum}:
+                    raise AgencyError(f"unknown {what} {entry!r}")
+        method = AuthMethod(auth_method)
+        if method is AuthMethod.PRIVATE_KEY_JWT and not (jwks and jwks.get("keys")):
+            raise AgencyError("private_key_jwt needs the agency's public keys (jwks)")
+        if GrantType.AUTHORIZATION_CODE in grant_types and not redirect_uris:
+            raise AgencyError("the authorization code grant needs at least one redirect URI")
+        issued = None
+        if method is AuthMethod.CLIENT_SECRET_BASIC:
+            issued = secret or secrets.token_urlsafe(32)
+        agency = Agency(
+            client_id=client_id,
+            name_zh=name_zh,
+            name_en=name_en,
+            category=category,
+            department=department,
+            service_items=list(service_items),
+            redirect_uris=[check_redirect_uri(u) for u in redirect_uris],
+            grant_types=list(grant_types),
+            scopes=list(scopes),
+            auth_method=method.value,
+            secret_hash=hash_secret(issued) if issued else None,
+            jwks=jwks,
+        )
+        session.add(agency)
+        session.flush()
+        self.audit.append(session, Event(Action.AGENCY_REGISTERED, actor, detail={"client": client_id}))
+        return agency, issued
+
+    def get(self, session: Session, client_id: str) -> Agency | None:
+        return session.scalars(select(Agency).where(Agency.client_id == client_id)).first()
+
+    def all(self, session: Session) -> list[Agency]:
+        return list(session.scalars(select(Agency).order_by(col(Agency.client_id))))
+
+    def info(self, session: Session, client_id: str) -> AgencyInfo:
+        agency = self.get(session, client_id)
+        if agency is None:
+            raise KeyError(client_id)
+        return AgencyInfo(
+            client_id=agency.client_id,
+            category=agency.category,
+            department=agency.department,
+            suspended=agency.suspended_at is not None,
+            service_items=tuple(agency.service_items),
+        )
+
+    def display_name(self, session: Session, client_id: str, lang: str) -> str:
+        agency = self.get(session, client_id)
+        if agency is None:
+            return client_id
+        return agency.name_en if lang == "en" else agency.name_zh
+
+    def suspend(self, session: Session, client_id: str, *, actor: str, reason: str) -> Agency:
+        agency = self.get(session, client_id)
+        if agency is None:
+            raise AgencyError(f"no agency {client_id!r}")
+        agency.suspended_at, agency.suspended_reason = utcnow(), reason
+        self.audit.append(session, Event(Action.AGENCY_SUSPENDED, actor, reason=reason, detail={"client": client_id}))
+        return agency
+
+    def reinstate(self, session: Session, client_id: str, *, actor: str) -> Agency:
+        agency = self.get(session, client_id)
+        if agency is None:
+            raise AgencyError(f"no agency {client_id!r}")
+        agency.suspended_at, agency.suspended_reason = None, None
+        self.audit.append(session, Event(Action.AGENCY_REINSTATED, actor, detail={"client": client_id}))
+        return agency
+
+
+def secret_matches(agency: Agency, secret: str) -> bool:
+    return agency.secret_hash is not None and hmac.compare_digest(agency.secret_hash, hash_secret(secret))

@@ -1,0 +1,84 @@
+"""Rich Authorization Requests (RFC 9396): what an agency may put in `authorization_details`.
+
+licence_access  {"type": "licence_access", "service_item": "<code>",
+                 "fields": {"<licence type>": ["<field>", ...]}}        fields optional: default = the item's
+legal_mandate   {"type": "legal_mandate", "mandate": "<id>", "case_reference": "<case no.>"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vault.oauth.errors import InvalidAuthorizationDetailsError
+
+LICENCE_ACCESS = "licence_access"
+LEGAL_MANDATE = "legal_mandate"
+TYPES = (LICENCE_ACCESS, LEGAL_MANDATE)
+
+
+@dataclass(frozen=True)
+class LicenceAccess:
+    service_item: str
+    fields: Mapping[str, list[str]] | None
+
+
+@dataclass(frozen=True)
+class LegalMandate:
+    mandate: str
+    case_reference: str
+
+
+def _parse(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        raise InvalidAuthorizationDetailsError("authorization_details is required")
+    try:
+        details = json.loads(raw)
+    except ValueError:
+        raise InvalidAuthorizationDetailsError("authorization_details is not valid JSON") from None
+    if not isinstance(details, list) or len(details) != 1 or not isinstance(details[0], dict):
+        raise InvalidAuthorizationDetailsError("authorization_details must be an array of exactly one object")
+    detail: dict[str, Any] = details[0]
+    if detail.get("type") not in TYPES:
+        raise InvalidAuthorizationDetailsError(f"authorization_details type must be one of {', '.join(TYPES)}")
+    return detail
+
+
+def licence_access(raw: str | None) -> LicenceAccess:
+    detail = _parse(raw)
+    if detail["type"] != LICENCE_ACCESS:
+        raise InvalidAuthorizationDetailsError("this grant takes authorization_details of type licence_access")
+    unknown = set(detail) - {"type", "service_item", "fields"}
+    if unknown:
+        raise InvalidAuthorizationDetailsError(f"unknown member {sorted(unknown)[0]!r} in authorization_details")
+    item = detail.get("service_item")
+    if not isinstance(item, str) or not item:
+        raise InvalidAuthorizationDetailsError("licence_access needs a service_item")
+    fields = detail.get("fields")
+    if fields is None:
+        return LicenceAccess(item, None)
+    if not isinstance(fields, dict) or not all(
+        isinstance(t, str) and isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+        for t, names in fields.items()
+    ):
+        raise InvalidAuthorizationDetailsError("fields must map licence types to non-empty lists of field names")
+    return LicenceAccess(item, fields)
+
+
+def legal_mandate(raw: str | None) -> LegalMandate:
+    detail = _parse(raw)
+    if detail["type"] != LEGAL_MANDATE:
+        raise InvalidAuthorizationDetailsError("client credentials take authorization_details of type legal_mandate")
+    mandate, case = detail.get("mandate"), detail.get("case_reference")
+    if not isinstance(mandate, str) or not mandate:
+        raise InvalidAuthorizationDetailsError("legal_mandate needs the mandate id")
+    if not isinstance(case, str) or not case.strip() or len(case) > 100:
+        raise InvalidAuthorizationDetailsError("legal_mandate needs a case_reference (at most 100 characters)")
+    return LegalMandate(mandate, case.strip())
+
+
+def granted_licence_access(service_item: str, fields: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """The authorization_details actually granted, as echoed in token responses and introspection."""
+    return [{"type": LICENCE_ACCESS, "service_item": service_item, "fields": dict(fields)}]

@@ -1,0 +1,374 @@
+"""The vault's authorization server: Authlib wired once, plus PAR, CIBA and the split consent step."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+
+from vault.clock import utcnow
+from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
+from vault.consent.models import ConsentRequest, Grant
+from vault.oauth import rar
+from vault.oauth.adapter import VaultOAuth2Request, current_session
+from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
+from vault.oauth.errors import InvalidAuthorizationDetailsError
+from vault.oauth.grants import (
+    AUTH_METHODS,
+    NO_STORE,
+    CibaGrant,
+    ClientCredentials,
+    CodeGrant,
+    OAuthContext,
+    RotatingRefreshGrant,
+    issue_code,
+    require_s256,
+)
+from vault.oauth.models import PushedRequest
+from vault.oauth.scopes import GrantType, Scope
+from vault.oauth.tokens import digest
+from vault.owners.errors import OwnerError
+from vault.owners.models import OwnerKind
+from vault.policy.errors import UnknownServiceItem
+
+PAR_LIFETIME = timedelta(seconds=60)
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+CIBA_INTERVAL = 5
+Response = tuple[int, Any, list[tuple[str, str]]]
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
+        tokens = self.server.context.tokens
+        session = current_session()
+        if token_type_hint != "refresh_token":
+            row = tokens.by_access(session, token_string)
+            if row is not None:
+                return TokenView(row, "access_token")
+        row = tokens.by_refresh(session, token_string)
+        return TokenView(row, "refresh_token") if row is not None else None
+
+    def check_permission(self, token: TokenView, client: Client, request: Any) -> bool:
+        return token.check_client(client)  # an agency introspects its own tokens only
+
+    def introspect_token(self, token: TokenView) -> dict[str, Any]:
+        row = token.row
+        if row.grant_id is not None and self.server.context.consent.grant(current_session(), row.grant_id).state != (
+            "active"
+        ):
+            return {"active": False}
+        expires = row.refresh_expires_at if token.kind == "refresh_token" else row.access_expires_at
+        body: dict[str, Any] = {
+            "active": True,
+            "iss": self.server.context.issuer,
+            "client_id": row.client_id,
+            "scope": row.scope,
+            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            "iat": int(row.issued_at.timestamp()),
+            "exp": int(expires.timestamp()) if expires else None,
+            "authorization_details": row.authorization_details,
+        }
+        if row.owner_id:
+            body["sub"] = str(row.owner_id)
+        if row.grant_id:
+            body["grant_id"] = str(row.grant_id)
+        return body
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
+        return Introspection.query_token(self, token_string, token_type_hint)
+
+    def revoke_token(self, token: TokenView, request: Any) -> None:
+        tokens = self.server.context.tokens
+        if token.kind == "refresh_token":
+            tokens.revoke_family(current_session(), token.row.family_id)  # RFC 7009 §2.1: its access tokens too
+        else:
+            tokens.revoke_row(current_session(), token.row)
+
+
+class VaultAuthorizationServer(AuthorizationServer):
+    def __init__(self, context: OAuthContext) -> None:
+        super().__init__(scopes_supported=[s.value for s in Scope])
+        self.context = context
+        self.register_grant(CodeGrant)
+        self.register_grant(RotatingRefreshGrant)
+        self.register_grant(ClientCredentials)
+        self.register_grant(CibaGrant)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+        endpoints = ["/oauth/token", "/oauth/par", "/oauth/bc-authorize", "/oauth/introspect", "/oauth/revoke"]
+        self.register_client_auth_method(
+            PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt([context.issuer, *(context.issuer + e for e in endpoints)])
+        )
+
+    def query_client(self, client_id: str) -> Client | None:
+        agency = self.context.agencies.get(current_session(), client_id)
+        if agency is None or agency.suspended_at is not None:
+            return None
+        return Client(agency)
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        raise NotImplementedError("each grant stores its own tokens")
+
+    def create_oauth2_request(self, request: Any) -> Any:
+        return request
+
+    def create_json_request(self, request: Any) -> Any:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> Response:
+        return status, body, list(headers)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
+        status, body, headers = error(self.get_error_uri(request, error))
+        headers = list(headers)
+        if isinstance(error, InvalidClientError):
+            status = 401  # every client-authentication failure, whatever the method (RFC 6749 §5.2)
+            headers.append(("WWW-Authenticate", 'Basic realm="vault"'))
+        return status, body, [*headers, ("Cache-Control", "no-store")]
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    """An authorization error that must not redirect (unknown client, unregistered redirect URI)."""
+
+    error: str
+    description: str
+
+
+class OAuthService:
+    """The endpoints' logic; every method runs inside a unit of work (see adapter.in_unit_of_work)."""
+
+    def __init__(self, context: OAuthContext) -> None:
+        self.context = context
+        self.server = VaultAuthorizationServer(context)
+
+    def _no_duplicates(self, request: VaultOAuth2Request) -> None:
+        duplicated = request.payload.duplicates()
+        if duplicated:
+            raise InvalidRequestError(f"parameter {duplicated[0]!r} appears more than once")
+
+    def _client(self, request: VaultOAuth2Request) -> Client:
+        client: Client = self.server.authenticate_client(request, AUTH_METHODS, "token")
+        return client
+
+    # pushed authorization requests (RFC 9126) and the authorization endpoint
+
+    def push(self, request: VaultOAuth2Request) -> Response:
+        """Validate a whole authorization request up front and hold it behind a one-time request_uri."""
+        try:
+            self._no_duplicates(request)
+            client = self._client(request)
+            params = dict(request.form)
+            for secret in ("client_secret", "client_assertion", "client_assertion_type"):
+                params.pop(secret, None)
+            if "request_uri" in params:
+                raise InvalidRequestError("request_uri may not be pushed")
+            if params.get("client_id", client.get_client_id()) != client.get_client_id():
+                raise InvalidRequestError("client_id does not match the authenticated client")
+            params["client_id"] = client.get_client_id()
+            self._validate_authorization(client, params)
+        except OAuth2Error as error:
+            return self.server.handle_error_response(request, error)
+        uri = REQUEST_URI_PREFIX + secrets.token_urlsafe(32)
+        current_session().add(
+            PushedRequest(
+                uri_hash=digest(uri),
+                client_id=client.get_client_id(),
+                params=params,
+                expires_at=utcnow() + PAR_LIFETIME,
+            )
+        )
+        return 201, {"request_uri": uri, "expires_in": int(PAR_LIFETIME.total_seconds())}, NO_STORE
+
+    def _validate_authorization(self, client: Client, params: dict[str, str]) -> None:
+        if params.get("response_type") != "code":
+            raise InvalidRequestError("response_type must be code")
+        if not client.check_response_type("code"):
+            raise InvalidRequestError("this client may not use the authorization code grant")
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri and len(client.agency.redirect_uris) > 1:
+            raise InvalidRequestError("redirect_uri is required: the client has several")
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("redirect_uri is not registered for this client (exact match)")
+        params["redirect_uri"] = redirect_uri or client.agency.redirect_uris[0]
+        if not params.get("state"):
+            raise InvalidRequestError("state is required")
+        require_s256(params.get("code_challenge"), params.get("code_challenge_method"))
+        scope = params.get("scope", "")
+        if scope and client.get_allowed_scope(scope) != scope:
+            raise InvalidRequestError("scope asks for more than the client is registered for")
+        access = rar.licence_access(params.get("authorization_details"))
+        try:
+            item = self.context.policy.catalogue.item(access.service_item)
+            self.context.consent.requested_fields(item, access.fields)
+        except InvalidAuthorizationDetails as error:
+            raise InvalidAuthorizationDetailsError(str(error)) from None
+        except (LookupError, UnknownServiceItem):
+            raise InvalidAuthorizationDetailsError(f"no service item {access.service_item!r}") from None
+        if access.service_item not in client.agency.service_items:
+            raise InvalidAuthorizationDetailsError(f"the agency does not perform {access.service_item}")
+
+    def authorize(self, request: VaultOAuth2Request) -> Redirect | ErrorPage:
+        """GET /oauth/authorize: turn a pushed request into a consent request and send the browser to it."""
+        try:
+            self._no_duplicates(request)
+        except OAuth2Error as error:
+            return ErrorPage(error.error, error.description or "")
+        session = current_session()
+        client_id, request_uri = request.args.get("client_id"), request.args.get("request_uri")
+        agency = self.context.agencies.get(session, client_id or "")
+        if agency is None or agency.suspended_at is not None:
+            return ErrorPage("invalid_client", "unknown or suspended client")
+        if not request_uri:
+            return ErrorPage("invalid_request", "this client must push its authorization request first (PAR)")
+        pushed = session.get(PushedRequest, digest(request_uri))
+        if pushed is None or pushed.client_id != agency.client_id or pushed.used_at or pushed.expires_at <= utcnow():
+            return ErrorPage("invalid_request", "request_uri is unknown, expired or already used")
+        pushed.used_at = utcnow()
+        params: dict[str, str] = dict(pushed.params)
+        access = rar.licence_access(params.get("authorization_details"))
+        try:
+            consent = self.context.consent.open_request(
+                session,
+                client_id=agency.client_id,
+                item_code=access.service_item,
+                fields=access.fields,
+                kind="redirect",
+                oauth={
+                    "redirect_uri": params["redirect_uri"],
+                    "state": params["state"],
+                    "code_challenge": params["code_challenge"],
+                    "scope": params.get("scope", ""),
+                },
+            )
+        except (RequestNotAllowed, InvalidAuthorizationDetails) as error:
+            return Redirect(self._error_location(params["redirect_uri"], params["state"], "access_denied", str(error)))
+        return Redirect(f"/consent/{consent.id}")
+
+    def _error_location(self, redirect_uri: str, state: str, error: str, description: str | None = None) -> str:
+        params = [("error", error), ("state", state), ("iss", self.context.issuer)]
+        if description:
+            params.append(("error_description", description))
+        return str(add_params_to_uri(redirect_uri, params))
+
+    def approved(self, request: ConsentRequest, grant: Grant) -> str:
+        """Where the browser goes after approval: the client's redirect URI with code, state and iss."""
+        code = issue_code(self.context, request, grant)
+        params = [("code", code), ("state", request.oauth["state"]), ("iss", self.context.issuer)]
+        return str(add_params_to_uri(request.oauth["redirect_uri"], params))
+
+    def denied(self, request: ConsentRequest) -> str:
+        return self._error_location(request.oauth["redirect_uri"], request.oauth["state"], "access_denied")
+
+    # backchannel (CIBA, poll mode)
+
+    def backchannel(self, request: VaultOAuth2Request) -> Response:
+        try:
+            self._no_duplicates(request)
+            client = self._client(request)
+            form = request.form
+            started = self.start_backchannel(
+                client, form.get("login_hint"), form.get("authorization_details"), form.get("binding_message")
+            )
+        except OAuth2Error as error:
+            return self.server.handle_error_response(request, error)
+        return 200, started, NO_STORE
+
+    def start_backchannel(
+        self, client: Client, login_hint: str | None, authorization_details: str | None, binding_message: str | None
+    ) -> dict[str, Any]:
+        """Open a backchannel consent request for an identified owner; the owner sees it in their inbox.
+
+        Returns auth_req_id, expires_in and interval; raises OAuth2Error subclasses for a bad request.
+        """
+        if not client.check_grant_type(GrantType.CIBA):
+            raise InvalidRequestError("this client may not use backchannel authentication")
+        if not login_hint:
+            raise InvalidRequestError("login_hint (the owner's resident ID number or credit code) is required")
+        access = rar.licence_access(authorization_details)
+        if access.service_item not in client.agency.service_items:
+            raise InvalidAuthorizationDetailsError(f"the agency does not perform {access.service_item}")
+        if binding_message is not None and len(binding_message) > 60:
+            raise InvalidRequestError("binding_message is at most 60 characters")
+        session = current_session()
+        owner = self._owner_by_hint(login_hint)
+        auth_req_id = secrets.token_urlsafe(32)
+        try:
+            consent = self.context.consent.open_request(
+                session,
+                client_id=client.get_client_id(),
+                item_code=access.service_item,
+                fields=access.fields,
+                kind="backchannel",
+                owner_id=owner,
+                binding_message=binding_message,
+                interval=CIBA_INTERVAL,
+            )
+        except InvalidAuthorizationDetails as error:
+            raise InvalidAuthorizationDetailsError(str(error)) from None
+        except RequestNotAllowed as error:
+            raise InvalidRequestError(str(error)) from None
+        consent.auth_req_hash = hashlib.sha256(auth_req_id.encode()).digest()
+        expires_in = int((consent.expires_at - utcnow()).total_seconds())
+        return {"auth_req_id": auth_req_id, "expires_in": expires_in, "interval": CIBA_INTERVAL}
+
+    def _owner_by_hint(self, hint: str) -> uuid.UUID:
+        owners = self.context.consent.owners
+        for kind in (OwnerKind.PERSON, OwnerKind.ENTERPRISE):
+            try:
+                owner = owners.find(current_session(), kind, hint)
+            except (OwnerError, ValueError):
+                continue
+            if owner is not None and owner.erased_at is None:
+                return owner.id
+        raise _unknown_user()
+
+    # token, introspection, revocation
+
+    def token(self, request: VaultOAuth2Request) -> Response:
+        try:
+            self._no_duplicates(request)
+        except OAuth2Error as error:
+            return self.server.handle_error_response(request, error)
+        status, body, headers = self.server.create_token_response(request)
+        return status, body, [*headers, ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+    def introspect(self, request: VaultOAuth2Request) -> Response:
+        result: Response = self.server.create_endpoint_response("introspection", request)
+        return result
+
+    def revoke(self, request: VaultOAuth2Request) -> Response:
+        result: Response = self.server.create_endpoint_response("revocation", request)
+        return result
+
+
+def _unknown_user() -> OAuth2Error:
+    error = OAuth2Error("no owner matches login_hint", status_code=400)
+    error.error = "unknown_user_id"
+    return error
+
+
+__all__ = ["ConsentError", "ErrorPage", "OAuthService", "Redirect"]

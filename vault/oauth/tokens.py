@@ -1,0 +1,153 @@
+"""Opaque tokens: issued hashed, introspected in-process, rotated, and revoked by grant, family or code."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlmodel import col, select
+
+from vault.clock import utcnow
+from vault.oauth.models import Token
+
+ACCESS_LIFETIME = timedelta(minutes=10)
+REFRESH_IDLE = timedelta(days=7)  # a refresh token unused this long dies even inside the grant's validity
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+    row: Token
+
+    def response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.row.scope,
+        }
+        if self.refresh_token:
+            body["refresh_token"] = self.refresh_token
+        if self.row.authorization_details:
+            body["authorization_details"] = self.row.authorization_details
+        return body
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a valid access token grants; built only by introspecting an unexpired, unrevoked token."""
+
+    token_id: uuid.UUID
+    client_id: str
+    scope: tuple[str, ...]
+    grant_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scope
+
+
+class TokenService:
+    def issue(
+        self,
+        session: Session,
+        *,
+        client_id: str,
+        scope: Sequence[str],
+        grant_id: uuid.UUID | None,
+        owner_id: uuid.UUID | None,
+        authorization_details: list[dict[str, Any]],
+        refresh_until: datetime | None,
+        family_id: uuid.UUID | None = None,
+        code_hash: bytes | None = None,
+    ) -> IssuedTokens:
+        """A new access token (10 minutes) and, when `refresh_until` is given, a refresh token in the family."""
+        now = utcnow()
+        access = secrets.token_urlsafe(32)
+        refresh = secrets.token_urlsafe(32) if refresh_until else None
+        row = Token(
+            access_hash=digest(access),
+            refresh_hash=digest(refresh) if refresh else None,
+            family_id=family_id or uuid.uuid4(),
+            client_id=client_id,
+            grant_id=grant_id,
+            owner_id=owner_id,
+            code_hash=code_hash,
+            scope=" ".join(scope),
+            authorization_details=authorization_details,
+            issued_at=now,
+            access_expires_at=now + ACCESS_LIFETIME,
+            refresh_expires_at=refresh_until,
+        )
+        session.add(row)
+        session.flush()
+        return IssuedTokens(access, refresh, int(ACCESS_LIFETIME.total_seconds()), row)
+
+    def by_access(self, session: Session, access_token: str) -> Token | None:
+        return session.scalars(select(Token).where(Token.access_hash == digest(access_token))).first()
+
+    def by_refresh(self, session: Session, refresh_token: str) -> Token | None:
+        return session.scalars(select(Token).where(Token.refresh_hash == digest(refresh_token))).first()
+
+    def introspect(self, session: Session, access_token: str) -> TokenInfo | None:
+        """The grant behind an active access token; None for unknown, expired or revoked tokens."""
+        row = self.by_access(session, access_token)
+        if row is None or row.revoked_at is not None or row.access_expires_at <= utcnow():
+            return None
+        return TokenInfo(
+            token_id=row.id,
+            client_id=row.client_id,
+            scope=tuple(row.scope.split()),
+            grant_id=row.grant_id,
+            owner_id=row.owner_id,
+            authorization_details=list(row.authorization_details),
+            issued_at=row.issued_at,
+            expires_at=row.access_expires_at,
+        )
+
+    def refresh_usable(self, row: Token) -> bool:
+        now = utcnow()
+        return (
+            row.revoked_at is None
+            and row.refresh_used_at is None
+            and row.refresh_expires_at is not None
+            and row.refresh_expires_at > now
+            and row.issued_at + REFRESH_IDLE > now
+        )
+
+    def revoke_family(self, session: Session, family_id: uuid.UUID) -> int:
+        return self._revoke(session, col(Token.family_id) == family_id)
+
+    def revoke_grant(self, session: Session, grant_id: uuid.UUID) -> int:
+        """Every token ever issued under the grant, in the caller's transaction (a revocation listener)."""
+        return self._revoke(session, col(Token.grant_id) == grant_id)
+
+    def revoke_code(self, session: Session, code_hash: bytes) -> int:
+        """Every token issued from this authorization code and its refresh descendants (code replay)."""
+        families = session.scalars(select(Token.family_id).where(Token.code_hash == code_hash)).all()
+        return sum(self.revoke_family(session, f) for f in set(families))
+
+    def revoke_row(self, session: Session, row: Token) -> int:
+        return self._revoke(session, col(Token.id) == row.id)
+
+    def _revoke(self, session: Session, condition: Any) -> int:
+        result = session.execute(
+            update(Token).where(condition, col(Token.revoked_at).is_(None)).values(revoked_at=utcnow())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
