@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, TokenMixin
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +19,8 @@ from vault.oauth.adapter import current_session
 from vault.oauth.agencies import secret_matches
 from vault.oauth.models import Agency, ClientAssertion, Token
 from vault.oauth.scopes import AuthMethod, GrantType
+
+ASSERTION_ALGORITHMS = ["Ed25519", "EdDSA", "ES256"]
 
 
 class Client(ClientMixin):
@@ -99,6 +104,18 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
 
     def get_audiences(self) -> list[str]:
         return self._audiences
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """Authlib's check, with the accepted algorithms pinned: asymmetric only, never HS* or none."""
+        try:
+            with warnings.catch_warnings():
+                # "EdDSA" is the RFC 8037 name of what RFC 9864 calls Ed25519: same keys, same signatures
+                warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+                token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except JoseError as error:
+            raise InvalidClientError(description=error.description) from error
+        self.verify_claims(token.claims)
+        return token.claims
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         return KeySet.import_key_set(client.agency.jwks or {"keys": []})  # type: ignore[arg-type]

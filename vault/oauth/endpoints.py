@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from vault.oauth import rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session, from_starlette, in_unit_of_work
+from vault.oauth.clients import ASSERTION_ALGORITHMS
 from vault.oauth.grants import AUTH_METHODS
 from vault.oauth.scopes import GrantType, Scope
 from vault.oauth.server import ErrorPage, OAuthService, Redirect
@@ -48,7 +49,7 @@ def metadata(vault: Vault) -> dict[str, Any]:
         "response_modes_supported": ["query"],
         "grant_types_supported": [g.value for g in GrantType],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
