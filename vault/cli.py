@@ -374,7 +374,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from vault.demo import banner
 
     print(banner(settings), flush=True)
-    uvicorn.run("server:app", host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    from vault.config import PROJECT_ROOT
+
+    uvicorn.run(
+        "server:app",
+        app_dir=str(PROJECT_ROOT),  # server.py sits at the project root, which a console script has not on sys.path
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
     return 0
 
 

@@ -29,8 +29,10 @@ def test_serve_prints_where_to_go_and_answers_health(tmp_path: Path) -> None:
     env.update(VAULT_DATA_DIR=str(tmp_path / "var"), VAULT_PORT=str(port), VAULT_LOG_LEVEL="WARNING")
     for args in (["db", "upgrade"], ["demo", "--if-empty"]):
         subprocess.run([sys.executable, "-m", "vault.cli", *args], env=env, check=True, capture_output=True)
-    command = [sys.executable, "-m", "vault.cli", "serve"]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [str(Path(sys.executable).parent / "vault"), "serve"]  # the console script, as `make run` calls it
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
