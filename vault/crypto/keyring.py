@@ -117,6 +117,38 @@ class FileKeyring(Keyring):
     def __init__(self, path: Path, keys: dict[str, bytes], primary: str) -> None:
         super().__init__(keys, primary)
         self.path = path
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (stat.st_mtime_ns, stat.st_ino)
+
+    def _fresh(self) -> None:
+        """Pick up a rotation or retirement made by another process (the CLI) while this one runs."""
+        stamp = self._stamp()
+        if stamp != self._seen and stamp != (0, 0):
+            current = FileKeyring.open_or_create(self.path)
+            self._keys, self._primary, self._seen = current._keys, current._primary, stamp
+
+    @property
+    def primary_id(self) -> str:
+        self._fresh()
+        return self._primary
+
+    def key_ids(self) -> list[str]:
+        self._fresh()
+        return super().key_ids()
+
+    def wrap(self, key: bytes, context: bytes) -> bytes:
+        self._fresh()
+        return super().wrap(key, context)
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        self._fresh()
+        return super().unwrap(wrapped, context)
 
     @classmethod
     def open_or_create(cls, path: Path) -> FileKeyring:
@@ -150,6 +182,7 @@ class FileKeyring(Keyring):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
+            self._seen = self._stamp()
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -161,3 +161,15 @@ def test_file_keyring_rotation_persists_and_retire_refuses_primary(tmp_path: Pat
         reopened.retire(second)
     reopened.retire(first)
     assert FileKeyring.open_or_create(path).key_ids() == [second]
+
+
+def test_a_running_process_picks_up_a_rotation_made_by_another(tmp_path: Path) -> None:
+    path = tmp_path / "master.keys"
+    server = FileKeyring.open_or_create(path)
+    cli = FileKeyring.open_or_create(path)
+    new = cli.add_primary()
+    wrapped = server.wrap(b"k" * 32, b"ctx")
+    assert wrapped_kek_id(wrapped) == new  # the server wraps under the new primary at once
+    old = [k for k in cli.key_ids() if k != new][0]
+    cli.retire(old)
+    assert server.key_ids() == [new]
