@@ -110,7 +110,7 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every VAULT_* variable; raises ConfigError naming the first bad one."""
     env = os.environ if env is None else env
-    known = set(VARIABLES) | {"VAULT_TEST_POSTGRES_URL", "VAULT_BENCH_POSTGRES_URL"}
+    known = set(VARIABLES) | {"VAULT_TEST_POSTGRES_URL", "VAULT_TEST_CHROMIUM", "VAULT_BENCH_POSTGRES_URL"}
     unknown = sorted(k for k in env if k.startswith("VAULT_") and k not in known)
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]}: the known ones are listed in README.md")
