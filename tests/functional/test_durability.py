@@ -1,0 +1,110 @@
+"""kill -9 under writes: every acknowledged write survives and the access log still verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from sqlalchemy import select
+
+from tests.oauth_helpers import details
+from vault.config import load_settings
+from vault.consent.models import ConsentRequest
+from vault.demo import PERSONS
+from vault.wiring import build_vault
+
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
+AGENCY = ("traffic-police-vehicle-office", "demo-secret-traffic-police-vehicle-office")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(data: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    env.update(VAULT_DATA_DIR=str(data), VAULT_PORT=str(port), VAULT_LOG_LEVEL="WARNING")
+    return env
+
+
+def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vault.cli", "serve"],
+        env=_env(data, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.kill()
+    raise AssertionError("server did not start")
+
+
+def _writer(base: str, acknowledged: list[str], stop: threading.Event) -> None:
+    with httpx.Client(base_url=base, timeout=5) as client:
+        while not stop.is_set():
+            try:
+                response = client.post(
+                    "/oauth/bc-authorize",
+                    auth=AGENCY,
+                    data={"login_hint": PERSONS[0].id_number, "authorization_details": details("vehicle-registration")},
+                )
+            except httpx.TransportError:
+                return
+            assert response.status_code < 500, response.text
+            if response.status_code == 200:
+                acknowledged.append(response.json()["auth_req_id"])
+
+
+def test_acknowledged_writes_survive_kill_9_and_the_log_verifies(tmp_path: Path) -> None:
+    data, port = tmp_path / "var", _free_port()
+    for args in (["db", "upgrade"], ["demo"]):
+        subprocess.run(
+            [sys.executable, "-m", "vault.cli", *args], env=_env(data, port), check=True, capture_output=True
+        )
+    acknowledged: list[str] = []
+    rng = random.Random(20261127)
+    for _ in range(3):
+        server = _serve(data, port)
+        stop = threading.Event()
+        writers = [
+            threading.Thread(target=_writer, args=(f"http://127.0.0.1:{port}", acknowledged, stop)) for _ in range(3)
+        ]
+        for w in writers:
+            w.start()
+        time.sleep(rng.uniform(0.5, 2.0))
+        os.kill(server.pid, signal.SIGKILL)  # no shutdown, no last checkpoint: a power cut
+        server.wait()
+        stop.set()
+        for w in writers:
+            w.join()
+    assert len(acknowledged) > 10
+
+    vault = build_vault(load_settings({"VAULT_DATA_DIR": str(data), "VAULT_LOG_LEVEL": "WARNING"}))
+    try:
+        with vault.db.session() as session:
+            stored = set(session.scalars(select(ConsentRequest.auth_req_hash)))
+            missing = [a for a in acknowledged if hashlib.sha256(a.encode()).digest() not in stored]
+            assert missing == []
+            report = vault.audit.verify(session)
+            assert report.ok, report.problem
+            requested = vault.audit.size(session)
+            assert requested >= len(acknowledged)  # every acknowledged request has its access event
+    finally:
+        vault.close()
