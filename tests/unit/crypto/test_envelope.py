@@ -170,6 +170,6 @@ def test_a_running_process_picks_up_a_rotation_made_by_another(tmp_path: Path) -
     new = cli.add_primary()
     wrapped = server.wrap(b"k" * 32, b"ctx")
     assert wrapped_kek_id(wrapped) == new  # the server wraps under the new primary at once
-    old = [k for k in cli.key_ids() if k != new][0]
+    old = next(k for k in cli.key_ids() if k != new)
     cli.retire(old)
     assert server.key_ids() == [new]
