@@ -1,4 +1,4 @@
-"""Periodic work while serving: sign a checkpoint of the access log, expire licences, erase owners due."""
+"""Periodic work while serving: expire licences and grants, erase owners due, sign a checkpoint of the log."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ log = logging.getLogger("vault.maintenance")
 
 def run_once(vault: Vault) -> dict[str, int]:
     """One round, each step in its own transaction so one failing does not hold back the others."""
-    done = {"expired": 0, "erased": 0, "checkpointed": 0}
+    done = {"expired": 0, "grants_expired": 0, "erased": 0, "checkpointed": 0}
     with vault.db.session() as session:
         done["expired"] = vault.licences.expire_due(session)
+    with vault.db.session() as session:
+        done["grants_expired"] = vault.consent.expire_due(session)
     with vault.db.session() as session:
         done["erased"] = vault.owners.erase_due(session)
     if done["erased"]:

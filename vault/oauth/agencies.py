@@ -127,16 +127,21 @@ class AgencyRegistry:
         agency = self.get(session, client_id)
         if agency is None:
             raise AgencyError(f"no agency {client_id!r}")
+        if agency.suspended_at is not None:
+            raise AgencyError(f"{client_id} is already suspended")
         agency.suspended_at, agency.suspended_reason = utcnow(), reason
         self.audit.append(session, Event(Action.AGENCY_SUSPENDED, actor, reason=reason, detail={"client": client_id}))
         return agency
 
-    def reinstate(self, session: Session, client_id: str, *, actor: str) -> Agency:
+    def reinstate(self, session: Session, client_id: str, *, actor: str, reason: str | None = None) -> Agency:
         agency = self.get(session, client_id)
         if agency is None:
             raise AgencyError(f"no agency {client_id!r}")
+        if agency.suspended_at is None:
+            raise AgencyError(f"{client_id} is not suspended")
         agency.suspended_at, agency.suspended_reason = None, None
-        self.audit.append(session, Event(Action.AGENCY_REINSTATED, actor, detail={"client": client_id}))
+        event = Event(Action.AGENCY_REINSTATED, actor, reason=reason, detail={"client": client_id})
+        self.audit.append(session, event)
         return agency
 
 

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vault.config import Settings
-from vault.web import auth, home, i18n, sessions
+from vault.web import auth, citizen, console, home, i18n, sessions
 from vault.web.csrf import check_form_post, field
 from vault.web.errors import CsrfRejected, Forbidden, LoginRequired
 from vault.web.i18n import N_
@@ -67,6 +67,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
 routes: list[BaseRoute] = [
     *auth.routes,
     *home.routes,
+    *citizen.routes,
+    *console.routes,
     Route("/lang", switch_language, methods=["POST"], name="language"),
     Mount("/static", StaticFiles(directory=i18n.WEB_DIR / "static"), name="static"),
 ]

@@ -1,0 +1,359 @@
+"""Who used my data: every access event about the data space's owner, newest first, and each event's inclusion proof.
+
+A read under a legal mandate with a deferral stays hidden from the owner (list, filters and proof alike) until the
+deferral has passed since the read, so that the owner cannot tip off the subject of an investigation in time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vault import clock
+from vault.audit.events import Action
+from vault.audit.models import AuditEvent
+from vault.audit.services import InclusionProof
+from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
+from vault.policy.errors import UnknownMandate, UnknownServiceItem
+from vault.web.dataspace import Space, space_of
+from vault.web.errors import Forbidden
+from vault.web.i18n import N_
+from vault.web.rendering import current_lang, render
+from vault.web.sessions import require_user, vault_of
+from vault.wiring import Vault
+
+PER_PAGE = 50
+AGENCY = "agency:"
+NO_SUCH_EVENT = N_("There is no such event in this data space.")
+BAD_DATE = N_("Write dates as yyyy-mm-dd; the period was not applied.")
+ACTIONS: dict[str, str] = {
+    Action.CONSENT_APPROVED: N_("Consent given"),
+    Action.CONSENT_DENIED: N_("Consent refused"),
+    Action.CONSENT_EXPIRED: N_("Consent request expired unanswered"),
+    Action.CONSENT_REQUESTED: N_("Asked for consent"),
+    Action.FIELDS_DENIED: N_("Read refused"),
+    Action.FIELDS_RELEASED: N_("Data read"),
+    Action.GRANT_ACTIVATED: N_("Consent came into force"),
+    Action.GRANT_EXHAUSTED: N_("Consent used up"),
+    Action.GRANT_EXPIRED: N_("Consent ended"),
+    Action.GRANT_REVOKED: N_("Consent revoked"),
+    Action.LICENCE_ACTIVATED: N_("Licence came into force"),
+    Action.LICENCE_EXPIRED: N_("Licence expired"),
+    Action.LICENCE_ISSUED: N_("Licence issued"),
+    Action.LICENCE_PRESENTED: N_("Licence presented"),
+    Action.LICENCE_REINSTATED: N_("Licence reinstated"),
+    Action.LICENCE_RENEWED: N_("Licence renewed"),
+    Action.LICENCE_REVOKED: N_("Licence revoked"),
+    Action.LICENCE_SUSPENDED: N_("Licence suspended"),
+    Action.OWNER_CREATED: N_("Data space opened"),
+    Action.OWNER_ERASED: N_("Data space erased"),
+    Action.OWNER_ERASURE_REQUESTED: N_("Erasure requested"),
+    Action.REPRESENTATIVE_ADDED: N_("Representative added"),
+    Action.TOKEN_CODE_REPLAYED: N_("A used authorisation code was replayed and refused"),
+    Action.TOKEN_ISSUED: N_("Access token issued"),
+    Action.TOKEN_REFRESH_REPLAYED: N_("A used refresh token was replayed; its family was revoked"),
+    Action.TOKEN_REVOKED: N_("Access token revoked"),
+}
+ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer or a person
+    "system": N_("The vault, automatically"),
+    "operator": N_("The vault's operator"),
+    "staff": N_("Compliance staff"),
+}
+YOU = N_("You")
+REPRESENTATIVE = N_("A representative")
+
+
+@dataclass(frozen=True)
+class Text:
+    """Something shown on the page: a msgid to translate, or data shown as it is."""
+
+    value: str
+    msgid: bool = False
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: uuid.UUID
+    at: datetime
+    who: Text
+    official: str | None
+    action: Text
+    item: str | None
+    released: list[str]
+    denied: list[str]
+    grant_id: str | None
+    mandate: str | None
+    legal_basis: str | None
+    case_reference: str | None
+    decision: str | None  # allow, deny, or None when the event decided nothing
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Filters:
+    agency: str = ""
+    start: date | None = None
+    end: date | None = None
+    page: int = 1
+    problem: str | None = None
+
+    def query(self, **changes: Any) -> str:
+        """This page's query string with `changes` applied, for the pager links."""
+        values = {"agency": self.agency, "from": self.start, "to": self.end, "page": self.page, **changes}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "", 1)})
+
+
+@dataclass(frozen=True)
+class ActivityView:
+    events: list[EventRow]
+    agencies: list[tuple[str, str]]  # (client id, display name)
+    total: int
+    filters: Filters
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PER_PAGE))
+
+
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)  # a period's ends, with room to compute midnights
+
+
+def _date(value: str) -> date | None:
+    """An ISO date within EARLIEST..LATEST, None when empty; raises ValueError otherwise."""
+    if not value:
+        return None
+    day = date.fromisoformat(value)
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError("date out of range")
+    return day
+
+
+def filters_of(request: Request) -> Filters:
+    """The filters in the query string; a malformed date drops the period and says so."""
+    params = request.query_params
+    agency = params.get("agency", "")[:100]
+    page_text = params.get("page", "1")
+    page = int(page_text) if page_text.isascii() and page_text.isdigit() and len(page_text) < 7 else 1
+    try:
+        start, end = _date(params.get("from", "")[:10]), _date(params.get("to", "")[:10])
+    except ValueError:
+        return Filters(agency, None, None, max(page, 1), BAD_DATE)
+    return Filters(agency, start, end, max(page, 1))
+
+
+def _local_midnight(day: date) -> datetime:
+    """The start of `day` in the vault's local time zone (the one sessions.today uses), as UTC."""
+    return datetime.combine(day, time.min).astimezone().astimezone(UTC)
+
+
+def hidden_events(vault: Vault, db: Session, owner_id: uuid.UUID, now: datetime) -> set[int]:
+    """Leaf indexes of the owner's events still under a mandate's deferral at `now`.
+
+    Only agencies read under mandates, and only the last `longest deferral` days can still be deferred, so few
+    entries are opened here however long the owner's history is.
+    """
+    deferrals = {m.id: m.deferral_days for m in vault.policy.catalogue.mandates.values() if m.deferral_days > 0}
+    if not deferrals:
+        return set()
+    rows = db.execute(
+        select(AuditEvent.leaf_index, AuditEvent.created_at, AuditEvent.entry).where(
+            AuditEvent.owner_id == owner_id,
+            col(AuditEvent.actor).startswith(AGENCY),
+            col(AuditEvent.created_at) > now - timedelta(days=max(deferrals.values())),
+        )
+    ).all()
+    hidden = set()
+    for index, at, entry in rows:
+        days = deferrals.get(str(json.loads(entry).get("mandate")), 0)
+        if days and at + timedelta(days=days) > now:
+            hidden.add(int(index))
+    return hidden
+
+
+def _visible(query: Select[Any], owner_id: uuid.UUID, hidden: set[int]) -> Select[Any]:
+    query = query.where(col(AuditEvent.owner_id) == owner_id)
+    return query.where(col(AuditEvent.leaf_index).not_in(sorted(hidden))) if hidden else query
+
+
+class Describer:
+    """Turns stored events into rows in one language, looking each agency name up once."""
+
+    def __init__(self, vault: Vault, db: Session, space: Space, lang: str) -> None:
+        self.vault, self.db, self.space, self.lang = vault, db, space, lang
+        self._agencies: dict[str, str] = {}
+
+    def _pick(self, zh: str, en: str) -> str:
+        return en if self.lang == "en" else zh
+
+    def agency(self, client_id: str) -> str:
+        if client_id not in self._agencies:
+            self._agencies[client_id] = self.vault.agencies.display_name(self.db, client_id, self.lang)
+        return self._agencies[client_id]
+
+    def who(self, actor: str) -> Text:
+        kind, _, rest = actor.partition(":")
+        if kind == "agency":
+            return Text(self.agency(rest))
+        if kind == "issuer":
+            department = self.vault.catalogue.departments.get(rest)
+            return Text(self._pick(department.name_zh, department.name_en) if department else rest)
+        if kind == "owner":
+            return Text(YOU if rest == str(self.space.person_id) else REPRESENTATIVE, msgid=True)
+        return Text(ACTORS[kind], msgid=True) if kind in ACTORS else Text(actor)
+
+    def field_labels(self, names: Iterable[str], licence_type: str | None) -> list[str]:
+        """`<type>/<field>` ids (or bare field names of `licence_type`) as one "type: label, label" per type."""
+        colon, comma = (": ", ", ") if self.lang == "en" else ("：", "、")
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            type_code, _, field_name = name.rpartition("/")
+            try:
+                known = self.vault.catalogue.type(type_code or licence_type or "")
+                field_def = known.field(field_name)
+            except (UnknownLicenceType, UnknownLicenceField):
+                groups.setdefault("", []).append(name)
+                continue
+            label = self._pick(field_def.label_zh, field_def.label_en)
+            groups.setdefault(self._pick(known.name_zh, known.name_en), []).append(label)
+        return [(group + colon if group else "") + comma.join(labels) for group, labels in groups.items()]
+
+    def row(self, event: AuditEvent) -> EventRow:
+        entry: dict[str, Any] = json.loads(event.entry)
+        item = mandate = legal_basis = None
+        if entry.get("service_item"):
+            try:
+                known_item = self.vault.policy.catalogue.item(entry["service_item"])
+                item = self._pick(known_item.name_zh, known_item.name_en)
+            except UnknownServiceItem:
+                item = str(entry["service_item"])
+        if entry.get("mandate"):
+            try:
+                known_mandate = self.vault.policy.catalogue.mandate(entry["mandate"])
+                mandate = self._pick(known_mandate.name_zh, known_mandate.name_en)
+                legal_basis = known_mandate.legal_basis
+            except UnknownMandate:
+                mandate = str(entry["mandate"])
+        action = ACTIONS.get(event.action)  # Action is a StrEnum: its members hash as their values
+        case = (entry.get("detail") or {}).get("case_reference")
+        return EventRow(
+            id=event.id,
+            at=event.created_at,
+            who=self.who(event.actor),
+            official=entry.get("official"),
+            action=Text(action, msgid=True) if action else Text(event.action),
+            item=item,
+            released=self.field_labels(entry.get("fields") or [], entry.get("licence_type")),
+            denied=self.field_labels(entry.get("denied_fields") or [], entry.get("licence_type")),
+            grant_id=entry.get("grant"),
+            mandate=mandate,
+            legal_basis=legal_basis,
+            case_reference=str(case) if case else None,
+            decision=entry.get("decision"),
+            reason=entry.get("reason"),
+        )
+
+
+def activity_view(vault: Vault, db: Session, space: Space, filters: Filters, lang: str) -> ActivityView:
+    hidden = hidden_events(vault, db, space.owner_id, clock.utcnow())
+    describe = Describer(vault, db, space, lang)
+    actors = db.scalars(
+        _visible(select(AuditEvent.actor).distinct(), space.owner_id, hidden).where(
+            col(AuditEvent.actor).startswith(AGENCY)
+        )
+    ).all()
+    agencies = sorted(
+        ((a.removeprefix(AGENCY), describe.agency(a.removeprefix(AGENCY))) for a in actors), key=lambda a: a[1]
+    )
+    query = _visible(select(AuditEvent), space.owner_id, hidden)
+    if filters.agency:
+        query = query.where(col(AuditEvent.actor) == AGENCY + filters.agency)
+    if filters.start:
+        query = query.where(col(AuditEvent.created_at) >= _local_midnight(filters.start))
+    if filters.end:
+        query = query.where(col(AuditEvent.created_at) < _local_midnight(filters.end + timedelta(days=1)))
+    total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    page = db.scalars(
+        query.order_by(col(AuditEvent.leaf_index).desc()).offset((filters.page - 1) * PER_PAGE).limit(PER_PAGE)
+    ).all()
+    return ActivityView([describe.row(e) for e in page], agencies, total, filters)
+
+
+async def activity(request: Request) -> Response:
+    """GET /activity?agency=&from=&to=&page=: the data space's access events, newest first, 50 a page."""
+    user = await require_user(request)
+    vault, lang, filters = vault_of(request), current_lang(request, user), filters_of(request)
+
+    def load() -> tuple[Space, ActivityView]:
+        with vault.db.session() as db:
+            space = space_of(vault, db, user)
+            return space, activity_view(vault, db, space, filters, lang)
+
+    space, view = await run_in_threadpool(load)
+    return await render(request, "activity.html", {"space": space, "view": view})
+
+
+def _event_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["event_id"])
+    except ValueError:
+        raise Forbidden(NO_SUCH_EVENT) from None
+
+
+async def _load_proof(request: Request) -> tuple[Space, EventRow, InclusionProof]:
+    """The event named in the path and its inclusion proof, if the event is visible in this data space."""
+    user = await require_user(request)
+    vault, lang, event_id = vault_of(request), current_lang(request, user), _event_id(request)
+
+    def load() -> tuple[Space, EventRow, InclusionProof]:
+        with vault.db.session() as db:
+            space = space_of(vault, db, user)
+            event = db.scalars(select(AuditEvent).where(AuditEvent.id == event_id)).first()
+            if (
+                event is None
+                or event.owner_id != space.owner_id
+                or event.leaf_index in hidden_events(vault, db, space.owner_id, clock.utcnow())
+            ):
+                raise Forbidden(NO_SUCH_EVENT)
+            # proving may sign a new checkpoint, committed with this unit of work
+            return space, Describer(vault, db, space, lang).row(event), vault.audit.prove(db, event_id)
+
+    return await run_in_threadpool(load)
+
+
+def proof_json(proof: InclusionProof) -> str:
+    return json.dumps(proof.as_json(), ensure_ascii=False, indent=2)
+
+
+async def proof_page(request: Request) -> Response:
+    """GET /activity/{event_id}/proof: the event's inclusion proof against the latest signed checkpoint."""
+    space, row, proof = await _load_proof(request)
+    context = {"space": space, "event": row, "proof": proof, "proof_json": proof_json(proof)}
+    return await render(request, "proof.html", context)
+
+
+async def proof_download(request: Request) -> Response:
+    """GET /activity/{event_id}/proof.json: the same proof as a file."""
+    _space, _row, proof = await _load_proof(request)
+    headers = {"Content-Disposition": f'attachment; filename="inclusion-proof-{proof.event_id}.json"'}
+    return Response(proof_json(proof), media_type="application/json", headers={**headers, "Cache-Control": "no-store"})
+
+
+routes = [
+    Route("/activity", activity, methods=["GET"]),
+    Route("/activity/{event_id}/proof", proof_page, methods=["GET"]),
+    Route("/activity/{event_id}/proof.json", proof_download, methods=["GET"]),
+]
