@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 export VAULT_DATA_DIR ?= ./var
 
-.PHONY: help install run serve demo test lint unit bench schema clean
+.PHONY: help install run serve demo test lint unit bench schema screenshots clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -35,6 +35,16 @@ test: lint ## lint, check policies/, then the whole suite (PostgreSQL too when V
 
 bench: $(STAMP) ## benchmarks; each prints its figures
 	$(BIN)/python bench/issue.py
+
+SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
+	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \
+	licences-en-1280 consent-backchannel-en-1280 grants-en-1280 activity-en-1280 \
+	console-zh-1280 console-charts-zh-1280 console-audit-verified-zh-1280 console-zh-360
+
+screenshots: $(STAMP) ## refresh docs/screenshots from the browser tests
+	$(BIN)/pytest -q tests/browser
+	mkdir -p docs/screenshots
+	for s in $(SHOTS); do cp test-output/screenshots/$$s.png docs/screenshots/; done
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) var
