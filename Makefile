@@ -33,8 +33,9 @@ test: lint ## lint, check policies/, then the whole suite (PostgreSQL too when V
 	$(BIN)/vault policy check
 	$(BIN)/pytest
 
-bench: $(STAMP) ## benchmarks; each prints its figures
+bench: $(STAMP) ## benchmarks; each prints its figures (a few minutes at the default sizes)
 	$(BIN)/python bench/issue.py
+	$(BIN)/python bench/graphql_read.py
 
 SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
 	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \

@@ -356,6 +356,16 @@ def agencies_suspend(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graphql_export(args: argparse.Namespace) -> int:
+    from vault.api.export import export_schema
+    from vault.config import PROJECT_ROOT
+
+    path = Path(args.path) if args.path else PROJECT_ROOT / "graphql" / "schema.graphql"
+    export_schema(path)
+    print(f"wrote {path}")
+    return 0
+
+
 # demo and serve
 
 
@@ -515,6 +525,11 @@ def parser() -> argparse.ArgumentParser:
     suspend.add_argument("--reason", default="suspended by an operator")
     suspend.add_argument("--reinstate", action="store_true", help="lift a suspension instead")
     suspend.set_defaults(run=_with_vault(agencies_suspend))
+
+    graphql = group("graphql", "the GraphQL contract")
+    export = graphql.add_parser("export", help="write the schema as SDL (default graphql/schema.graphql)")
+    export.add_argument("path", nargs="?")
+    export.set_defaults(run=cmd_graphql_export)
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")

@@ -9,12 +9,14 @@ import httpx2 as httpx
 import pytest
 
 from tests.browser.conftest import no_serious_axe_issues, shot
+from tests.conftest import PROJECT_ROOT
 from tests.oauth_helpers import REDIRECT, details, pkce, query_of
 from vault.demo import CITIZEN_PASSWORD, PERSONS
 from vault.wiring import Vault
 
 pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
-TRAFFIC = ("traffic-police-vehicle-office", "demo-secret-traffic-police-vehicle-office")
+HOUSING = ("housing-bureau", "demo-secret-housing-bureau")
+ITEM = "housing-provident-fund-withdrawal"  # repeated reads: the grant outlives the first read, so it can be revoked
 
 
 def _start_redirect_flow(base: str) -> tuple[str, str, str]:
@@ -22,18 +24,18 @@ def _start_redirect_flow(base: str) -> tuple[str, str, str]:
     with httpx.Client(base_url=base) as agency:
         pushed = agency.post(
             "/oauth/par",
-            auth=TRAFFIC,
+            auth=HOUSING,
             data={
                 "response_type": "code",
                 "redirect_uri": REDIRECT,
                 "state": "browser-state",
                 "code_challenge": challenge,
                 "code_challenge_method": "S256",
-                "authorization_details": details("vehicle-registration"),
+                "authorization_details": details(ITEM),
             },
         )
         assert pushed.status_code == 201, pushed.text
-        url = f"{base}/oauth/authorize?client_id={TRAFFIC[0]}&request_uri={pushed.json()['request_uri']}"
+        url = f"{base}/oauth/authorize?client_id={HOUSING[0]}&request_uri={pushed.json()['request_uri']}"
     return url, verifier, "browser-state"
 
 
@@ -59,8 +61,8 @@ def test_citizen_approves_with_a_field_unticked_and_revokes(live: tuple[str, Vau
     assert "/consent/" in page.url
     shot(page, "consent-zh")
     no_serious_axe_issues(page)
-    assert page.locator("text=《机动车登记规定》第十条").count() >= 1
-    page.uncheck("input[value='resident-id-card/address']")
+    assert page.locator("text=《住房公积金管理条例》第二十四条").count() >= 1
+    page.uncheck("input[value='resident-id-card/id_number']")
     page.click("button[value=approve]")
     page.wait_for_load_state()
     assert landed, "the browser was not sent back to the agency"
@@ -70,7 +72,7 @@ def test_citizen_approves_with_a_field_unticked_and_revokes(live: tuple[str, Vau
     with httpx.Client(base_url=base) as agency:
         tokens = agency.post(
             "/oauth/token",
-            auth=TRAFFIC,
+            auth=HOUSING,
             data={
                 "grant_type": "authorization_code",
                 "code": params["code"],
@@ -78,16 +80,36 @@ def test_citizen_approves_with_a_field_unticked_and_revokes(live: tuple[str, Vau
                 "code_verifier": verifier,
             },
         ).json()
-        introspected = agency.post("/oauth/introspect", auth=TRAFFIC, data={"token": tokens["access_token"]}).json()
+        introspected = agency.post("/oauth/introspect", auth=HOUSING, data={"token": tokens["access_token"]}).json()
         fields = introspected["authorization_details"][0]["fields"]["resident-id-card"]
-        assert "address" not in fields and "name" in fields
+        assert "id_number" not in fields and "name" in fields
+
+        query = (PROJECT_ROOT / "graphql" / "operations" / "agency-read-licences.graphql").read_text()
+        read = agency.post(
+            "/graphql",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            json={"query": query, "variables": {"types": ["resident-id-card"], "names": ["name", "id_number"]}},
+        ).json()
+        assert read.get("data"), read
+        [licence] = read["data"]["licences"]
+        values = {f["name"]: f["value"] for f in licence["fields"] if f}  # a denied field resolves to null
+        assert values == {"name": PERSONS[0].name}
+        assert any(e["extensions"]["code"] == "FIELD_FORBIDDEN" for e in read["errors"])
+
+        page.goto(f"{base}/activity")
+        history = page.inner_text("main")
+        assert (
+            "读取数据" in history and "被拒绝的字段" in history
+        )  # the read and the refused field, as shown to the owner
+        shot(page, "activity-after-read-zh")
+        no_serious_axe_issues(page)
 
         page.goto(f"{base}/grants")
         shot(page, "grants-zh")
         no_serious_axe_issues(page)
         page.click("button.danger")
         page.wait_for_load_state()
-        after = agency.post("/oauth/introspect", auth=TRAFFIC, data={"token": tokens["access_token"]}).json()
+        after = agency.post("/oauth/introspect", auth=HOUSING, data={"token": tokens["access_token"]}).json()
         assert after == {"active": False}
     assert re.search("已撤销|revoked", page.inner_text("main"))
 
