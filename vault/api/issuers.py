@@ -19,6 +19,7 @@ from strawberry.types import Info
 from vault.api.context import Context
 from vault.api.errors import BadUserInput, Forbidden
 from vault.api.licences import LicenceStateEnum
+from vault.api.limits import MAX_FIELD_NAMES, check_list
 from vault.api.reads import NO_SUCH_OWNER, find_owner
 from vault.licences import errors
 from vault.licences.lifecycle import LicenceState, Step
@@ -102,6 +103,7 @@ def _own_type(context: Context, licence_type: LicenceType) -> str:
 
 
 def _values(licence_type: LicenceType, given: list[FieldValueInput]) -> dict[str, object]:
+    check_list("values", given, MAX_FIELD_NAMES)
     values: dict[str, object] = {}
     for entry in given:
         if entry.name in values:
