@@ -235,6 +235,15 @@ AGENCIES = (
         ("licences:read", "licences:verify"),
     ),
     DemoAgency(
+        "traffic-police-issuing",
+        "演示市公安局交通管理局（发证）",
+        "Demo City Traffic Police (issuing)",
+        "issuer",
+        "traffic-police",
+        ("client_credentials",),
+        ("licences:issue",),
+    ),
+    DemoAgency(
         "approval-hall",
         "演示市政务服务中心",
         "Demo City Government Service Centre",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
+from graphql import GraphQLError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -35,7 +36,6 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from graphql import GraphQLError
 from vault.api.context import RequestInfo, bearer_token, get_context
 from vault.api.errors import AccessLogUnavailable, Unauthenticated, error_result_body, internal_error
 from vault.api.limits import BodyLimit

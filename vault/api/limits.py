@@ -12,9 +12,6 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import AddValidationRules
-
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -27,6 +24,9 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import AddValidationRules
+
 from vault.api.errors import BadUserInput
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # room for a batch of 1,000 presentations sent as variables

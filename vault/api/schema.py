@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
@@ -19,7 +20,6 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from graphql import GraphQLError
 from vault.api.backchannel import BackchannelMutations
 from vault.api.errors import internal_error, is_expected, without_suggestions
 from vault.api.issuers import IssuerMutations

@@ -312,6 +312,8 @@ class ConsentService:
             raise GrantNotFound("no such grant")
         if grant.state in (GrantState.ACTIVE, GrantState.PENDING) and grant.valid_until <= utcnow():
             self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended")
+            for listener in self.revocation_listeners:
+                listener(session, grant.id)
         return grant
 
     def grants_of(self, session: Session, owner_id: uuid.UUID) -> list[Grant]:

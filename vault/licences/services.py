@@ -217,6 +217,12 @@ class LicenceService:
 
     # lifecycle
 
+    def _row(self, session: Session, licence_id: uuid.UUID) -> Licence:
+        licence = session.get(Licence, licence_id)
+        if licence is None:
+            raise LicenceNotFound(f"no licence {licence_id}")
+        return licence
+
     def get(self, session: Session, licence_id: uuid.UUID) -> Licence:
         """The licence, with validity applied first: a licence past its end is expired on every read."""
         licence = session.get(Licence, licence_id)
@@ -298,8 +304,8 @@ class LicenceService:
         """Suspend, reinstate or revoke, by the licence's own issuer; illegal steps raise IllegalTransition."""
         if step not in (Step.SUSPEND, Step.REINSTATE, Step.REVOKE):
             raise ValueError(f"{step.value} is not something an issuer asks for directly")
+        self._check_issuer(self.catalogue.type(self._row(session, licence_id).type_code), issuer_code)
         licence = self.get(session, licence_id)
-        self._check_issuer(self.catalogue.type(licence.type_code), issuer_code)
         self._step(session, licence, step, f"issuer:{issuer_code}", reason, official)
         return licence
 
@@ -313,9 +319,9 @@ class LicenceService:
         official: str | None = None,
     ) -> Licence:
         """A new signed version with `changes` applied; the old version is superseded and its status set invalid."""
+        licence_type = self.catalogue.type(self._row(session, licence_id).type_code)
+        self._check_issuer(licence_type, issuer_code)  # before get(), which may write an expiry
         licence = self.get(session, licence_id)
-        licence_type = self.catalogue.type(licence.type_code)
-        self._check_issuer(licence_type, issuer_code)
         old = self.current_version(session, licence)
         values: dict[str, object] = dict(self.values(session, licence, licence_type.field_names, version=old))
         values.update(changes)

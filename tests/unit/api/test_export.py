@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from graphql import build_schema, parse, validate
+
 from tests.unit.api.support import OPERATIONS
 from vault.api.export import SCHEMA_FILE, export_schema, schema_sdl
 

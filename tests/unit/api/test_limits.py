@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from graphql import parse
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from graphql import parse
 from vault.api.errors import BadUserInput
 from vault.api.limits import BodyLimit, check_list, document_shape
 
