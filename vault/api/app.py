@@ -15,10 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,29 +66,11 @@ def _unauthenticated(error: Unauthenticated, *, token_given: bool) -> Outcome:
     return _failure(error.message, error.extensions, 401, **{"WWW-Authenticate": challenge})
 
 
-_SQLITE_TURN = threading.Lock()
-
-
-@contextmanager
-def _turn(vault: Vault) -> Iterator[None]:
-    """On SQLite, one GraphQL unit of work at a time per process.
-
-    Every request writes (its access event) and SQLite admits one writer: without this, the waiting threads
-    poll SQLite's busy handler with growing sleeps, which is unfair: bench/graphql_read.py at 16 clients gave
-    a p99 of 2.4 s without this queue and 0.37 s with it, at the same throughput (docs/performance.md).
-    """
-    if vault.db.engine.dialect.name != "sqlite":
-        yield
-        return
-    with _SQLITE_TURN:
-        yield
-
-
 def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
     """Authenticate, execute and record the request in one unit of work, in the calling (worker) thread."""
     vault = request.vault
     try:
-        with _turn(vault), unit_of_work(vault.db) as session:
+        with unit_of_work(vault.db) as session:  # Database queues SQLite writers itself
             try:
                 context = get_context(request, session)
             except Unauthenticated as error:
