@@ -312,8 +312,7 @@ class ConsentService:
             raise GrantNotFound("no such grant")
         if grant.state in (GrantState.ACTIVE, GrantState.PENDING) and grant.valid_until <= utcnow():
             self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended")
-            for listener in self.revocation_listeners:
-                listener(session, grant.id)
+            self._end_tokens(session, grant.id)
         return grant
 
     def grants_of(self, session: Session, owner_id: uuid.UUID) -> list[Grant]:
@@ -333,9 +332,13 @@ class ConsentService:
         """End a grant now: every token from it dies in this same transaction, before the call returns."""
         grant = self.grant(session, grant_id, owner_id)
         self._grant_to(session, grant, GrantState.REVOKED, actor, reason)
-        for listener in self.revocation_listeners:
-            listener(session, grant.id)
+        self._end_tokens(session, grant.id)
         return grant
+
+    def _end_tokens(self, session: Session, grant_id: uuid.UUID) -> None:
+        """Everything issued under the grant dies in this transaction (tokens, refresh families)."""
+        for listener in self.revocation_listeners:
+            listener(session, grant_id)
 
     def use(self, session: Session, grant: Grant) -> None:
         """Count one use (one read request); the last permitted use exhausts the grant."""
@@ -343,8 +346,7 @@ class ConsentService:
         grant.last_used_at = utcnow()
         if grant.use_limit is not None and grant.uses >= grant.use_limit:
             self._grant_to(session, grant, GrantState.EXHAUSTED, "system", "use limit reached")
-            for listener in self.revocation_listeners:
-                listener(session, grant.id)
+            self._end_tokens(session, grant.id)
 
     def _grant_to(self, session: Session, grant: Grant, to: GrantState, actor: str, reason: str | None) -> None:
         before = grant.state
@@ -386,8 +388,7 @@ class ConsentService:
         ).all()
         for grant in due:
             self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended")
-            for listener in self.revocation_listeners:
-                listener(session, grant.id)
+            self._end_tokens(session, grant.id)
         return len(due)
 
     @staticmethod

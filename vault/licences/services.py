@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -323,11 +322,10 @@ class LicenceService:
         self._check_issuer(licence_type, issuer_code)  # before get(), which may write an expiry
         licence = self.get(session, licence_id)
         old = self.current_version(session, licence)
-        values: dict[str, object] = dict(self.values(session, licence, licence_type.field_names, version=old))
-        values.update(changes)
-        checked = licence_type.validate_values(values)
+        current = self.values(session, licence, licence_type.field_names, version=old)
+        checked = licence_type.validate_values({**current, **changes})
         number = licence_type.number_field
-        if checked[number] != self.values(session, licence, [number], version=old)[number]:
+        if checked[number] != current[number]:  # decrypted once, above
             raise ValueError(f"renewal cannot change {number}: issue a new licence instead")
         self._step(session, licence, Step.RENEW, f"issuer:{issuer_code}", official=official)
         self.status_lists.set(session, licence.issuer_code, old.status_idx, INVALID)
@@ -470,7 +468,3 @@ def presentation_of(jwt: str, disclosures: Iterable[str]) -> str:
 def presentation_fields(presentation: str) -> list[str]:
     """Names of the fields a presentation discloses (unverified: for display only)."""
     return [sdjwt.decode_disclosure(d)[1] for d in sdjwt.split(presentation)[1]]
-
-
-def to_json(summary: LicenceSummary) -> str:
-    return json.dumps({k: str(v) if v is not None else None for k, v in summary.__dict__.items()})
