@@ -1,0 +1,54 @@
+"""Run N attempts at the same state transition truly in parallel: threads, each with its own connection and
+unit of work, released together from a barrier. Every race test asserts exactly one attempt won."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vault.db import Database
+
+PARALLEL = 8
+
+
+@dataclass
+class Outcome:
+    won: list[Any] = field(default_factory=list)
+    lost: list[BaseException] = field(default_factory=list)
+
+    def errors_of(self, *kinds: type[BaseException]) -> list[BaseException]:
+        """The losers' exceptions that are not of the documented kinds (these are bugs)."""
+        return [e for e in self.lost if not isinstance(e, kinds)]
+
+
+def race(db: Database, attempt: Callable[[Any, int], Any], n: int = PARALLEL) -> Outcome:
+    """`attempt(session, i)` n times at once, each in its own unit of work; returns who won and who lost.
+
+    Each thread opens its connection and begins its transaction before the barrier, so the attempts contend in
+    the database, not in Python.
+    """
+    barrier = threading.Barrier(n, timeout=60)
+    outcome = Outcome()
+    guard = threading.Lock()
+
+    def run(i: int) -> None:
+        try:
+            with db.session() as session:
+                session.connection()  # the transaction is open (BEGIN sent) before anyone is released
+                barrier.wait()
+                result = attempt(session, i)
+            with guard:
+                outcome.won.append(result)
+        except BaseException as error:  # a loser's error is the outcome under test
+            with guard:
+                outcome.lost.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a racing attempt hung"
+    return outcome
