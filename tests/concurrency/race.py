@@ -26,18 +26,23 @@ class Outcome:
 def race(db: Database, attempt: Callable[[Any, int], Any], n: int = PARALLEL) -> Outcome:
     """`attempt(session, i)` n times at once, each in its own unit of work; returns who won and who lost.
 
-    Each thread opens its connection and begins its transaction before the barrier, so the attempts contend in
-    the database, not in Python.
+    On PostgreSQL each thread opens its connection and begins its transaction before the barrier, so the attempts
+    contend in the database, not in Python. SQLite admits one writer (BEGIN IMMEDIATE): there the threads are
+    released together and then queue for the write lock, which is the protection under test.
     """
+    early = db.engine.dialect.name == "postgresql"
     barrier = threading.Barrier(n, timeout=60)
     outcome = Outcome()
     guard = threading.Lock()
 
     def run(i: int) -> None:
         try:
-            with db.session() as session:
-                session.connection()  # the transaction is open (BEGIN sent) before anyone is released
+            if not early:
                 barrier.wait()
+            with db.session() as session:
+                if early:
+                    session.connection()  # the transaction is open (BEGIN sent) before anyone is released
+                    barrier.wait()
                 result = attempt(session, i)
             with guard:
                 outcome.won.append(result)
