@@ -166,9 +166,9 @@ def owners_erase(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def owners_erase_due(vault: Vault, args: argparse.Namespace) -> int:
-    with vault.db.session() as session:
-        count = vault.owners.erase_due(session)
-    vault.db.checkpoint_wal()
+    from vault.maintenance import erase_due
+
+    count = erase_due(vault)  # owner by owner: one failure is logged and the others still go
     print(f"erased {count} owners whose grace period ended")
     return 0
 
@@ -378,22 +378,14 @@ def demo(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from vault.demo import banner
+    from vault.serving import serve
 
     settings = load_settings()
-    from vault.demo import banner
-
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
     print(banner(settings), flush=True)
-    from vault.config import PROJECT_ROOT
-
-    uvicorn.run(
-        "server:app",
-        app_dir=str(PROJECT_ROOT),  # server.py sits at the project root, which a console script has not on sys.path
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-    )
-    return 0
+    return serve(settings.host, settings.port, args.workers, settings.log_level)
 
 
 def _with_vault(handler: Handler) -> Callable[[argparse.Namespace], int]:
@@ -534,7 +526,11 @@ def parser() -> argparse.ArgumentParser:
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")
     demo_parser.set_defaults(run=_with_vault(demo))
-    groups.add_parser("serve", help="serve the web app and APIs").set_defaults(run=cmd_serve)
+    serve_parser = groups.add_parser("serve", help="serve the web app and APIs")
+    serve_parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1; see docs/deployment.md)"
+    )
+    serve_parser.set_defaults(run=cmd_serve)
     return top
 
 

@@ -61,6 +61,28 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _on_sqlite_read_connect(dbapi_connection: Any, record: Any) -> None:
+    _on_sqlite_connect(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA query_only = ON")  # a reader that tries to write fails loudly
+
+
+def make_read_engine(engine: Engine) -> Engine:
+    """Connections for units of work that only read: on SQLite a deferred BEGIN (WAL readers run beside the
+    writer and never queue for its lock) on query-only connections; on PostgreSQL the same engine."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    reader = create_engine(
+        engine.url,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=8,
+        pool_timeout=60,
+    )
+    event.listen(reader, "connect", _on_sqlite_read_connect)
+    event.listen(reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    return reader
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -150,12 +172,34 @@ class Database:
         # (in arrival order) instead of letting them poll SQLite's busy handler with growing sleeps, which
         # starves some of them (bench/graphql_read.py: p99 2.4 s without the queue, 0.37 s with it)
         self._turn: threading.RLock | None = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        self.read_engine = make_read_engine(self.engine)
+        self._read_factory = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on any exception."""
         with self._turn or nullcontext(), self._factory() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: it never waits for a writer (nor a writer for it) and cannot write.
+
+        On SQLite it reads a WAL snapshot outside the write lock; on PostgreSQL it is a READ ONLY transaction.
+        """
+        with self._read_factory() as session, session.begin():
+            if not self.is_sqlite:
+                session.execute(text("SET TRANSACTION READ ONLY"))
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
     def checkpoint_wal(self) -> None:
         """Fold SQLite's WAL into the database and truncate it, so erased key bytes leave the WAL file too."""
@@ -167,5 +211,5 @@ class Database:
                 raw.close()
 
     def ping(self) -> bool:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             return conn.execute(text("SELECT 1")).scalar() == 1

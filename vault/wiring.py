@@ -22,6 +22,7 @@ from vault.oauth.server import OAuthService
 from vault.oauth.tokens import TokenService
 from vault.owners.services import OwnerService
 from vault.policy.engine import PolicyEngine
+from vault.web.erasure import end_sessions_for_owner
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Vault:
     oauth: OAuthService
 
     def close(self) -> None:
-        self.db.engine.dispose()
+        self.db.dispose()
 
 
 def build_vault(settings: Settings, *, check: bool = True) -> Vault:
@@ -70,6 +71,10 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     tokens = TokenService()
     consent = ConsentService(keys, audit, policy, owners, agencies, settings.public_url)
     consent.revocation_listeners.append(tokens.revoke_grant)
+    owners.erasure_listeners.append(
+        lambda session, owner_id, actor: consent.end_all_for_owner(session, owner_id, actor, "owner erased")
+    )
+    owners.erasure_listeners.append(end_sessions_for_owner)
     oauth = OAuthService(OAuthContext(consent, tokens, audit, agencies, policy, settings.public_url))
     return Vault(
         settings=settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,21 @@ class Outcome:
         return [e for e in self.lost if not isinstance(e, kinds)]
 
 
-def race(db: Database, attempt: Callable[[Any, int], Any], n: int = PARALLEL) -> Outcome:
-    """`attempt(session, i)` n times at once, each in its own unit of work; returns who won and who lost.
+def race(
+    db: Database,
+    attempt: Callable[[Any, int], Any],
+    n: int = PARALLEL,
+    unit: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> Outcome:
+    """`attempt(session, i)` n times at once, each in its own unit of work (`unit`, default `db.session`);
+    returns who won and who lost.
 
     On PostgreSQL each thread opens its connection and begins its transaction before the barrier, so the attempts
     contend in the database, not in Python. SQLite admits one writer (BEGIN IMMEDIATE): there the threads are
     released together and then queue for the write lock, which is the protection under test.
     """
     early = db.engine.dialect.name == "postgresql"
+    open_unit = unit or db.session
     barrier = threading.Barrier(n, timeout=60)
     outcome = Outcome()
     guard = threading.Lock()
@@ -39,7 +47,7 @@ def race(db: Database, attempt: Callable[[Any, int], Any], n: int = PARALLEL) ->
         try:
             if not early:
                 barrier.wait()
-            with db.session() as session:
+            with open_unit() as session:
                 if early:
                     session.connection()  # the transaction is open (BEGIN sent) before anyone is released
                     barrier.wait()
@@ -57,3 +65,24 @@ def race(db: Database, attempt: Callable[[Any, int], Any], n: int = PARALLEL) ->
         t.join(120)
     assert not any(t.is_alive() for t in threads), "a racing attempt hung"
     return outcome
+
+
+def parallel(call: Callable[[int], Any], n: int = PARALLEL) -> list[Any]:
+    """`call(i)` n times at once from threads released by a barrier (for races driven over HTTP)."""
+    barrier = threading.Barrier(n, timeout=60)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except BaseException as error:  # reported as the result: the test says which errors are expected
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a racing call hung"
+    return results

@@ -5,9 +5,10 @@
   nor introspection.
 - Every request is authenticated by introspecting its bearer token in-process. A missing or dead token is
   answered with HTTP 401 and a GraphQL error whose extensions.code is UNAUTHENTICATED.
-- The whole operation executes synchronously in one worker thread, inside one unit of work (decision 0001):
-  authentication, resolvers, and finally the request's access events, all committed together. If the access
-  events cannot be written the request is rolled back and answers HTTP 500 with no data.
+- The operation executes synchronously in one worker thread (decision 0001). A query reads in a read-only unit
+  of work, then commits its access events and its use of the grant in a short write that re-checks, in the
+  database, that the grant is still live; a mutation is one write unit of work. If the access events cannot be
+  written the request answers HTTP 500 with no data; if the grant ended meanwhile, HTTP 401 with no data.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
-from graphql import GraphQLError
+from graphql import GraphQLError, get_operation_ast, parse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -33,10 +35,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from vault.api.context import RequestInfo, bearer_token, get_context
+from vault.api.context import Context, RequestInfo, bearer_token, get_context
 from vault.api.errors import AccessLogUnavailable, Unauthenticated, error_result_body, internal_error
 from vault.api.limits import BodyLimit
 from vault.api.schema import build_schema
+from vault.clock import utcnow
+from vault.consent.errors import GrantNotLive
+from vault.consent.models import Grant
+from vault.consent.services import ConsentService
 from vault.oauth.adapter import unit_of_work
 from vault.wiring import Vault
 
@@ -66,34 +72,29 @@ def _unauthenticated(error: Unauthenticated, *, token_given: bool) -> Outcome:
     return _failure(error.message, error.extensions, 401, **{"WWW-Authenticate": challenge})
 
 
-def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
-    """Authenticate, execute and record the request in one unit of work, in the calling (worker) thread."""
-    vault = request.vault
+def operation_type(data: GraphQLRequestData) -> OperationType | None:
+    """The type of the operation the request will run; None when the document does not say (it will fail)."""
+    if data.query is None:
+        return None
     try:
-        with unit_of_work(vault.db) as session:  # Database queues SQLite writers itself
-            try:
-                context = get_context(request, session)
-            except Unauthenticated as error:
-                return _unauthenticated(error, token_given=True)  # committing what it found (a grant expired)
-            result = view.schema.execute_sync(
-                data.query,
-                variable_values=data.variables,
-                context_value=context,
-                operation_name=data.operation_name,
-                allowed_operation_types=ALLOWED_OPERATIONS,
-                operation_extensions=data.extensions,
-            )
-            try:
-                context.reads.flush(
-                    session,
-                    vault,
-                    client_id=context.token.client_id,
-                    authority=context.read_authority,
-                    request_id=request.request_id,
-                )
-            except Exception as error:
-                raise AccessLogUnavailable from error
-            return Outcome(result)
+        operation = get_operation_ast(parse(data.query), data.operation_name)
+    except GraphQLError:
+        return None
+    return None if operation is None else OperationType(operation.operation.value)
+
+
+def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
+    """Authenticate, execute and record the request, in the calling (worker) thread.
+
+    A query runs in a read-only unit of work (on SQLite beside the writer, never queued behind it); its access
+    events and its use of the grant are then committed in a short write, which claims the use in the database.
+    If the grant stopped being live in between, or the events cannot be written, nothing is returned. Mutations
+    run in one write unit of work from authentication to their events.
+    """
+    try:
+        if operation_type(data) is OperationType.QUERY:
+            return _execute_query(view, request, data)
+        return _execute_in_one_unit(view, request, data)
     except MissingQueryError:
         raise HTTPException(400, "no GraphQL query in the request") from None
     except (CannotGetOperationTypeError, InvalidOperationTypeError) as error:
@@ -102,6 +103,75 @@ def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -
         # nothing of the request was committed: no data leaves without its access event
         log.error("request %s failed and was rolled back", request.request_id, exc_info=error)
         return Outcome(ExecutionResult(data=None, errors=[internal_error(request.request_id)]), 500)
+
+
+def _run(view: GraphQLView, data: GraphQLRequestData, context: Context) -> ExecutionResult:
+    return view.schema.execute_sync(
+        data.query,
+        variable_values=data.variables,
+        context_value=context,
+        operation_name=data.operation_name,
+        allowed_operation_types=ALLOWED_OPERATIONS,
+        operation_extensions=data.extensions,
+    )
+
+
+def _record(session: Session, request: RequestInfo, context: Context) -> None:
+    try:
+        context.reads.flush(
+            session,
+            request.vault,
+            client_id=context.token.client_id,
+            authority=context.read_authority,
+            request_id=request.request_id,
+        )
+    except GrantNotLive:
+        raise
+    except Exception as error:
+        raise AccessLogUnavailable from error
+
+
+def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
+    vault = request.vault
+    with vault.db.read_session() as session:
+        try:
+            context = get_context(request, session, write=False)
+        except Unauthenticated as error:
+            _expire_token_grant(vault, request.bearer)
+            return _unauthenticated(error, token_given=True)
+        result = _run(view, data, context)
+    if not context.reads.reads:
+        return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
+    try:
+        with vault.db.session() as session:
+            _record(session, request, context)
+    except GrantNotLive as error:  # revoked, expired or used up while the query ran: it releases nothing
+        return _unauthenticated(
+            Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True
+        )
+    return Outcome(result)
+
+
+def _expire_token_grant(vault: Vault, bearer: str | None) -> None:
+    """A grant found past its validity is expired now, so its tokens die with it (a write, apart from the read)."""
+    with vault.db.read_session() as session:
+        info = vault.tokens.introspect(session, bearer or "")
+        grant = session.get(Grant, info.grant_id) if info and info.grant_id else None
+        due = grant is not None and ConsentService.effective_state(grant, utcnow()) != grant.state
+    if due and grant is not None:
+        with vault.db.session() as session:
+            vault.consent.grant(session, grant.id)
+
+
+def _execute_in_one_unit(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -> Outcome:
+    with unit_of_work(request.vault.db) as session:  # Database queues SQLite writers itself
+        try:
+            context = get_context(request, session)
+        except Unauthenticated as error:
+            return _unauthenticated(error, token_given=True)  # committing what it found (a grant expired)
+        result = _run(view, data, context)
+        _record(session, request, context)
+        return Outcome(result)
 
 
 class GraphQLView(GraphQL[RequestInfo, None]):

@@ -16,8 +16,7 @@ from vault import clock
 from vault.api.errors import Forbidden, Unauthenticated
 from vault.api.loaders import Loaders
 from vault.api.reads import Authority, ReadLedger, authority_of
-from vault.consent.errors import GrantNotFound
-from vault.consent.lifecycle import GrantState
+from vault.consent.errors import GrantNotLive
 from vault.consent.models import Grant
 from vault.oauth.scopes import Scope
 from vault.oauth.tokens import TokenInfo
@@ -72,12 +71,13 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
-def get_context(request: RequestInfo, session: Session) -> Context:
+def get_context(request: RequestInfo, session: Session, *, write: bool = True) -> Context:
     """Authenticate the bearer token in-process and build the context; raises Unauthenticated.
 
+    `write` is False in a read-only unit of work: a grant past its validity is then refused without being written.
     A token is accepted only while it is unexpired and unrevoked, its client is registered and not suspended,
-    and the grant it was issued under (if any) is still active: the grant is re-read, its expiry applied, and
-    its row locked until the request commits, so two requests cannot both spend a grant's last use.
+    and the grant it was issued under (if any) is in force (the consent service's rule). That is checked again
+    when the request's use is counted, in the database, just before it commits (ConsentService.use).
     """
     vault = request.vault
     info = vault.tokens.introspect(session, request.bearer or "")
@@ -91,13 +91,10 @@ def get_context(request: RequestInfo, session: Session) -> Context:
         raise Unauthenticated("the client of this access token is suspended")
     grant = None
     if info.grant_id is not None:
-        session.get(Grant, info.grant_id, with_for_update=True)
         try:
-            grant = vault.consent.grant(session, info.grant_id)
-        except GrantNotFound:
-            raise Unauthenticated("the consent behind this access token is no longer in force") from None
-        if grant.state != GrantState.ACTIVE or grant.client_id != info.client_id:
-            raise Unauthenticated("the consent behind this access token is no longer in force")
+            grant = vault.consent.live_grant(session, info.grant_id, info.client_id, write=write)
+        except GrantNotLive as error:
+            raise Unauthenticated(f"the consent behind this access token is no longer in force: {error}") from None
     return Context(
         vault=vault,
         session=session,

@@ -294,8 +294,12 @@ def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple
         .limit(MAX_LICENCES_PER_OWNER)
     )
     rows = [(row, version) for row, version in context.session.execute(statement).all()]
+    today = context.now.date()
     for row, version in rows:
-        context.vault.licences.apply_validity(context.session, row, version)
+        state = context.vault.licences.effective_state(row, version, today)
+        if state != row.state:  # shown as of today; a read writes nothing, the maintenance leader records the step
+            context.session.expunge(row)
+            row.state = state.value
     return rows
 
 

@@ -106,7 +106,7 @@ class ReadLedger:
             released_any = released_any or bool(read.licences)
             vault.audit.append(session, _event(read, client_id, authority, request_id))
         if released_any and authority is not None and authority.grant is not None:
-            vault.consent.use(session, authority.grant)
+            vault.consent.use(session, authority.grant.id)
 
 
 def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str) -> Event:

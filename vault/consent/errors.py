@@ -27,3 +27,11 @@ class GrantNotFound(ConsentError):
 
 class IllegalGrantTransition(ConsentError):
     """A grant or request step its current state does not allow; the message names the state."""
+
+
+class RequestAlreadyDecided(RequestNotFound):
+    """Another decision on the same request won (it was approved, denied or expired a moment ago)."""
+
+
+class GrantNotLive(ConsentError):
+    """The grant is not in force (revoked, expired, exhausted, not yet valid, or its use limit was reached)."""

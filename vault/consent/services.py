@@ -6,9 +6,10 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -17,13 +18,16 @@ from vault.audit.services import AuditLog
 from vault.clock import utcnow
 from vault.consent.errors import (
     GrantNotFound,
+    GrantNotLive,
+    IllegalGrantTransition,
     InvalidAuthorizationDetails,
     NotAuthorisedToConsent,
+    RequestAlreadyDecided,
     RequestNotAllowed,
     RequestNotFound,
 )
 from vault.consent.interfaces import AgencyDirectory, RevocationListener
-from vault.consent.lifecycle import GrantState, RequestState, grant_step, request_step
+from vault.consent.lifecycle import GRANT_STEPS, REQUEST_STEPS, GrantState, RequestState
 from vault.consent.models import ConsentRequest, Grant, GrantEvent
 from vault.crypto import jws
 from vault.crypto.services import KeyService
@@ -163,12 +167,28 @@ class ConsentService:
             raise RequestNotFound("no such consent request")
         self.expire_if_stale(session, request)
         if request.state != RequestState.PENDING:
-            raise RequestNotFound(f"the consent request is {request.state}")
+            raise RequestAlreadyDecided(f"the consent request is {request.state}")
         return request
 
-    def expire_if_stale(self, session: Session, request: ConsentRequest) -> None:
+    def expire_if_stale(self, session: Session, request: ConsentRequest) -> bool:
+        """Expire a pending request past its time; True if this call did. If another decision (or expiry) won
+        meanwhile, the request shows it and nothing is written."""
         if request.state == RequestState.PENDING and request.expires_at <= utcnow():
-            self._close_request(session, request, RequestState.EXPIRED, "system")
+            try:
+                self._close_request(session, request, RequestState.EXPIRED, "system")
+            except RequestAlreadyDecided:
+                return False
+            return True
+        return False
+
+    def expire_stale_requests(self, session: Session) -> int:
+        """Expire every pending request past its time (maintenance); each expiry is claimed, so it happens once."""
+        stale = session.scalars(
+            select(ConsentRequest).where(
+                col(ConsentRequest.state) == RequestState.PENDING, col(ConsentRequest.expires_at) <= utcnow()
+            )
+        ).all()
+        return sum(self.expire_if_stale(session, request) for request in stale)
 
     def inbox(self, session: Session, owner_id: uuid.UUID) -> list[ConsentRequest]:
         """Pending backchannel requests for this owner, newest first; stale ones are expired on the way."""
@@ -177,14 +197,31 @@ class ConsentService:
             .where(ConsentRequest.owner_id == owner_id, ConsentRequest.state == RequestState.PENDING)
             .order_by(col(ConsentRequest.created_at).desc())
         ).all()
-        now = utcnow()
-        live = []
         for request in rows:
-            if request.expires_at <= now:
-                self._close_request(session, request, RequestState.EXPIRED, "system")
-            else:
-                live.append(request)
-        return live
+            self.expire_if_stale(session, request)
+        return [r for r in rows if r.state == RequestState.PENDING]
+
+    def _claim_request(self, session: Session, request: ConsentRequest, to: RequestState, **values: Any) -> None:
+        """Move the request to `to` in the database, only from a state that allows it; raises if another won.
+
+        The guarded UPDATE is the decision: on PostgreSQL a concurrent claim waits for this transaction and then
+        finds the state changed, on SQLite writers are serialised; either way exactly one claim succeeds.
+        """
+        now = utcnow()
+        claimed = session.execute(
+            update(ConsentRequest)
+            .where(
+                col(ConsentRequest.id) == request.id,
+                col(ConsentRequest.state).in_([s.value for s in REQUEST_STEPS[to]]),
+            )
+            .values(state=to.value, decided_at=now, **values)
+            .returning(col(ConsentRequest.id))
+            .execution_options(synchronize_session=False)
+        ).first()
+        if claimed is None:
+            session.refresh(request)
+            raise RequestAlreadyDecided(f"the consent request is already {request.state}")
+        session.refresh(request)
 
     def _may_decide(self, session: Session, decider: Decider, request: ConsentRequest) -> Owner:
         owner = self.owners.get(session, decider.owner_id)
@@ -216,6 +253,9 @@ class ConsentService:
         chosen = fields_json(fields)
         if not chosen:
             raise InvalidAuthorizationDetails("approve at least one field, or deny the request")
+        if request.expires_at <= utcnow():
+            self.expire_if_stale(session, request)
+            raise RequestAlreadyDecided("the consent request expired")
         now = utcnow()
         grant = Grant(
             owner_id=owner.id,
@@ -231,13 +271,12 @@ class ConsentService:
             receipt="",
             receipt_hash=b"",
         )
+        self._claim_request(session, request, RequestState.APPROVED, grant_id=grant.id)  # the one decision
         grant.receipt = self._receipt(session, grant, item)
         grant.receipt_hash = hashlib.sha256(grant.receipt.encode()).digest()
         session.add(grant)
         session.flush()
         session.add(GrantEvent(grant_id=grant.id, owner_id=owner.id, to_state=grant.state, actor=decider.actor))
-        request_step(request.state, RequestState.APPROVED)
-        request.state, request.decided_at, request.grant_id = RequestState.APPROVED.value, now, grant.id
         self.audit.append(
             session,
             Event(
@@ -259,13 +298,13 @@ class ConsentService:
     def deny(self, session: Session, request_id: uuid.UUID, decider: Decider) -> ConsentRequest:
         request = self.pending_request(session, request_id)
         owner = self._may_decide(session, decider, request)
-        request.owner_id = owner.id
-        self._close_request(session, request, RequestState.DENIED, decider.actor)
+        self._close_request(session, request, RequestState.DENIED, decider.actor, owner_id=owner.id)
         return request
 
-    def _close_request(self, session: Session, request: ConsentRequest, to: RequestState, actor: str) -> None:
-        request.state = request_step(request.state, to).value
-        request.decided_at = utcnow()
+    def _close_request(
+        self, session: Session, request: ConsentRequest, to: RequestState, actor: str, **values: Any
+    ) -> None:
+        self._claim_request(session, request, to, **values)
         action = Action.CONSENT_DENIED if to is RequestState.DENIED else Action.CONSENT_EXPIRED
         self.audit.append(
             session,
@@ -276,7 +315,10 @@ class ConsentService:
                 service_item=request.service_item,
                 fields=field_names(request.fields),
                 decision="deny",
-                reason="owner denied" if to is RequestState.DENIED else "request expired",
+                reason={
+                    RequestState.DENIED: "owner denied",
+                    RequestState.EXPIRED: "request expired",
+                }.get(to, str(values.get("reason", "withdrawn"))),
                 detail={"request": str(request.id)},
             ),
         )
@@ -303,16 +345,60 @@ class ConsentService:
         }
         return jws.sign_compact({"alg": "EdDSA", "typ": RECEIPT_TYPE, "kid": signer.kid}, claims, signer.key)
 
-    # grants
+    # grants: one liveness rule, and every state change claimed in the database
+
+    @staticmethod
+    def effective_state(grant: Grant, now: datetime) -> str:
+        """The grant's state as of `now`: a live grant past its validity is expired even before anyone wrote it."""
+        if grant.state in (GrantState.ACTIVE, GrantState.PENDING) and grant.valid_until <= now:
+            return GrantState.EXPIRED.value
+        return grant.state
+
+    @classmethod
+    def why_not_live(cls, grant: Grant, now: datetime, client_id: str | None = None) -> str | None:
+        """None when the grant may be used now (by `client_id`, if given); otherwise the reason it may not.
+
+        The one rule every edge applies (GraphQL, token endpoint, introspection, pages, console).
+        """
+        state = cls.effective_state(grant, now)
+        if state != GrantState.ACTIVE:
+            return f"the consent is {state}"
+        if grant.valid_from > now:
+            return "the consent is not in force yet"
+        if grant.use_limit is not None and grant.uses >= grant.use_limit:
+            return "the consent's use limit is reached"
+        if client_id is not None and grant.client_id != client_id:
+            return "the consent was given to another agency"
+        return None
+
+    def live_grant(
+        self, session: Session, grant_id: uuid.UUID | None, client_id: str | None = None, *, write: bool = True
+    ) -> Grant:
+        """The grant if it is in force now; raises GrantNotLive (saying why) otherwise.
+
+        With `write` a grant found past its validity is expired (and its tokens ended) in this transaction; without
+        it (a read-only unit of work) it is only refused, and the caller or the maintenance leader expires it.
+        """
+        if grant_id is None:
+            raise GrantNotLive("no consent behind this credential")
+        try:
+            grant = self.grant(session, grant_id) if write else session.get(Grant, grant_id)
+        except GrantNotFound:
+            grant = None
+        if grant is None:
+            raise GrantNotLive("no such consent")
+        why = self.why_not_live(grant, utcnow(), client_id)
+        if why is not None:
+            raise GrantNotLive(why)
+        return grant
 
     def grant(self, session: Session, grant_id: uuid.UUID, owner_id: uuid.UUID | None = None) -> Grant:
         """The grant with its validity applied; with owner_id, only if it is that owner's."""
         grant = session.get(Grant, grant_id)
         if grant is None or (owner_id is not None and grant.owner_id != owner_id):
             raise GrantNotFound("no such grant")
-        if grant.state in (GrantState.ACTIVE, GrantState.PENDING) and grant.valid_until <= utcnow():
+        if self.effective_state(grant, utcnow()) != grant.state:
             self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended")
-            self._end_tokens(session, grant.id)
         return grant
 
     def grants_of(self, session: Session, owner_id: uuid.UUID) -> list[Grant]:
@@ -329,34 +415,94 @@ class ConsentService:
     def revoke(
         self, session: Session, grant_id: uuid.UUID, *, actor: str, owner_id: uuid.UUID | None, reason: str | None
     ) -> Grant:
-        """End a grant now: every token from it dies in this same transaction, before the call returns."""
+        """End a grant now: every token from it dies in this same transaction, before the call returns.
+
+        Raises IllegalGrantTransition when the grant is no longer live (already revoked, expired or exhausted,
+        including by a revocation that won a race with this one).
+        """
         grant = self.grant(session, grant_id, owner_id)
-        self._grant_to(session, grant, GrantState.REVOKED, actor, reason)
-        self._end_tokens(session, grant.id)
+        if not self._grant_to(session, grant, GrantState.REVOKED, actor, reason):
+            raise IllegalGrantTransition(f"the grant is already {grant.state}")
         return grant
+
+    def end_all_for_owner(self, session: Session, owner_id: uuid.UUID, actor: str, reason: str) -> int:
+        """Revoke every live grant of the owner and withdraw their pending requests (erasure); returns how many."""
+        ended = 0
+        for grant in session.scalars(
+            select(Grant).where(
+                col(Grant.owner_id) == owner_id, col(Grant.state).in_([GrantState.ACTIVE, GrantState.PENDING])
+            )
+        ).all():
+            ended += self._grant_to(session, grant, GrantState.REVOKED, actor, reason)
+        for request in session.scalars(
+            select(ConsentRequest).where(
+                col(ConsentRequest.owner_id) == owner_id, col(ConsentRequest.state) == RequestState.PENDING
+            )
+        ).all():
+            try:
+                self._close_request(session, request, RequestState.EXPIRED, actor, auth_req_hash=None)
+                ended += 1
+            except RequestAlreadyDecided:
+                pass
+        return ended
 
     def _end_tokens(self, session: Session, grant_id: uuid.UUID) -> None:
         """Everything issued under the grant dies in this transaction (tokens, refresh families)."""
         for listener in self.revocation_listeners:
             listener(session, grant_id)
 
-    def use(self, session: Session, grant: Grant) -> None:
-        """Count one use (one read request); the last permitted use exhausts the grant."""
-        grant.uses += 1
-        grant.last_used_at = utcnow()
-        if grant.use_limit is not None and grant.uses >= grant.use_limit:
-            self._grant_to(session, grant, GrantState.EXHAUSTED, "system", "use limit reached")
-            self._end_tokens(session, grant.id)
+    def use(self, session: Session, grant_id: uuid.UUID) -> Grant:
+        """Count one use (one read request), claimed in the database; raises GrantNotLive if it may not be used.
 
-    def _grant_to(self, session: Session, grant: Grant, to: GrantState, actor: str, reason: str | None) -> None:
-        before = grant.state
-        grant.state = grant_step(grant.state, to).value
-        grant.updated_at = utcnow()
+        The guarded UPDATE is what makes "once" mean once and a revocation final: it succeeds only while the grant
+        is active, within its validity and under its use limit, so a read racing a revocation or another read of
+        the last use either counts before the other commits or finds nothing to count (and releases nothing).
+        The last permitted use exhausts the grant.
+        """
+        now = utcnow()
+        row = session.execute(
+            update(Grant)
+            .where(
+                col(Grant.id) == grant_id,
+                col(Grant.state) == GrantState.ACTIVE.value,
+                col(Grant.valid_from) <= now,
+                col(Grant.valid_until) > now,
+                or_(col(Grant.use_limit).is_(None), col(Grant.uses) < col(Grant.use_limit)),
+            )
+            .values(uses=col(Grant.uses) + 1, last_used_at=now)
+            .returning(col(Grant.uses), col(Grant.use_limit))
+            .execution_options(synchronize_session=False)
+        ).first()
+        grant = session.get(Grant, grant_id, populate_existing=True)
+        if row is None or grant is None:
+            raise GrantNotLive("the consent is no longer in force")
+        uses, limit = row
+        if limit is not None and uses >= limit:
+            self._grant_to(session, grant, GrantState.EXHAUSTED, "system", "use limit reached")
+        return grant
+
+    def _grant_to(self, session: Session, grant: Grant, to: GrantState, actor: str, reason: str | None) -> bool:
+        """Claim the step in the database; False (nothing written) when the grant's state no longer allows it.
+
+        Every step to a final state ends the grant's tokens in the same transaction.
+        """
+        now = utcnow()
+        before = session.execute(
+            update(Grant)
+            .where(col(Grant.id) == grant.id, col(Grant.state).in_([s.value for s in GRANT_STEPS[to]]))
+            .values(state=to.value, updated_at=now)
+            .returning(col(Grant.id))
+            .execution_options(synchronize_session=False)
+        ).first()
+        previous = grant.state
+        session.refresh(grant)
+        if before is None:
+            return False
         session.add(
             GrantEvent(
                 grant_id=grant.id,
                 owner_id=grant.owner_id,
-                from_state=before,
+                from_state=previous,
                 to_state=to.value,
                 actor=actor,
                 reason=reason,
@@ -379,6 +525,9 @@ class ConsentService:
                 reason=reason,
             ),
         )
+        if to is not GrantState.ACTIVE:
+            self._end_tokens(session, grant.id)
+        return True
 
     def expire_due(self, session: Session) -> int:
         due = session.scalars(
@@ -386,10 +535,7 @@ class ConsentService:
                 col(Grant.state).in_([GrantState.ACTIVE, GrantState.PENDING]), col(Grant.valid_until) <= utcnow()
             )
         ).all()
-        for grant in due:
-            self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended")
-            self._end_tokens(session, grant.id)
-        return len(due)
+        return sum(self._grant_to(session, grant, GrantState.EXPIRED, "system", "validity ended") for grant in due)
 
     @staticmethod
     def policy_view(grant: Grant) -> GrantInfo:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -23,11 +23,12 @@ from vault.licences import sdjwt
 from vault.licences.errors import (
     DuplicateLicence,
     HolderNotAllowed,
+    IllegalTransition,
     LicenceNotFound,
     NotTheIssuer,
 )
 from vault.licences.issuers import IssuerRegistry
-from vault.licences.lifecycle import STATUS_BITS, LicenceState, Step, transition
+from vault.licences.lifecycle import STATUS_BITS, TRANSITIONS, LicenceState, Step, transition
 from vault.licences.models import Licence, LicenceField, LicenceVersion
 from vault.licences.sdjwt import StatusRef, Verified
 from vault.licences.status import StatusLists
@@ -230,6 +231,17 @@ class LicenceService:
         self._apply_validity(session, licence, utcnow().date())
         return licence
 
+    @staticmethod
+    def effective_state(licence: Licence, version: LicenceVersion, today: date) -> LicenceState:
+        """The state as of `today`, before anyone wrote the activation or expiry step (the leader does)."""
+        state = LicenceState(licence.state)
+        if state == LicenceState.ISSUED and (version.valid_from is None or version.valid_from <= today):
+            state = LicenceState.ACTIVE
+        live = (LicenceState.ISSUED, LicenceState.ACTIVE, LicenceState.SUSPENDED)
+        if licence.valid_until is not None and licence.valid_until < today and state in live:
+            state = LicenceState.EXPIRED
+        return state
+
     def apply_validity(self, session: Session, licence: Licence, version: LicenceVersion) -> None:
         """Apply validity to a licence loaded with its current version: no statement unless its state changes."""
         self._apply_validity(session, licence, utcnow().date(), version)
@@ -271,8 +283,24 @@ class LicenceService:
         official: str | None = None,
     ) -> None:
         new_state = transition(licence.state, step)
-        licence.state = new_state.value
-        licence.updated_at = utcnow()
+        allowed, _ = TRANSITIONS[step]
+        claimed = session.execute(  # the step is claimed in the database: of racing steps, the state decides
+            update(Licence)
+            .where(
+                col(Licence.id) == licence.id,
+                col(Licence.state).in_([s.value for s in allowed]),
+                col(Licence.current_version) == licence.current_version,
+            )
+            .values(state=new_state.value, updated_at=utcnow())
+            .returning(col(Licence.id))
+            .execution_options(synchronize_session=False)
+        ).first()
+        session.refresh(licence)
+        if claimed is None:
+            raise IllegalTransition(
+                f"cannot {step.value} the licence: it changed meanwhile and is now {licence.state}"
+                f" (version {licence.current_version})"
+            )
         if step is not Step.RENEW:
             version = self.current_version(session, licence)
             self.status_lists.set(session, licence.issuer_code, version.status_idx, STATUS_BITS[new_state])

@@ -33,7 +33,8 @@ from sqlmodel import col, select
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditLog
 from vault.clock import utcnow
-from vault.consent.lifecycle import GrantState, RequestState
+from vault.consent.errors import GrantNotLive
+from vault.consent.lifecycle import RequestState
 from vault.consent.models import ConsentRequest, Grant
 from vault.consent.services import ConsentService
 from vault.oauth import rar
@@ -100,14 +101,12 @@ def record_tokens(context: OAuthContext, issued: IssuedTokens, grant_type: str, 
     )
 
 
-def live_grant(grant_id: uuid.UUID | None) -> Grant:
-    if grant_id is None:
-        raise InvalidGrantError("no consent behind this credential")
-    session = current_session()
-    grant = session.get(Grant, grant_id)
-    if grant is None or grant.state != GrantState.ACTIVE or grant.valid_until <= utcnow():
-        raise InvalidGrantError("the consent behind this credential is no longer in force")
-    return grant
+def live_grant(context: OAuthContext, grant_id: uuid.UUID | None, client_id: str) -> Grant:
+    """The grant behind a credential, if it is in force for this client (the consent service's one rule)."""
+    try:
+        return context.consent.live_grant(current_session(), grant_id, client_id)
+    except GrantNotLive as error:
+        raise InvalidGrantError(f"the consent behind this credential is no longer in force: {error}") from None
 
 
 def tokens_for_grant(context: OAuthContext, client: Client, grant: Grant, code_hash: bytes | None) -> IssuedTokens:
@@ -182,7 +181,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         )
         if not getattr(claimed, "rowcount", 0):
             raise InvalidGrantError("the authorization code was already used")  # lost a parallel redemption
-        grant = live_grant(code.grant_id)
+        grant = live_grant(ctx(self), code.grant_id, code.client_id)
         issued = tokens_for_grant(ctx(self), self.request.client, grant, code.code_hash)
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "authorization code redeemed")
         return 200, issued.response(), NO_STORE
@@ -258,7 +257,7 @@ class RotatingRefreshGrant(grants.RefreshTokenGrant):
         )
         if not getattr(claimed, "rowcount", 0):
             raise InvalidGrantError("the refresh token was already used")
-        grant = live_grant(old.grant_id)
+        grant = live_grant(ctx(self), old.grant_id, old.client_id)
         scope = self.request.payload.scope
         issued = ctx(self).tokens.issue(
             session,
@@ -378,8 +377,20 @@ class CibaGrant(grants.BaseGrant, grants.TokenEndpointMixin):
                 request.interval += 5
                 raise SlowDownError(f"poll at most every {request.interval} seconds")
             raise AuthorizationPendingError("the owner has not decided yet")
-        request.auth_req_hash = None  # one set of tokens per approval: the id is spent
-        grant = live_grant(request.grant_id)
+        spent = session.execute(
+            update(ConsentRequest)
+            .where(
+                col(ConsentRequest.id) == request.id,
+                col(ConsentRequest.state) == RequestState.APPROVED.value,
+                col(ConsentRequest.auth_req_hash).is_not(None),
+            )
+            .values(auth_req_hash=None)
+            .returning(col(ConsentRequest.grant_id))
+            .execution_options(synchronize_session=False)
+        ).first()
+        if spent is None:  # one set of tokens per approval: another poll spent the id a moment ago
+            raise InvalidGrantError("auth_req_id was already used")
+        grant = live_grant(ctx(self), spent[0], request.client_id)
         issued = tokens_for_grant(ctx(self), self.request.client, grant, None)
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "backchannel consent")
         return 200, issued.response(), NO_STORE

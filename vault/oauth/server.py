@@ -14,6 +14,8 @@ from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from sqlalchemy import update
+from sqlmodel import col
 
 from vault.clock import utcnow
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
@@ -64,10 +66,10 @@ class Introspection(IntrospectionEndpoint):
 
     def introspect_token(self, token: TokenView) -> dict[str, Any]:
         row = token.row
-        if row.grant_id is not None and self.server.context.consent.grant(current_session(), row.grant_id).state != (
-            "active"
-        ):
-            return {"active": False}
+        if row.grant_id is not None:
+            consent = self.server.context.consent
+            if consent.why_not_live(consent.grant(current_session(), row.grant_id), utcnow(), row.client_id):
+                return {"active": False}
         expires = row.refresh_expires_at if token.kind == "refresh_token" else row.access_expires_at
         body: dict[str, Any] = {
             "active": True,
@@ -244,11 +246,22 @@ class OAuthService:
             return ErrorPage("invalid_client", "unknown or suspended client")
         if not request_uri:
             return ErrorPage("invalid_request", "this client must push its authorization request first (PAR)")
-        pushed = session.get(PushedRequest, digest(request_uri))
-        if pushed is None or pushed.client_id != agency.client_id or pushed.used_at or pushed.expires_at <= utcnow():
+        now = utcnow()
+        pushed = session.execute(  # single use, claimed in the database: of parallel attempts exactly one wins
+            update(PushedRequest)
+            .where(
+                col(PushedRequest.uri_hash) == digest(request_uri),
+                col(PushedRequest.client_id) == agency.client_id,
+                col(PushedRequest.used_at).is_(None),
+                col(PushedRequest.expires_at) > now,
+            )
+            .values(used_at=now)
+            .returning(col(PushedRequest.params))
+            .execution_options(synchronize_session=False)
+        ).first()
+        if pushed is None:
             return ErrorPage("invalid_request", "request_uri is unknown, expired or already used")
-        pushed.used_at = utcnow()
-        params: dict[str, str] = dict(pushed.params)
+        params: dict[str, str] = dict(pushed[0])
         access = rar.licence_access(params.get("authorization_details"))
         try:
             consent = self.context.consent.open_request(

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -19,6 +19,7 @@ from vault.crypto.errors import KeyDestroyed
 from vault.crypto.services import KeyService
 from vault.owners.errors import DuplicateOwner, OwnerNotFound, RepresentativeError
 from vault.owners.identifiers import mask_identifier, parse_credit_code, parse_resident_id
+from vault.owners.interfaces import ErasureListener
 from vault.owners.models import Account, BlindIndex, Owner, OwnerKind, Representative, RepresentativeRole
 
 IDENTIFIER_INDEX = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
@@ -48,6 +49,7 @@ def _ctx(owner_id: uuid.UUID, field: str) -> FieldContext:
 
 class OwnerService:
     def __init__(self, keys: KeyService, audit: AuditLog, erasure_grace: timedelta) -> None:
+        self.erasure_listeners: list[ErasureListener] = []
         self.keys = keys
         self.audit = audit
         self.erasure_grace = erasure_grace
@@ -198,17 +200,42 @@ class OwnerService:
         session.flush()
         return owner
 
-    def erase_due(self, session: Session, *, actor: str = "system") -> int:
-        """Destroy the keys of every owner whose grace period has ended; returns how many."""
-        due = session.scalars(
-            select(Owner).where(col(Owner.erase_after) <= utcnow(), col(Owner.erased_at).is_(None))
-        ).all()
-        for owner in due:
-            self._erase(session, owner, actor)
-        return len(due)
+    def due_for_erasure(self, session: Session) -> list[uuid.UUID]:
+        """The owners whose grace period has ended and who are not erased yet (each is erased on its own)."""
+        return list(
+            session.scalars(select(Owner.id).where(col(Owner.erase_after) <= utcnow(), col(Owner.erased_at).is_(None)))
+        )
 
-    def _erase(self, session: Session, owner: Owner, actor: str) -> None:
-        """Destroy the key, then everything that could still find or log in as the owner."""
+    def erase_if_due(self, session: Session, owner_id: uuid.UUID, *, actor: str = "system") -> bool:
+        """Erase one owner if their grace period has ended; False if not due (or erased meanwhile)."""
+        owner = session.get(Owner, owner_id)
+        if owner is None or owner.erased_at is not None or owner.erase_after is None or owner.erase_after > utcnow():
+            return False
+        return self._erase(session, owner, actor)
+
+    def erase_due(self, session: Session, *, actor: str = "system") -> int:
+        """Destroy the keys of every owner whose grace period has ended, in this one transaction; returns how many."""
+        return sum(self.erase_if_due(session, owner_id, actor=actor) for owner_id in self.due_for_erasure(session))
+
+    def _erase(self, session: Session, owner: Owner, actor: str) -> bool:
+        """Destroy the key, then everything that could still find, act for or log in as the owner.
+
+        The erasure is claimed in the database first, so two processes erasing the same owner at once record it
+        once; the loser returns False and writes nothing.
+        """
+        at = utcnow()
+        claimed = session.execute(
+            update(Owner)
+            .where(col(Owner.id) == owner.id, col(Owner.erased_at).is_(None))
+            .values(erased_at=at, erase_after=None)
+            .returning(col(Owner.id))
+            .execution_options(synchronize_session=False)
+        ).first()
+        session.refresh(owner)
+        if claimed is None:
+            return False
+        for listener in self.erasure_listeners:  # grants, tokens, pending requests and web sessions end now
+            listener(session, owner.id, actor)
         self.keys.destroy_owner_key(session, owner.id)
         session.execute(delete(BlindIndex).where(col(BlindIndex.owner_id) == owner.id))
         session.execute(delete(Account).where(col(Account.owner_id) == owner.id))
@@ -217,6 +244,5 @@ class OwnerService:
                 (col(Representative.owner_id) == owner.id) | (col(Representative.person_id) == owner.id)
             )
         )
-        owner.erased_at = utcnow()
-        owner.erase_after = None
         self.audit.append(session, Event(Action.OWNER_ERASED, actor, owner_id=owner.id))
+        return True

@@ -38,7 +38,7 @@ def _readiness(vault: Vault) -> dict[str, object]:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = False
     try:
-        check_schema(vault.db.engine)
+        check_schema(vault.db.read_engine)
         checks["migrations"] = True
     except (SchemaError, Exception) as exc:
         log.warning("readiness: schema not current: %s", exc)
@@ -63,14 +63,17 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(maintenance.loop(the_vault, settings.checkpoint_interval_seconds))
+        leadership = maintenance.leadership_for(the_vault)
+        task = asyncio.create_task(maintenance.loop(the_vault, settings.checkpoint_interval_seconds, leadership))
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await run_in_threadpool(maintenance.run_once, the_vault)  # a last signed checkpoint on the way out
+            if leadership.held:  # a last signed checkpoint on the way out, by the leader only
+                await run_in_threadpool(maintenance.run_once, the_vault)
+            leadership.release()
             if vault is None:
                 the_vault.close()
 

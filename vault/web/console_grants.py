@@ -30,7 +30,7 @@ from vault.audit.models import AuditEvent
 from vault.consent.errors import GrantNotFound, IllegalGrantTransition
 from vault.consent.lifecycle import GrantState
 from vault.consent.models import Grant
-from vault.consent.services import field_names
+from vault.consent.services import ConsentService, field_names
 from vault.oauth.errors import AgencyError
 from vault.policy.catalogue import ServiceItem
 from vault.web.auth import safe_next
@@ -159,11 +159,7 @@ def access_volumes(db: Session, today: date) -> dict[str, AgencyVolume]:
     return {c: AgencyVolume(todays[c], before[c] / SPIKE_BASELINE_DAYS) for c in set(todays) | set(before)}
 
 
-def effective_state(grant: Grant, now: datetime) -> str:
-    """The grant's state as of now: a live grant past its validity is expired even before anyone touched it."""
-    if grant.state in (GrantState.ACTIVE, GrantState.PENDING) and grant.valid_until <= now:
-        return GrantState.EXPIRED.value
-    return grant.state
+effective_state = ConsentService.effective_state
 
 
 def grant_flags(

@@ -72,10 +72,11 @@ def test_the_number_of_statements_does_not_grow_with_the_number_of_licences(
     vault: Vault, http: TestClient, token: str
 ) -> None:
     statements(vault, http, token)  # warm: keys, caches
-    one, body = statements(vault, http, token)
+    # the least of two runs: the maintenance leader may sign a checkpoint on the same engine during one of them
+    one, body = min((statements(vault, http, token) for _ in range(2)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 2
     more_driving_licences(vault, 7)
-    many, body = statements(vault, http, token)
+    many, body = min((statements(vault, http, token) for _ in range(2)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 9
     assert many == one, f"{one} statements for 2 licences, {many} for 9"
     assert one <= 20
