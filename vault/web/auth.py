@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vault.owners.accounts import AccountService
+from vault.owners.models import Account
 from vault.web import sessions, throttle
 from vault.web.csrf import check_form_post, field, require_post
 from vault.web.rendering import current_lang, redirect, render
@@ -61,13 +62,19 @@ def sign_in(vault: Vault, login: str, password: str, address: str, old_token: st
         wait = throttle.wait_seconds(db, attempt)
     if wait is not None:
         return Outcome(wait_seconds=wait)
+    accounts = AccountService(vault.keys)
+    with vault.db.read_session() as db:
+        found = accounts.by_login(db, login)
+    account = accounts.check_password(found, password)  # argon2 outside any transaction and the write lock
+    if account is None:
+        return Outcome()
     with vault.db.session() as db:
-        account = AccountService(vault.keys).authenticate(db, login, password)
-        if account is None:
+        current = db.get(Account, account.id)  # erased or disabled while the password was being checked?
+        if current is None or current.disabled_at is not None:
             return Outcome()
         throttle.succeeded(db, attempt)
         sessions.purge_expired(db)
-        token, user = sessions.create(db, account, lang=lang, replacing=old_token)
+        token, user = sessions.create(db, current, lang=lang, replacing=old_token)
         return Outcome(token=token, user=user)
 
 
