@@ -450,6 +450,36 @@ class LicenceService:
             for name, d in self._disclosures(session, licence, names, version, dek).items()
         }
 
+    def view(
+        self,
+        session: Session,
+        licence: Licence,
+        names: Iterable[str],
+        *,
+        actor: str,
+        masked: Collection[str],
+        version: LicenceVersion,
+    ) -> dict[str, FieldValue]:
+        """The named values for a page of the owner's data space; the decryption is recorded in the same transaction.
+
+        `masked` names the fields the page shows masked; every other field opened is recorded as shown in full.
+        """
+        values = self.values(session, licence, names, version=version)
+        self.audit.append(
+            session,
+            Event(
+                Action.LICENCE_VIEWED,
+                actor,
+                owner_id=licence.owner_id,
+                licence_type=licence.type_code,
+                licence_id=licence.id,
+                fields=tuple(values),
+                masked_fields=tuple(n for n in values if n in masked),
+                detail={"version": version.version},
+            ),
+        )
+        return values
+
     def present(
         self, session: Session, licence_id: uuid.UUID, fields: Iterable[str], *, actor: str, purpose: str | None = None
     ) -> str:
