@@ -15,6 +15,7 @@ from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
 from vault.consent.errors import ConsentError
 from vault.crypto.errors import CryptoError
+from vault.crypto.free_text import check_text
 from vault.db import SchemaError, current_revision, head_revision, upgrade
 from vault.licences.errors import LicenceError
 from vault.logs import configure
@@ -267,9 +268,8 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
         if args.step == "renew":
             vault.licences.renew(session, licence.id, issuer_code=licence.issuer_code, changes=_set_values(args.set))
         else:
-            vault.licences.change(
-                session, licence.id, Step(args.step), issuer_code=licence.issuer_code, reason=args.reason
-            )
+            reason = check_text(args.reason or "", max_length=500, multiline=True) or None
+            vault.licences.change(session, licence.id, Step(args.step), issuer_code=licence.issuer_code, reason=reason)
     print(f"licence {licence.id} is {licence.state} (version {licence.current_version})")
     return 0
 

@@ -252,7 +252,7 @@ def _plans(
         named = tuple(n for n in licence_type.field_names if n in wanted.names)
         every = wanted.every or not wanted.fields  # a presentation alone, or no field at all: decide them all
         shapes.append((licence_type, named, licence_type.field_names if every else named))
-    asked = {t.code: (*decided, *_metadata(t, decided, wanted)) for t, _, decided in shapes}
+    asked: dict[str, Sequence[str]] = {t.code: (*decided, *_metadata(t, decided, wanted)) for t, _, decided in shapes}
     decisions = _decide(context, authority, owner, asked)
     return [TypePlan(t, named, decided, decisions[t.code], wanted) for t, named, decided in shapes]
 

@@ -47,6 +47,18 @@ def _ctx(owner_id: uuid.UUID, field: str) -> FieldContext:
     return FieldContext(owner_id=owner_id, record_id=owner_id, field=field)
 
 
+def identity(owner: Owner, dek: DataKey) -> OwnerDetails:
+    """The owner's decrypted name and identifier under their DEK; raises KeyDestroyed once erased."""
+    if owner.name_ct is None or owner.identifier_ct is None:
+        raise KeyDestroyed("this owner was erased")
+    return OwnerDetails(
+        owner.id,
+        owner.kind,
+        dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
+        dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
+    )
+
+
 class OwnerService:
     def __init__(self, keys: KeyService, audit: AuditLog, erasure_grace: timedelta) -> None:
         self.erasure_listeners: list[ErasureListener] = []
@@ -113,15 +125,7 @@ class OwnerService:
 
     def details(self, session: Session, owner: Owner, dek: DataKey | None = None) -> OwnerDetails:
         """Decrypted name and identifier, for the owner themself or staff with a reason; raises KeyDestroyed."""
-        dek = dek or self.keys.owner_key(session, owner.id)
-        if owner.name_ct is None or owner.identifier_ct is None:
-            raise KeyDestroyed("this owner was erased")
-        return OwnerDetails(
-            owner.id,
-            owner.kind,
-            dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
-            dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
-        )
+        return identity(owner, dek or self.keys.owner_key(session, owner.id))
 
     def summaries(self, session: Session) -> list[OwnerSummary]:
         owners = session.scalars(select(Owner).order_by(col(Owner.created_at))).all()

@@ -248,12 +248,13 @@ class Describer:
             except UnknownMandate:
                 mandate = str(entry["mandate"])
         action = ACTIONS.get(event.action)  # Action is a StrEnum: its members hash as their values
-        case = (entry.get("detail") or {}).get("case_reference")
+        detail = entry.get("detail") or {}
+        case = detail.get("case_reference")
         return EventRow(
             id=event.id,
             at=event.created_at,
             who=self.who(event.actor),
-            official=entry.get("official"),
+            official=entry.get("official") or self.note(detail.get("official_note")),
             action=Text(action, msgid=True) if action else Text(event.action),
             item=item,
             released=self.field_labels(entry.get("fields") or [], entry.get("licence_type")),
@@ -263,8 +264,17 @@ class Describer:
             legal_basis=legal_basis,
             case_reference=str(case) if case else None,
             decision=entry.get("decision"),
-            reason=entry.get("reason"),
+            reason=entry.get("reason") or self.note(detail.get("reason_note")),
         )
+
+    def note(self, note_id: object) -> str | None:
+        """Free text kept under the owner's key (a reason, an official); None once erased or when there is none."""
+        if not isinstance(note_id, str):
+            return None
+        try:
+            return self.vault.licences.texts.open(self.db, uuid.UUID(note_id))
+        except ValueError:
+            return None
 
 
 def activity_view(vault: Vault, db: Session, space: Space, filters: Filters, lang: str) -> ActivityView:
