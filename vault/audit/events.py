@@ -43,6 +43,7 @@ class Action(StrEnum):
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
     REPRESENTATIVE_ADDED = "representative.added"
     REPRESENTATIVE_ENDED = "representative.ended"
+    REPRESENTATIVE_LIMITED = "representative.limited"
     STAFF_EXPORTED = "staff.exported"
     STAFF_VIEWED = "staff.viewed"
     TOKEN_CODE_REPLAYED = "token.code_replayed"
