@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from vault import cli_owners
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
@@ -450,6 +451,7 @@ def parser() -> argparse.ArgumentParser:
     owners.add_parser("erase-due", help="erase owners whose grace period has ended").set_defaults(
         run=_with_vault(owners_erase_due)
     )
+    cli_owners.add_parsers(owners, _with_vault, _date)
 
     audit = group("audit", "the tamper-evident access log")
     audit.add_parser("verify", help="recompute the tree and check every checkpoint").set_defaults(

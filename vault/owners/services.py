@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -63,6 +64,15 @@ def identity(owner: Owner, dek: DataKey) -> OwnerDetails:
         dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
         dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
     )
+
+
+def owner_label(owners: OwnerService, session: Session, owner_id: uuid.UUID) -> str:
+    """The owner id with a masked identifier, as the operator's lists show people: never a name or full number."""
+    owner = owners.get(session, owner_id)
+    try:
+        return f"{owner_id} {mask_identifier(owners.details(session, owner).identifier)}"
+    except KeyDestroyed:
+        return f"{owner_id} (erased)"
 
 
 class OwnerService:
@@ -233,10 +243,8 @@ class OwnerService:
             if link.role == RepresentativeRole.LEGAL_REPRESENTATIVE and link.ended_at is None:
                 if link.person_id == person_id and link.in_force(valid_from):
                     return link  # already so: nothing changes
-                try:
+                with contextlib.suppress(LinkAlreadyEnded):  # ended by someone else meanwhile: the same outcome
                     self.end_representative(session, link.id, actor=actor)
-                except LinkAlreadyEnded:
-                    pass  # ended by someone else in the meantime: the outcome is the same
         return self.add_representative(
             session,
             enterprise_id=enterprise_id,
