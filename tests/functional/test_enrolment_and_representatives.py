@@ -9,12 +9,16 @@ import uuid
 
 import pytest
 from sqlmodel import col, select
+from starlette.testclient import TestClient
 
 from tests import factories
+from tests.unit.api.support import identifier
 from tests.webclient import browser, post, sign_in
 from vault.audit.models import AuditEvent
 from vault.cli import main
-from vault.owners.models import ActivationCode, Representative
+from vault.demo import CITIZEN_PASSWORD, ENTERPRISES
+from vault.owners.models import ActivationCode, OwnerKind, Representative, RepresentativeRole
+from vault.web.sessions import today
 from vault.wiring import Vault
 
 PASSWORD = "a long enough password"
@@ -135,3 +139,70 @@ def test_operators_add_list_limit_and_end_representatives(cli_env: Vault, capsys
         "representative.ended",
     ]
     assert all(json.loads(e.entry)["actor"] == "operator:cli" for e in events if e.action.startswith("repr"))
+
+
+# the legal representative manages authorised agents in the web app
+
+
+def acting_for(vault: Vault, key: str, enterprise: uuid.UUID) -> TestClient:
+    client = browser(vault)
+    assert sign_in(client, vault, identifier(key), CITIZEN_PASSWORD).status_code == 303
+    assert post(client, vault, "/acting-for", {"owner": str(enterprise)}, form_page="/").status_code == 303
+    return client
+
+
+def owner_of(vault: Vault, kind: OwnerKind, ident: str) -> uuid.UUID:
+    with vault.db.session() as session:
+        found = vault.owners.find(session, kind, ident)
+        assert found is not None
+        return found.id
+
+
+def test_a_legal_representative_appoints_limits_and_ends_an_agent(demo_vault: Vault) -> None:
+    # protection removed to see this fail: legal_space's legal-representative check in web/representatives.py
+    vault = demo_vault
+    tech = owner_of(vault, OwnerKind.ENTERPRISE, ENTERPRISES[1].credit_code)
+    person_a = owner_of(vault, OwnerKind.PERSON, identifier("a"))
+    legal = acting_for(vault, "c", tech)
+    page = legal.get("/representatives").text
+    assert 'action="/representatives/appoint"' in page
+
+    form = {"person": identifier("a"), "until": ""}
+    appointed = post(legal, vault, "/representatives/appoint", form, form_page="/representatives")
+    assert appointed.status_code == 303 and appointed.headers["location"] == "/representatives?done=1"
+    with vault.db.session() as session:
+        link = session.scalars(
+            select(Representative).where(Representative.owner_id == tech, Representative.person_id == person_a)
+        ).one()
+        assert vault.owners.may_act_for(session, person_a, tech, today())
+    limited = post(
+        legal, vault, f"/representatives/{link.id}/limit", {"until": "2099-12-31"}, form_page="/representatives"
+    )
+    assert limited.status_code == 303
+
+    agent = acting_for(vault, "b", tech)  # an authorised agent may see who acts, but changes nothing
+    assert 'action="/representatives/appoint"' not in agent.get("/representatives").text
+    assert post(agent, vault, "/representatives/appoint", form, form_page="/representatives").status_code == 403
+    assert post(agent, vault, f"/representatives/{link.id}/end", {}, form_page="/representatives").status_code == 403
+
+    ended = post(legal, vault, f"/representatives/{link.id}/end", {}, form_page="/representatives")
+    assert ended.status_code == 303 and ended.headers["location"] == "/representatives?done=1"
+    again = post(legal, vault, f"/representatives/{link.id}/end", {}, form_page="/representatives")
+    assert again.headers["location"] != "/representatives?done=1"  # already ended: a problem, nothing changed
+    with vault.db.session() as session:
+        assert not vault.owners.may_act_for(session, person_a, tech, today())
+        own = session.scalars(
+            select(Representative).where(
+                Representative.owner_id == tech, Representative.role == RepresentativeRole.LEGAL_REPRESENTATIVE
+            )
+        ).one()
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.owner_id == tech).order_by(col(AuditEvent.leaf_index))
+        ).all()
+    not_agents = post(legal, vault, f"/representatives/{own.id}/end", {}, form_page="/representatives")
+    assert not_agents.headers["location"] != "/representatives?done=1"  # a legal representative is not ended here
+    changes = [e for e in events if e.action.startswith("representative.")][-3:]
+    assert [e.action for e in changes] == ["representative.added", "representative.limited", "representative.ended"]
+    assert {e.actor for e in changes} == {f"owner:{owner_of(vault, OwnerKind.PERSON, identifier('c'))}"}
+    activity = legal.get("/activity").text
+    assert all(str(e.id) in activity for e in changes)  # shown to the company
