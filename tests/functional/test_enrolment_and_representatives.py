@@ -12,16 +12,21 @@ from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from tests import factories
-from tests.unit.api.support import identifier
+from tests.oauth_helpers import BASE
+from tests.unit.api.support import client_token, gql, identifier, operation, register_client
 from tests.webclient import browser, post, sign_in
 from vault.audit.models import AuditEvent
 from vault.cli import main
-from vault.demo import CITIZEN_PASSWORD, ENTERPRISES
+from vault.demo import CITIZEN_PASSWORD, ENTERPRISES, PERSONS
+from vault.licences.models import Licence
 from vault.owners.models import ActivationCode, OwnerKind, Representative, RepresentativeRole
+from vault.web.app import create_app
 from vault.web.sessions import today
 from vault.wiring import Vault
 
 PASSWORD = "a long enough password"
+SET_LEGAL = operation("issuer-set-legal-representative")
+RENEW = operation("issuer-renew-licence")
 
 
 @pytest.fixture
@@ -206,3 +211,48 @@ def test_a_legal_representative_appoints_limits_and_ends_an_agent(demo_vault: Va
     assert {e.actor for e in changes} == {f"owner:{owner_of(vault, OwnerKind.PERSON, identifier('c'))}"}
     activity = legal.get("/activity").text
     assert all(str(e.id) in activity for e in changes)  # shown to the company
+
+
+# the market-regulation issuer sets the legal representative a business licence names
+
+MARKET = "market-regulation-licensing"
+
+
+def test_the_business_licence_issuer_sets_the_legal_representative_it_names(demo_vault: Vault) -> None:
+    # protection removed to see this fail: the name comparison with the licence's legal_representative field
+    vault = demo_vault
+    register_client(vault, MARKET, department="market-regulation", category="issuer", scopes=["licences:issue"])
+    transport = owner_of(vault, OwnerKind.ENTERPRISE, ENTERPRISES[0].credit_code)
+    person_a, person_b = (owner_of(vault, OwnerKind.PERSON, identifier(k)) for k in "ab")
+    with vault.db.session() as session:
+        licence = session.scalars(
+            select(Licence.id).where(Licence.owner_id == transport, Licence.type_code == "business-licence")
+        ).one()
+    with TestClient(create_app(vault=vault), base_url=BASE) as http:
+        token = client_token(http, MARKET, "licences:issue")
+        variables = {"licence": str(licence), "person": identifier("b")}
+        refused = gql(http, token, SET_LEGAL, variables).json()["data"]["setLegalRepresentative"]
+        assert refused["__typename"] == "InvalidInput" and refused["problems"][0]["field"] == "person"
+
+        changes = [{"name": "legal_representative", "value": PERSONS[1].name}]
+        renewed = gql(http, token, RENEW, {"id": str(licence), "changes": changes}).json()["data"]["renewLicence"]
+        assert renewed["__typename"] == "LicenceChanged", renewed
+        result = gql(http, token, SET_LEGAL, variables).json()["data"]["setLegalRepresentative"]
+        assert result["__typename"] == "LegalRepresentativeSet", result
+
+        traffic = "traffic-police-licensing"
+        register_client(vault, traffic, department="traffic-police", category="issuer", scopes=["licences:issue"])
+        other = gql(http, client_token(http, traffic, "licences:issue"), SET_LEGAL, variables).json()
+        assert other["data"] is None and other["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    with vault.db.session() as session:
+        assert vault.owners.may_act_for(session, person_b, transport, today())
+        assert not vault.owners.may_act_for(session, person_a, transport, today())  # the earlier one ended
+        changes_ = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.owner_id == transport, col(AuditEvent.action).startswith("representative."))
+            .order_by(col(AuditEvent.leaf_index))
+        ).all()
+    assert [(e.action, e.actor) for e in changes_][-2:] == [
+        ("representative.ended", "issuer:market-regulation"),
+        ("representative.added", "issuer:market-regulation"),
+    ]

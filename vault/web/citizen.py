@@ -56,18 +56,22 @@ async def representatives(request: Request) -> Response:
                 raise Forbidden(ENTERPRISES_ONLY)
             links = vault.owners.links(db, space.owner_id)
             on = today()
-            return space, [
-                RepresentativeView(
-                    id=link.id,
-                    name=owner_name(vault, db, link.person_id),
-                    role=link.role,
-                    valid_from=link.valid_from,
-                    valid_until=link.valid_until,
-                    state=_state(link, on),
-                    is_you=link.person_id == space.person_id,
-                )
-                for link in links
-            ], is_legal_representative(vault, db, space)
+            return (
+                space,
+                [
+                    RepresentativeView(
+                        id=link.id,
+                        name=owner_name(vault, db, link.person_id),
+                        role=link.role,
+                        valid_from=link.valid_from,
+                        valid_until=link.valid_until,
+                        state=_state(link, on),
+                        is_you=link.person_id == space.person_id,
+                    )
+                    for link in links
+                ],
+                is_legal_representative(vault, db, space),
+            )
 
     space, views, manages = await run_in_threadpool(load)
     problem = request.query_params.get("problem", "")
