@@ -17,7 +17,7 @@ from tests.unit.api.support import client_token, gql, identifier, operation, reg
 from tests.webclient import browser, post, sign_in
 from vault.audit.models import AuditEvent
 from vault.cli import main
-from vault.demo import CITIZEN_PASSWORD, ENTERPRISES, PERSONS
+from vault.demo import CITIZEN_PASSWORD, ENTERPRISES, PERSONS, STAFF_LOGIN, STAFF_PASSWORD
 from vault.licences.models import Licence
 from vault.owners.models import ActivationCode, OwnerKind, Representative, RepresentativeRole
 from vault.web.app import create_app
@@ -256,3 +256,38 @@ def test_the_business_licence_issuer_sets_the_legal_representative_it_names(demo
         ("representative.ended", "issuer:market-regulation"),
         ("representative.added", "issuer:market-regulation"),
     ]
+
+
+# staff in the console
+
+
+def test_staff_look_up_set_and_end_representatives_in_the_console(demo_vault: Vault) -> None:
+    # protection removed to see this fail: the STAFF_VIEWED append in console_representatives.links_view
+    vault = demo_vault
+    tech = owner_of(vault, OwnerKind.ENTERPRISE, ENTERPRISES[1].credit_code)
+    person_a = owner_of(vault, OwnerKind.PERSON, identifier("a"))
+    staff = browser(vault)
+    assert sign_in(staff, vault, STAFF_LOGIN, STAFF_PASSWORD).status_code == 303
+    page = staff.get("/console/representatives", params={"enterprise": ENTERPRISES[1].credit_code})
+    assert page.status_code == 200 and PERSONS[2].id_number not in page.text and PERSONS[2].name not in page.text
+    with vault.db.session() as session:
+        viewed = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "staff.viewed", AuditEvent.owner_id == tech)
+        ).all()
+    assert len(viewed) == 1 and viewed[0].actor.startswith("staff:")
+    form_page = f"/console/representatives?enterprise={ENTERPRISES[1].credit_code}"
+    data = {"enterprise": ENTERPRISES[1].credit_code, "person": identifier("a")}
+    done = post(staff, vault, "/console/representatives/set-legal", data, form_page=form_page)
+    assert done.status_code == 303 and "done=1" in done.headers["location"]
+    with vault.db.session() as session:
+        assert vault.owners.may_act_for(session, person_a, tech, today())
+        link = session.scalars(
+            select(Representative).where(Representative.owner_id == tech, Representative.person_id == person_a)
+        ).one()
+    ended = post(staff, vault, f"/console/representatives/{link.id}/end", data, form_page=form_page)
+    assert ended.status_code == 303 and "done=1" in ended.headers["location"]
+    again = post(staff, vault, f"/console/representatives/{link.id}/end", data, form_page=form_page)
+    assert "problem=" in again.headers["location"]
+    citizen = browser(vault)
+    assert sign_in(citizen, vault, identifier("a"), CITIZEN_PASSWORD).status_code == 303
+    assert citizen.get("/console/representatives", params={"enterprise": ENTERPRISES[1].credit_code}).status_code == 403

@@ -67,6 +67,13 @@ ACTIONS: dict[str, str] = {
     Action.TOKEN_ISSUED: N_("Access token issued"),
     Action.TOKEN_REFRESH_REPLAYED: N_("A used refresh token was replayed; its family was revoked"),
     Action.TOKEN_REVOKED: N_("Access token revoked"),
+    Action.LICENCE_VIEWED: N_("Licence values opened in the web app"),
+    Action.OWNER_ENROLLED: N_("Password set with an activation code"),
+    Action.OWNER_ENROLMENT_ISSUED: N_("Activation code issued"),
+    Action.REPRESENTATIVE_ENDED: N_("Representative ended"),
+    Action.REPRESENTATIVE_LIMITED: N_("Representative's last day set"),
+    Action.STAFF_EXPORTED: N_("Compliance staff exported records"),
+    Action.STAFF_VIEWED: N_("Compliance staff looked at this data"),
 }
 ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer or a person
     "system": N_("The vault, automatically"),
