@@ -78,7 +78,8 @@ async def page(request: Request) -> Response:
     """GET /console/representatives?enterprise=<credit code>."""
     user = await require_staff(request)
     code = request.query_params.get("enterprise", "").strip()[:18]
-    enterprise, rows = (None, [])
+    enterprise: uuid.UUID | None = None
+    rows: list[LinkRow] = []
     if code:
         enterprise, rows = await run_in_threadpool(links_view, vault_of(request), code, staff_actor(user))
     problem = request.query_params.get("problem", "")
