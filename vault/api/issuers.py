@@ -98,7 +98,7 @@ class _Problems(Exception):
         self.problems = problems
 
 
-def _department(context: Context) -> str:
+def issuing_department(context: Context) -> str:
     context.require(Scope.LICENCES_ISSUE)
     department = context.vault.catalogue.departments.get(context.agency.department)
     if department is None or not department.is_issuer:
@@ -106,8 +106,8 @@ def _department(context: Context) -> str:
     return department.code
 
 
-def _own_type(context: Context, licence_type: LicenceType) -> str:
-    department = _department(context)
+def own_type(context: Context, licence_type: LicenceType) -> str:
+    department = issuing_department(context)
     if licence_type.issuer != department:
         raise Forbidden(f"{department} does not issue {licence_type.code}; {licence_type.issuer} does")
     return department
@@ -229,7 +229,7 @@ def _official(official: str | None, problems: list[tuple[str, str]]) -> str | No
         return None
 
 
-def _existing(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
+def existing_licence(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
     try:
         return context.session.get(LicenceRow, uuid.UUID(str(licence_id)))
     except ValueError:
@@ -239,12 +239,12 @@ def _existing(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
 def _change(
     context: Context, licence_id: strawberry.ID, step: Step, reason: str | None, official: str | None
 ) -> ChangeLicenceResult:
-    row = _existing(context, licence_id)
+    row = existing_licence(context, licence_id)
     if row is None:
-        _department(context)
+        issuing_department(context)
         return LicenceNotFound(message="no licence with this id")
     licence_type = context.vault.catalogue.type(row.type_code)
-    department = _own_type(context, licence_type)
+    department = own_type(context, licence_type)
 
     def work() -> LicenceRow:
         problems: list[tuple[str, str]] = []
@@ -274,9 +274,9 @@ class IssuerMutations:
         try:
             licence_type = context.vault.catalogue.type(type)
         except errors.UnknownLicenceType as problem:
-            _department(context)
+            issuing_department(context)
             return _invalid("type", str(problem))
-        department = _own_type(context, licence_type)
+        department = own_type(context, licence_type)
 
         def work() -> LicenceRow:
             holder, problems = None, []
@@ -319,12 +319,12 @@ class IssuerMutations:
         official: str | None = None,
     ) -> ChangeLicenceResult:
         context = info.context
-        row = _existing(context, id)
+        row = existing_licence(context, id)
         if row is None:
-            _department(context)
+            issuing_department(context)
             return LicenceNotFound(message="no licence with this id")
         licence_type = context.vault.catalogue.type(row.type_code)
-        department = _own_type(context, licence_type)
+        department = own_type(context, licence_type)
 
         def work() -> LicenceRow:
             values, problems = _values(licence_type, changes)

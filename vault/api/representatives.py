@@ -16,7 +16,14 @@ from strawberry.types import Info
 
 from vault.api.context import Context
 from vault.api.errors import BadUserInput
-from vault.api.issuers import FieldProblem, InvalidInput, LicenceNotFound, _existing, _own_type
+from vault.api.issuers import (
+    FieldProblem,
+    InvalidInput,
+    LicenceNotFound,
+    existing_licence,
+    issuing_department,
+    own_type,
+)
 from vault.api.reads import NO_SUCH_OWNER, find_owner
 from vault.clock import utcnow
 from vault.crypto.errors import CryptoError
@@ -58,11 +65,12 @@ class RepresentativeMutations:
         self, info: Info[Context, None], licence: strawberry.ID, person: str
     ) -> SetLegalRepresentativeResult:
         context = info.context
-        row = _existing(context, licence)
+        row = existing_licence(context, licence)
         if row is None:
+            issuing_department(context)  # only an issuer learns that an id names no licence
             return LicenceNotFound(message="no licence with this id")
         licence_type = context.vault.catalogue.type(row.type_code)
-        department = _own_type(context, licence_type)
+        department = own_type(context, licence_type)
         if LEGAL_REPRESENTATIVE_FIELD not in licence_type.field_names:
             return _invalid("licence", f"a {licence_type.code} names no legal representative")
         vault, session = context.vault, context.session

@@ -171,6 +171,8 @@ class OwnerService:
         actor: str,
     ) -> Representative:
         enterprise, person = self.get(session, enterprise_id), self.get(session, person_id)
+        if enterprise.erased_at is not None or person.erased_at is not None:
+            raise OwnerNotFound("an erased owner can neither act nor be acted for")
         if enterprise.kind != OwnerKind.ENTERPRISE or person.kind != OwnerKind.PERSON:
             raise RepresentativeError("a representative is a person acting for an enterprise")
         if valid_until is not None and valid_until < valid_from:
