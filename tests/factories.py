@@ -47,6 +47,8 @@ def driving_licence_values(**changes: Any) -> dict[str, Any]:
 
 
 def driving_licence(vault: Vault, session: Any, owner: Owner, **changes: Any) -> Licence:
+    """A driving licence in the owner's own name (the holder's name must match the owner's record)."""
+    changes.setdefault("name", vault.owners.details(session, owner).name)
     return vault.licences.issue(
         session,
         issuer_code="traffic-police",

@@ -10,11 +10,13 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from vault import cli_owners
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
 from vault.consent.errors import ConsentError
 from vault.crypto.errors import CryptoError
+from vault.crypto.free_text import check_text
 from vault.db import SchemaError, current_revision, head_revision, upgrade
 from vault.licences.errors import LicenceError
 from vault.logs import configure
@@ -267,9 +269,8 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
         if args.step == "renew":
             vault.licences.renew(session, licence.id, issuer_code=licence.issuer_code, changes=_set_values(args.set))
         else:
-            vault.licences.change(
-                session, licence.id, Step(args.step), issuer_code=licence.issuer_code, reason=args.reason
-            )
+            reason = check_text(args.reason or "", max_length=500, multiline=True) or None
+            vault.licences.change(session, licence.id, Step(args.step), issuer_code=licence.issuer_code, reason=reason)
     print(f"licence {licence.id} is {licence.state} (version {licence.current_version})")
     return 0
 
@@ -450,6 +451,7 @@ def parser() -> argparse.ArgumentParser:
     owners.add_parser("erase-due", help="erase owners whose grace period has ended").set_defaults(
         run=_with_vault(owners_erase_due)
     )
+    cli_owners.add_parsers(owners, _with_vault, _date)
 
     audit = group("audit", "the tamper-evident access log")
     audit.add_parser("verify", help="recompute the tree and check every checkpoint").set_defaults(

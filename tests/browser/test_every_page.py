@@ -55,6 +55,7 @@ def test_every_citizen_page(live: tuple[str, Vault], page_factory: Any, lang: st
         page.click("button[value=en]")
         page.wait_for_load_state()
     visit(page, f"{base}/login", f"login-{lang}-{width}")
+    visit(page, f"{base}/activate", f"activate-{lang}-{width}")
     sign_in(page, base, PERSONS[0].id_number, CITIZEN_PASSWORD)
     for path, name in [
         ("/", "home"),
@@ -151,5 +152,10 @@ def test_staff_review_flags_and_revoke_a_grant(live: tuple[str, Vault], page_fac
     page.click("form[action='/console/audit/verify'] button")
     page.wait_for_load_state()
     shot(page, "console-audit-verified-zh-1280")
+    visit(
+        page,
+        f"{base}/console/representatives?enterprise={ENTERPRISES[0].credit_code}",
+        "console-representatives-zh-1280",
+    )
     page.set_viewport_size({"width": 360, "height": 800})
     visit(page, f"{base}/console", "console-zh-360")

@@ -460,7 +460,7 @@ def test_the_csv_export_holds_the_period_only_and_no_personal_values(vault: Vaul
     rows = list(csv.reader(io.StringIO(text_)))
     with vault.db.session() as session:
         total = vault.audit.size(session)
-    assert len(rows) - 1 == total  # every event was logged within the last 30 days
+    assert len(rows) - 1 == total - 1  # every event of the last 30 days, up to the record of this export itself
     released = [r for r in rows[1:] if r[2] == "fields.released" and r[CSV_COLUMNS.index("grant")]]
     assert released and "resident-id-card/name" in released[-1][6].split(" ")
     assert released[-1][4] == str(_person(vault))  # the pseudonymous owner id

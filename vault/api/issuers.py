@@ -21,13 +21,16 @@ from vault.api.errors import BadUserInput, Forbidden
 from vault.api.licences import LicenceStateEnum
 from vault.api.limits import MAX_FIELD_NAMES, check_list
 from vault.api.reads import NO_SUCH_OWNER, find_owner
+from vault.crypto.free_text import TextProblem, check_text
 from vault.licences import errors
 from vault.licences.lifecycle import LicenceState, Step
 from vault.licences.models import Licence as LicenceRow
 from vault.licences.types import FieldType, LicenceType
 from vault.oauth.scopes import Scope
+from vault.owners.models import Owner, OwnerKind
 
 MAX_REASON = 500
+MAX_OFFICIAL = 100
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -87,7 +90,15 @@ class _Invalid(Exception):
         self.message = message
 
 
-def _department(context: Context) -> str:
+class _Problems(Exception):
+    """Every problem with the input, one per field, reported together."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(m for _, m in problems))
+        self.problems = problems
+
+
+def issuing_department(context: Context) -> str:
     context.require(Scope.LICENCES_ISSUE)
     department = context.vault.catalogue.departments.get(context.agency.department)
     if department is None or not department.is_issuer:
@@ -95,32 +106,65 @@ def _department(context: Context) -> str:
     return department.code
 
 
-def _own_type(context: Context, licence_type: LicenceType) -> str:
-    department = _department(context)
+def own_type(context: Context, licence_type: LicenceType) -> str:
+    department = issuing_department(context)
     if licence_type.issuer != department:
         raise Forbidden(f"{department} does not issue {licence_type.code}; {licence_type.issuer} does")
     return department
 
 
-def _values(licence_type: LicenceType, given: list[FieldValueInput]) -> dict[str, object]:
+def _values(licence_type: LicenceType, given: list[FieldValueInput]) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    """The values given, by name, and a problem for each entry that cannot even be read as its field's type."""
     check_list("values", given, MAX_FIELD_NAMES)
     values: dict[str, object] = {}
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for entry in given:
-        if entry.name in values:
-            raise _Invalid(entry.name, "given more than once")
-        if entry.name not in licence_type.field_names:
-            raise _Invalid(entry.name, f"{licence_type.code} has no field {entry.name!r}")
-        if licence_type.field(entry.name).type is FieldType.INTEGER:
-            if not _INTEGER.fullmatch(entry.value.strip()):
-                raise _Invalid(entry.name, f"field {entry.name!r}: not an integer")
-            values[entry.name] = int(entry.value)
+        name = _name(entry.name)
+        if name in seen:
+            problems.append((name, f"field {name!r}: given more than once"))
+            values.pop(name, None)
+            continue
+        seen.add(name)
+        if name not in licence_type.field_names:
+            problems.append((name, f"{licence_type.code} has no field {name!r}"))
+        elif licence_type.field(name).type is FieldType.INTEGER:
+            if _INTEGER.fullmatch(entry.value.strip()):
+                values[name] = int(entry.value)
+            else:
+                problems.append((name, f"field {name!r}: not an integer"))
         else:
-            values[entry.name] = entry.value
+            values[name] = entry.value
+    return values, problems
+
+
+def _name(given: str) -> str:
+    """A field name as it may be echoed in an error: printable ASCII, at most 100 characters."""
+    return given if len(given) <= 100 and given.isascii() and given.isprintable() else "(unreadable field name)"
+
+
+def _checked(
+    context: Context, holder: Owner | None, licence_type: LicenceType, given: list[FieldValueInput]
+) -> dict[str, object]:
+    """The parsed values if every check passes (holder identity included); else _Problems with all of them."""
+    values, problems = _values(licence_type, given)
+    reported = {field for field, _ in problems}
+    checked, found = licence_type.check_values(values)
+    if holder is not None:
+        found += context.vault.licences.holder_problems(context.session, holder, licence_type, checked)
+    problems += [(p.field, str(p)) for p in found if p.field not in reported]
+    if problems:
+        raise _Problems(problems)
     return values
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
     return InvalidInput(message=message, problems=[FieldProblem(field=field, message=message)])
+
+
+def _all_invalid(problems: list[tuple[str, str]]) -> InvalidInput:
+    message = f"{len(problems)} problems: " + "; ".join(m for _, m in problems) if len(problems) > 1 else problems[0][1]
+    return InvalidInput(message=message, problems=[FieldProblem(field=f, message=m) for f, m in problems])
 
 
 def _record(row: LicenceRow) -> LicenceChanged:
@@ -144,8 +188,14 @@ def _atomic(
             row = work()
     except _Invalid as problem:
         return _invalid(problem.field, problem.message)
+    except _Problems as problems:
+        return _all_invalid(problems.problems)
+    except errors.InvalidValues as invalid:
+        return _all_invalid([(p.field, str(p)) for p in invalid.problems])
     except errors.InvalidFieldValue as problem:
         return _invalid(problem.field, str(problem))
+    except errors.HolderErased as problem:
+        return _invalid("id", str(problem))
     except errors.DuplicateLicence as problem:
         return _invalid(number_field, str(problem))
     except errors.HolderNotAllowed as problem:
@@ -158,16 +208,28 @@ def _atomic(
     return _record(row)
 
 
-def _reason(reason: str | None, required: bool) -> str | None:
-    text = (reason or "").strip()
+def _reason(reason: str | None, required: bool, problems: list[tuple[str, str]]) -> str | None:
+    """The reason, checked (length, characters, NFC); a problem is added to `problems` instead of raised."""
+    try:
+        text = check_text(reason or "", max_length=MAX_REASON, multiline=True)
+    except TextProblem as problem:
+        problems.append(("reason", f"reason: {problem}"))
+        return None
     if required and not text:
-        raise _Invalid("reason", "a reason is required")
-    if len(text) > MAX_REASON:
-        raise _Invalid("reason", f"at most {MAX_REASON} characters")
+        problems.append(("reason", "a reason is required"))
     return text or None
 
 
-def _existing(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
+def _official(official: str | None, problems: list[tuple[str, str]]) -> str | None:
+    """The official's name or badge number, checked like any free text; added to `problems` if it breaks a rule."""
+    try:
+        return check_text(official or "", max_length=MAX_OFFICIAL) or None
+    except TextProblem as problem:
+        problems.append(("official", f"official: {problem}"))
+        return None
+
+
+def existing_licence(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
     try:
         return context.session.get(LicenceRow, uuid.UUID(str(licence_id)))
     except ValueError:
@@ -177,17 +239,21 @@ def _existing(context: Context, licence_id: strawberry.ID) -> LicenceRow | None:
 def _change(
     context: Context, licence_id: strawberry.ID, step: Step, reason: str | None, official: str | None
 ) -> ChangeLicenceResult:
-    row = _existing(context, licence_id)
+    row = existing_licence(context, licence_id)
     if row is None:
-        _department(context)
+        issuing_department(context)
         return LicenceNotFound(message="no licence with this id")
     licence_type = context.vault.catalogue.type(row.type_code)
-    department = _own_type(context, licence_type)
+    department = own_type(context, licence_type)
 
     def work() -> LicenceRow:
-        checked = _reason(reason, required=step is not Step.REINSTATE)
+        problems: list[tuple[str, str]] = []
+        checked = _reason(reason, step is not Step.REINSTATE, problems)
+        official_text = _official(official, problems)
+        if problems:
+            raise _Problems(problems)
         return context.vault.licences.change(
-            context.session, row.id, step, issuer_code=department, reason=checked, official=official
+            context.session, row.id, step, issuer_code=department, reason=checked, official=official_text
         )
 
     return _atomic(context, licence_type.number_field, work, row)
@@ -208,24 +274,36 @@ class IssuerMutations:
         try:
             licence_type = context.vault.catalogue.type(type)
         except errors.UnknownLicenceType as problem:
-            _department(context)
+            issuing_department(context)
             return _invalid("type", str(problem))
-        department = _own_type(context, licence_type)
+        department = own_type(context, licence_type)
 
         def work() -> LicenceRow:
+            holder, problems = None, []
             try:
                 holder = find_owner(context.vault, context.session, owner)
             except BadUserInput as problem:
-                raise _Invalid("owner", problem.message) from None
-            if holder is None:
-                raise _Invalid("owner", NO_SUCH_OWNER)
+                problems.append(("owner", problem.message))
+            else:
+                if holder is None:
+                    problems.append(("owner", NO_SUCH_OWNER))
+                elif OwnerKind(holder.kind) not in licence_type.holders:
+                    problems.append(("owner", f"a {holder.kind} cannot hold a {licence_type.code}"))
+                    holder = None  # its identity is not compared with a licence it cannot hold
+            try:
+                checked = _checked(context, holder, licence_type, values)
+            except _Problems as found:
+                problems += found.problems
+            official_text = _official(official, problems)
+            if problems or holder is None:
+                raise _Problems(problems)
             return context.vault.licences.issue(
                 context.session,
                 issuer_code=department,
                 owner_id=holder.id,
                 type_code=licence_type.code,
-                values=_values(licence_type, values),
-                official=official,
+                values=checked,
+                official=official_text,
             )
 
         result = _atomic(context, licence_type.number_field, work)
@@ -241,19 +319,22 @@ class IssuerMutations:
         official: str | None = None,
     ) -> ChangeLicenceResult:
         context = info.context
-        row = _existing(context, id)
+        row = existing_licence(context, id)
         if row is None:
-            _department(context)
+            issuing_department(context)
             return LicenceNotFound(message="no licence with this id")
         licence_type = context.vault.catalogue.type(row.type_code)
-        department = _own_type(context, licence_type)
+        department = own_type(context, licence_type)
 
         def work() -> LicenceRow:
-            values = _values(licence_type, changes)
+            values, problems = _values(licence_type, changes)
             if licence_type.number_field in values:
-                raise _Invalid(licence_type.number_field, "renewal keeps the number: issue a new licence instead")
+                problems.append((licence_type.number_field, "renewal keeps the number: issue a new licence instead"))
+            official_text = _official(official, problems)
+            if problems:
+                raise _Problems(problems)
             return context.vault.licences.renew(
-                context.session, row.id, issuer_code=department, changes=values, official=official
+                context.session, row.id, issuer_code=department, changes=values, official=official_text
             )
 
         return _atomic(context, licence_type.number_field, work, row)

@@ -38,6 +38,7 @@ from vault.oauth.scopes import Scope
 from vault.owners.models import Owner
 from vault.policy.engine import FieldDecision
 
+VALID_UNTIL = "valid_until"  # metadata that is also a field: released only as the field would be
 LicenceStateEnum = strawberry.enum(LicenceState, name="LicenceState", description="Where a licence is in its life.")
 
 
@@ -66,6 +67,7 @@ class Wanted:
     every: bool = False
     fields: bool = False
     presentation: bool = False
+    valid_until: bool = False
 
 
 @dataclass
@@ -108,13 +110,26 @@ class Licence:
     type_name_en: str
     state: LicenceStateEnum  # type: ignore[valid-type]
     version: int
-    valid_until: date | None = strawberry.field(description="Also in the SD-JWT's signed `exp`.")
     issuer: Issuer
     read: strawberry.Private[LicenceRead]
 
     @strawberry.field(description="Issued and neither suspended, revoked nor expired.")
     def in_force(self) -> bool:
         return self.read.row.state == LicenceState.ACTIVE
+
+    @strawberry.field(
+        description=(
+            "The licence's field valid_until, under the same decision as its value in `fields`: null unless policy "
+            'releases it to you in full (no error: ask `fields(names: ["valid_until"])` for the reason).'
+        )
+    )
+    def valid_until(self, info: Info[Context, None]) -> date | None:
+        row, plan = self.read.row, self.read.plan
+        decision = plan.decisions.get(VALID_UNTIL)
+        if row.valid_until is None or decision is None or not decision.read.allowed or decision.masked:
+            return None
+        info.context.reads.released(row.owner_id, [f"{row.type_code}/{VALID_UNTIL}"])
+        return row.valid_until
 
     @strawberry.field(
         description=(
@@ -129,7 +144,7 @@ class Licence:
         chosen = plan.allowed if names is None else [n for n in dict.fromkeys(names) if n in known]
         opened = info.context.loaders.disclosures.load(self.read.opening) or {}
         result: list[Any] = []
-        released = []
+        released, masked = [], []
         for name in chosen:
             decision = plan.decisions.get(name)
             if decision is None or not decision.read.allowed:
@@ -153,7 +168,9 @@ class Licence:
             )
             if value is not None:
                 released.append(f"{licence_type.code}/{name}")
-        info.context.reads.released(self.read.row.owner_id, released)
+                if decision.masked:
+                    masked.append(f"{licence_type.code}/{name}")
+        info.context.reads.released(self.read.row.owner_id, released, masked)
         return result
 
     @strawberry.field(
@@ -191,6 +208,8 @@ def wanted_of(selections: Iterable[Selection], wanted: Wanted | None = None) -> 
                 wanted.names.update(str(n) for n in names)
         elif isinstance(selection, SelectedField) and selection.name == "presentation":
             wanted.presentation = True
+        elif isinstance(selection, SelectedField) and selection.name == "validUntil":
+            wanted.valid_until = True
         elif isinstance(selection, FragmentSpread | InlineFragment):
             wanted_of(selection.selections, wanted)
     return wanted
@@ -218,6 +237,13 @@ def _decide(
     return {t: {n: context.decisions[(owner.id, t, n)] for n in names} for t, names in fields.items()}
 
 
+def _metadata(licence_type: LicenceType, decided: tuple[str, ...], wanted: Wanted) -> tuple[str, ...]:
+    """Fields decided only for metadata (validUntil): never opened or presented for it, refusal not a denial."""
+    if wanted.valid_until and VALID_UNTIL in licence_type.field_names and VALID_UNTIL not in decided:
+        return (VALID_UNTIL,)
+    return ()
+
+
 def _plans(
     context: Context, authority: Authority, owner: Owner, types: list[LicenceType], wanted: Wanted
 ) -> list[TypePlan]:
@@ -226,7 +252,8 @@ def _plans(
         named = tuple(n for n in licence_type.field_names if n in wanted.names)
         every = wanted.every or not wanted.fields  # a presentation alone, or no field at all: decide them all
         shapes.append((licence_type, named, licence_type.field_names if every else named))
-    decisions = _decide(context, authority, owner, {t.code: decided for t, _, decided in shapes})
+    asked: dict[str, Sequence[str]] = {t.code: (*decided, *_metadata(t, decided, wanted)) for t, _, decided in shapes}
+    decisions = _decide(context, authority, owner, asked)
     return [TypePlan(t, named, decided, decisions[t.code], wanted) for t, named, decided in shapes]
 
 
@@ -322,7 +349,6 @@ def _licence(context: Context, row: LicenceRow, version: LicenceVersion, plan: T
         type_name_en=plan.licence_type.name_en,
         state=LicenceState(row.state),
         version=row.current_version,
-        valid_until=row.valid_until,
         issuer=issuer,
         read=LicenceRead(row, version, plan, opening),
     )

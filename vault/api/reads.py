@@ -80,6 +80,7 @@ class OwnerRead:
 
     owner_id: uuid.UUID | None
     released: set[str] = field(default_factory=set)
+    masked: set[str] = field(default_factory=set)  # those released masked rather than in full
     denied: dict[str, str] = field(default_factory=dict)
     reasons: set[str] = field(default_factory=set)
     licences: set[uuid.UUID] = field(default_factory=set)
@@ -94,8 +95,9 @@ class ReadLedger:
             self.reads[owner_id] = OwnerRead(owner_id)
         return self.reads[owner_id]
 
-    def released(self, owner_id: uuid.UUID, fields: Iterable[str]) -> None:
+    def released(self, owner_id: uuid.UUID, fields: Iterable[str], masked: Iterable[str] = ()) -> None:
         self.owner(owner_id).released.update(fields)
+        self.owner(owner_id).masked.update(masked)
 
     def flush(
         self, session: Session, vault: Vault, *, client_id: str, authority: Authority | None, request_id: str
@@ -123,6 +125,7 @@ def _event(read: OwnerRead, client_id: str, authority: Authority | None, request
         owner_id=read.owner_id,
         fields=tuple(sorted(read.released)),
         denied_fields=tuple(sorted(read.denied)),
+        masked_fields=tuple(sorted(read.masked)),
         purpose=authority.purpose if authority else None,
         service_item=grant.service_item if grant else None,
         grant_id=grant.id if grant else None,

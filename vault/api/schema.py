@@ -25,13 +25,14 @@ from vault.api.errors import internal_error, is_expected, without_suggestions
 from vault.api.issuers import IssuerMutations
 from vault.api.licences import LicenceQueries
 from vault.api.limits import MAX_TOKENS, QueryShapeLimiter
+from vault.api.representatives import RepresentativeMutations
 from vault.api.verification import VerificationQueries
 
 log = logging.getLogger("vault.api")
 CACHED_DOCUMENTS = 256  # parsed and validated documents kept: agencies send the same few operations
 
 Query = merge_types("Query", (LicenceQueries, VerificationQueries))
-Mutation = merge_types("Mutation", (IssuerMutations, BackchannelMutations))
+Mutation = merge_types("Mutation", (IssuerMutations, RepresentativeMutations, BackchannelMutations))
 
 
 def correlation_id(execution_context: ExecutionContext | None) -> str:

@@ -35,10 +35,17 @@ class Action(StrEnum):
     LICENCE_RENEWED = "licence.renewed"
     LICENCE_REVOKED = "licence.revoked"
     LICENCE_SUSPENDED = "licence.suspended"
+    LICENCE_VIEWED = "licence.viewed"
     OWNER_CREATED = "owner.created"
+    OWNER_ENROLMENT_ISSUED = "owner.enrolment_issued"
+    OWNER_ENROLLED = "owner.enrolled"
     OWNER_ERASED = "owner.erased"
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
     REPRESENTATIVE_ADDED = "representative.added"
+    REPRESENTATIVE_ENDED = "representative.ended"
+    REPRESENTATIVE_LIMITED = "representative.limited"
+    STAFF_EXPORTED = "staff.exported"
+    STAFF_VIEWED = "staff.viewed"
     TOKEN_CODE_REPLAYED = "token.code_replayed"
     TOKEN_ISSUED = "token.issued"
     TOKEN_REFRESH_REPLAYED = "token.refresh_replayed"
@@ -57,6 +64,7 @@ class Event:
     licence_id: uuid.UUID | None = None
     fields: tuple[str, ...] = ()
     denied_fields: tuple[str, ...] = ()
+    masked_fields: tuple[str, ...] = ()  # those of `fields` that went out masked; the rest went out in full
     purpose: str | None = None
     service_item: str | None = None
     grant_id: uuid.UUID | None = None
@@ -84,6 +92,7 @@ class Event:
             "licence": str(self.licence_id) if self.licence_id else None,
             "fields": sorted(self.fields) or None,
             "denied_fields": sorted(self.denied_fields) or None,
+            "masked_fields": sorted(self.masked_fields) or None,
             "purpose": self.purpose,
             "service_item": self.service_item,
             "grant": str(self.grant_id) if self.grant_id else None,

@@ -36,3 +36,15 @@ class SystemKey(SQLModel, table=True):
     public_key: bytes | None = None
     created_at: datetime = Field(default_factory=utcnow)
     retired_at: datetime | None = None
+
+
+class OwnerText(SQLModel, table=True):
+    """A free-text note about an owner (a suspension reason, an official's name): ciphertext only."""
+
+    __tablename__ = "owner_texts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="owners.id", index=True)
+    kind: str = Field(max_length=40)
+    text_ct: bytes
+    created_at: datetime = Field(default_factory=utcnow)

@@ -37,6 +37,21 @@ class InvalidFieldValue(LicenceError):
         super().__init__(f"field {field!r}: {rule}")
 
 
+class InvalidValues(InvalidFieldValue):
+    """Several values break their rules: every problem, one per field, found at once (the first is the main one)."""
+
+    def __init__(self, problems: list[InvalidFieldValue]) -> None:
+        assert problems
+        self.problems = problems
+        LicenceError.__init__(self, "; ".join(str(p) for p in problems))
+        self.field = problems[0].field
+        self.rule = problems[0].rule
+
+
+class HolderErased(LicenceError):
+    """The licence's holder was erased: nothing more can be issued to them or renewed."""
+
+
 class IllegalTransition(LicenceError):
     """A lifecycle step that the licence's current state does not allow; the message names the state."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ from vault.audit.services import AuditLog
 from vault.clock import utcnow
 from vault.crypto.blind_index import blind_index
 from vault.crypto.envelope import DataKey, FieldContext
+from vault.crypto.free_text import OwnerTexts
 from vault.crypto.services import KeyService
 from vault.licences import sdjwt
 from vault.licences.errors import (
     DuplicateLicence,
+    HolderErased,
     HolderNotAllowed,
     IllegalTransition,
+    InvalidFieldValue,
+    InvalidValues,
     LicenceNotFound,
     NotTheIssuer,
 )
@@ -36,6 +41,7 @@ from vault.licences.status_list import INVALID
 from vault.licences.types import FieldValue, LicenceCatalogue, LicenceType
 from vault.licences.verify import verify_offline
 from vault.owners.models import BlindIndex, Owner, OwnerKind
+from vault.owners.services import identity
 
 JWT_FIELD = "_issuer_jwt"  # the associated-data field name of a version's signed issuer JWT
 
@@ -98,6 +104,11 @@ class LicenceService:
         self.catalogue = catalogue
         self.issuers = issuers
         self.status_lists = status_lists
+        self.texts = OwnerTexts(keys)
+
+    def _notes(self, session: Session, owner_id: uuid.UUID, **texts: str | None) -> dict[str, str | int]:
+        """Free text sealed under the owner's key; the access log gets only the notes' random ids."""
+        return {f"{kind}_note": str(self.texts.seal(session, owner_id, kind, t)) for kind, t in texts.items() if t}
 
     # issuing
 
@@ -120,7 +131,7 @@ class LicenceService:
             raise LicenceNotFound("no such owner")
         if OwnerKind(owner.kind) not in licence_type.holders:
             raise HolderNotAllowed(f"a {owner.kind} cannot hold a {licence_type.code}")
-        checked = licence_type.validate_values(values)
+        checked = self.check_values(session, owner, licence_type, values)
         number_kind = f"licence:{licence_type.code}"
         digest = blind_index(self.keys.index_key(session), number_kind, str(checked[licence_type.number_field]))
         if session.scalars(
@@ -141,14 +152,44 @@ class LicenceService:
                 Action.LICENCE_ISSUED,
                 actor or f"issuer:{issuer_code}",
                 owner_id=owner_id,
-                official=official,
                 licence_type=type_code,
                 licence_id=licence.id,
                 fields=tuple(checked),
-                detail={"version": 1, "state": state.value},
+                detail={"version": 1, "state": state.value, **self._notes(session, owner_id, official=official)},
             ),
         )
         return licence
+
+    def check_values(
+        self, session: Session, owner: Owner, licence_type: LicenceType, values: Mapping[str, object]
+    ) -> dict[str, FieldValue]:
+        """The values checked against the type and the holder's identity; InvalidValues names every problem."""
+        for name in values:
+            licence_type.field(name)
+        checked, problems = licence_type.check_values(values)
+        problems += self.holder_problems(session, owner, licence_type, checked)
+        if problems:
+            raise InvalidValues(problems)
+        return checked
+
+    def holder_problems(
+        self, session: Session, owner: Owner, licence_type: LicenceType, values: Mapping[str, FieldValue]
+    ) -> list[InvalidFieldValue]:
+        """A problem per holder identity field (name, ID number) that differs from the owner's own record."""
+        pairs = [(licence_type.holder_name_field, "name"), (licence_type.holder_id_field, "identifier")]
+        wanted = [(field, part) for field, part in pairs if field is not None and field in values]
+        if not wanted:
+            return []
+        if owner.erased_at is not None:
+            raise HolderErased("the holder was erased")
+        details = identity(owner, self.keys.owner_key(session, owner.id))
+        problems = []
+        for field, part in wanted:
+            on_record = unicodedata.normalize("NFC", getattr(details, part)).strip().upper()
+            if str(values[field]).strip().upper() != on_record:
+                what = "name" if part == "name" else "identifier"
+                problems.append(InvalidFieldValue(field, f"is not the holder's {what} on record"))
+        return problems
 
     def _check_issuer(self, licence_type: LicenceType, issuer_code: str) -> None:
         if licence_type.issuer != issuer_code:
@@ -310,11 +351,13 @@ class LicenceService:
                 STEP_ACTIONS[step],
                 actor,
                 owner_id=licence.owner_id,
-                official=official,
                 licence_type=licence.type_code,
                 licence_id=licence.id,
-                reason=reason,
-                detail={"version": licence.current_version, "state": new_state.value},
+                detail={
+                    "version": licence.current_version,
+                    "state": new_state.value,
+                    **self._notes(session, licence.owner_id, reason=reason, official=official),
+                },
             ),
         )
 
@@ -349,9 +392,12 @@ class LicenceService:
         licence_type = self.catalogue.type(self._row(session, licence_id).type_code)
         self._check_issuer(licence_type, issuer_code)  # before get(), which may write an expiry
         licence = self.get(session, licence_id)
+        holder = session.get(Owner, licence.owner_id)
+        if holder is None or holder.erased_at is not None:
+            raise HolderErased("the holder of this licence was erased: it can no longer be renewed")
         old = self.current_version(session, licence)
         current = self.values(session, licence, licence_type.field_names, version=old)
-        checked = licence_type.validate_values({**current, **changes})
+        checked = self.check_values(session, holder, licence_type, {**current, **changes})
         number = licence_type.number_field
         if checked[number] != current[number]:  # decrypted once, above
             raise ValueError(f"renewal cannot change {number}: issue a new licence instead")
@@ -449,6 +495,36 @@ class LicenceService:
             name: sdjwt.decode_disclosure(d)[2]
             for name, d in self._disclosures(session, licence, names, version, dek).items()
         }
+
+    def view(
+        self,
+        session: Session,
+        licence: Licence,
+        names: Iterable[str],
+        *,
+        actor: str,
+        masked: Collection[str],
+        version: LicenceVersion,
+    ) -> dict[str, FieldValue]:
+        """The named values for a page of the owner's data space; the decryption is recorded in the same transaction.
+
+        `masked` names the fields the page shows masked; every other field opened is recorded as shown in full.
+        """
+        values = self.values(session, licence, names, version=version)
+        self.audit.append(
+            session,
+            Event(
+                Action.LICENCE_VIEWED,
+                actor,
+                owner_id=licence.owner_id,
+                licence_type=licence.type_code,
+                licence_id=licence.id,
+                fields=tuple(values),
+                masked_fields=tuple(n for n in values if n in masked),
+                detail={"version": version.version},
+            ),
+        )
+        return values
 
     def present(
         self, session: Session, licence_id: uuid.UUID, fields: Iterable[str], *, actor: str, purpose: str | None = None

@@ -14,9 +14,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from vault.crypto.free_text import TextProblem, check_text
 from vault.licences import masking
 from vault.licences.errors import (
     InvalidFieldValue,
+    InvalidValues,
     LicenceTypeError,
     UnknownLicenceField,
     UnknownLicenceType,
@@ -88,6 +90,15 @@ class Department:
 
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# characters a value may have when its definition declares no max_length
+DEFAULT_MAX_LENGTH = {FieldType.STRING: 200, FieldType.ENUM: 100, FieldType.IMAGE_REF: 500, FieldType.DATE: 10}
+MAX_INTEGER = 10**18 - 1
+# (earlier, later): dates that must not be the wrong way round when a licence has both
+DATE_ORDER = (
+    ("valid_from", "valid_until"),
+    ("birth_date", "first_issue_date"),
+    ("established_date", "registration_date"),
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class FieldDef:
     mask: str
     required: bool = True
     values: tuple[str, ...] = ()
+    max_length: int | None = None
 
     def validate_value(self, value: object) -> FieldValue | None:
         """Return ``value`` if it fits this field, a date object as its ISO string; raise InvalidFieldValue.
@@ -114,7 +126,14 @@ class FieldDef:
         if self.type is FieldType.INTEGER:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidFieldValue(self.name, "not an integer")
+            if abs(value) > MAX_INTEGER:
+                raise InvalidFieldValue(self.name, f"at most {len(str(MAX_INTEGER))} digits")
             return value
+        if isinstance(value, str):
+            try:
+                value = check_text(value, max_length=self.max_length or DEFAULT_MAX_LENGTH[self.type])
+            except TextProblem as problem:
+                raise InvalidFieldValue(self.name, str(problem)) from None
         if self.type is FieldType.DATE:
             return _iso_date(self.name, value)
         if not isinstance(value, str):
@@ -154,6 +173,8 @@ class LicenceType:
     number_field: str
     fields: tuple[FieldDef, ...]
     validity_years: int | None = None
+    holder_name_field: str | None = None  # must equal the owner's name on record
+    holder_id_field: str | None = None  # must equal the owner's resident ID number or credit code
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -169,17 +190,37 @@ class LicenceType:
     def validate_values(self, values: Mapping[str, object]) -> dict[str, FieldValue]:
         """Check a whole licence's values against this type: no unknown fields, every required one present.
 
-        Returns the validated values, absent optional fields left out; raises UnknownLicenceField or
-        InvalidFieldValue for the first problem found.
+        Returns the validated values, absent optional fields left out; raises UnknownLicenceField for a name the
+        type does not have, else InvalidValues carrying every problem found (see check_values).
         """
         for name in values:
             self.field(name)
+        checked, problems = self.check_values(values)
+        if problems:
+            raise InvalidValues(problems)
+        return checked
+
+    def check_values(self, values: Mapping[str, object]) -> tuple[dict[str, FieldValue], list[InvalidFieldValue]]:
+        """The values that pass (NFC-normalised), and one problem per field that does not, dates in order included.
+
+        Names the type does not have are left out here; validate_values refuses them.
+        """
         checked: dict[str, FieldValue] = {}
+        problems: list[InvalidFieldValue] = []
         for field in self.fields:
-            value = field.validate_value(values.get(field.name))
+            try:
+                value = field.validate_value(values.get(field.name))
+            except InvalidFieldValue as problem:
+                problems.append(problem)
+                continue
             if value is not None:
                 checked[field.name] = value
-        return checked
+        for earlier, later in DATE_ORDER:
+            first, last = checked.get(earlier), checked.get(later)
+            if isinstance(first, str) and isinstance(last, str) and last < first:  # ISO dates sort as dates
+                problems.append(InvalidFieldValue(later, f"is before {earlier}"))
+                del checked[later]
+        return checked, problems
 
 
 @dataclass(frozen=True)
@@ -388,7 +429,7 @@ def _load_departments(policies_dir: Path, path: Path) -> dict[str, Department]:
 
 def _load_licence_type(policies_dir: Path, path: Path, departments: Mapping[str, Department]) -> LicenceType:
     root = _Table(_relative(policies_dir, path), "", _read_toml(policies_dir, path))
-    root.check_keys(_TYPE_KEYS, optional=["validity_years"])
+    root.check_keys(_TYPE_KEYS, optional=["validity_years", "holder_name_field", "holder_id_field"])
     code = root.text("code", _CODE, _CODE_SYNTAX)
     if code != path.stem:
         raise root.error("code", f"{code!r} does not match the file name {path.stem!r}")
@@ -417,6 +458,13 @@ def _load_licence_type(policies_dir: Path, path: Path, departments: Mapping[str,
     if number.type is not FieldType.STRING or not number.required:
         raise root.error("number_field", f"{number_field!r} must be a required string field")
 
+    holder: dict[str, str | None] = {}
+    for key in ("holder_name_field", "holder_id_field"):
+        holder[key] = root.text(key) if key in root.data else None
+        named = next((f for f in fields if f.name == holder[key]), None)
+        if holder[key] is not None and (named is None or named.type is not FieldType.STRING or not named.required):
+            raise root.error(key, f"{holder[key]!r} is not a required string field")
+
     return LicenceType(
         code=code,
         vct=vct,
@@ -427,11 +475,13 @@ def _load_licence_type(policies_dir: Path, path: Path, departments: Mapping[str,
         number_field=number_field,
         fields=tuple(fields),
         validity_years=validity_years,
+        holder_name_field=holder["holder_name_field"],
+        holder_id_field=holder["holder_id_field"],
     )
 
 
 def _load_field(table: _Table) -> FieldDef:
-    table.check_keys(_FIELD_KEYS, optional=["values", "required"])
+    table.check_keys(_FIELD_KEYS, optional=["values", "required", "max_length"])
     name = table.text("name", _FIELD_NAME, _FIELD_NAME_SYNTAX)
     label_zh = table.text("label_zh")
     label_en = table.text("label_en")
@@ -466,4 +516,5 @@ def _load_field(table: _Table) -> FieldDef:
         mask=mask,
         required=table.boolean("required", default=True),
         values=values,
+        max_length=table.positive_integer("max_length"),
     )

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from sqlalchemy import update
 from sqlmodel import col
 
+from vault.audit.events import Action, Event
 from vault.clock import utcnow
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
 from vault.consent.models import ConsentRequest, Grant
@@ -95,11 +96,23 @@ class Revocation(RevocationEndpoint):
         return Introspection.query_token(self, token_string, token_type_hint)
 
     def revoke_token(self, token: TokenView, request: Any) -> None:
-        tokens = self.server.context.tokens
+        context, session, row = self.server.context, current_session(), token.row
         if token.kind == "refresh_token":
-            tokens.revoke_family(current_session(), token.row.family_id)  # RFC 7009 §2.1: its access tokens too
+            revoked = context.tokens.revoke_family(session, row.family_id)  # RFC 7009 §2.1: its access tokens too
         else:
-            tokens.revoke_row(current_session(), token.row)
+            revoked = context.tokens.revoke_row(session, row)
+        if revoked:  # revoking an already revoked token changes nothing and is not recorded again
+            context.audit.append(
+                session,
+                Event(
+                    Action.TOKEN_REVOKED,
+                    f"agency:{row.client_id}",
+                    owner_id=row.owner_id,
+                    grant_id=row.grant_id,
+                    reason="revoked by the agency (RFC 7009)",
+                    detail={"token_type": token.kind, "token": str(row.id), "revoked_tokens": revoked},
+                ),
+            )
 
 
 class VaultAuthorizationServer(AuthorizationServer):

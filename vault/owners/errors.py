@@ -40,3 +40,15 @@ class DuplicateOwner(OwnerError):
 
 class RepresentativeError(OwnerError):
     """A representative link that cannot be made: wrong kinds of owner, or dates the wrong way round."""
+
+
+class RepresentativeNotFound(OwnerError):
+    """No representative link has that id for this enterprise."""
+
+
+class LinkAlreadyEnded(RepresentativeError):
+    """The link was ended already (perhaps a moment ago, by someone else): nothing was changed."""
+
+
+class ActivationFailed(OwnerError):
+    """An activation code is unknown, expired or used; the message does not say which."""

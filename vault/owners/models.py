@@ -59,9 +59,10 @@ class Representative(SQLModel, table=True):
     valid_from: date
     valid_until: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None  # set once, by the one UPDATE that claims the end of the link
 
     def in_force(self, on: date) -> bool:
-        return self.valid_from <= on and (self.valid_until is None or on <= self.valid_until)
+        return self.ended_at is None and self.valid_from <= on and (self.valid_until is None or on <= self.valid_until)
 
 
 class AccountRole(StrEnum):
@@ -81,3 +82,16 @@ class Account(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
     disabled_at: datetime | None = None
+
+
+class ActivationCode(SQLModel, table=True):
+    """A one-time code an operator hands a person so they can set their password: stored hashed, used once."""
+
+    __tablename__ = "activation_codes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="owners.id", index=True)
+    code_hash: bytes = Field(unique=True)
+    expires_at: datetime
+    used_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,7 +18,13 @@ from vault.crypto.blind_index import blind_index
 from vault.crypto.envelope import DataKey, FieldContext
 from vault.crypto.errors import KeyDestroyed
 from vault.crypto.services import KeyService
-from vault.owners.errors import DuplicateOwner, OwnerNotFound, RepresentativeError
+from vault.owners.errors import (
+    DuplicateOwner,
+    LinkAlreadyEnded,
+    OwnerNotFound,
+    RepresentativeError,
+    RepresentativeNotFound,
+)
 from vault.owners.identifiers import mask_identifier, parse_credit_code, parse_resident_id
 from vault.owners.interfaces import ErasureListener
 from vault.owners.models import Account, BlindIndex, Owner, OwnerKind, Representative, RepresentativeRole
@@ -45,6 +52,27 @@ class OwnerDetails:
 
 def _ctx(owner_id: uuid.UUID, field: str) -> FieldContext:
     return FieldContext(owner_id=owner_id, record_id=owner_id, field=field)
+
+
+def identity(owner: Owner, dek: DataKey) -> OwnerDetails:
+    """The owner's decrypted name and identifier under their DEK; raises KeyDestroyed once erased."""
+    if owner.name_ct is None or owner.identifier_ct is None:
+        raise KeyDestroyed("this owner was erased")
+    return OwnerDetails(
+        owner.id,
+        owner.kind,
+        dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
+        dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
+    )
+
+
+def owner_label(owners: OwnerService, session: Session, owner_id: uuid.UUID) -> str:
+    """The owner id with a masked identifier, as the operator's lists show people: never a name or full number."""
+    owner = owners.get(session, owner_id)
+    try:
+        return f"{owner_id} {mask_identifier(owners.details(session, owner).identifier)}"
+    except KeyDestroyed:
+        return f"{owner_id} (erased)"
 
 
 class OwnerService:
@@ -113,15 +141,7 @@ class OwnerService:
 
     def details(self, session: Session, owner: Owner, dek: DataKey | None = None) -> OwnerDetails:
         """Decrypted name and identifier, for the owner themself or staff with a reason; raises KeyDestroyed."""
-        dek = dek or self.keys.owner_key(session, owner.id)
-        if owner.name_ct is None or owner.identifier_ct is None:
-            raise KeyDestroyed("this owner was erased")
-        return OwnerDetails(
-            owner.id,
-            owner.kind,
-            dek.decrypt_text(owner.name_ct, _ctx(owner.id, "name")),
-            dek.decrypt_text(owner.identifier_ct, _ctx(owner.id, "identifier")),
-        )
+        return identity(owner, dek or self.keys.owner_key(session, owner.id))
 
     def summaries(self, session: Session) -> list[OwnerSummary]:
         owners = session.scalars(select(Owner).order_by(col(Owner.created_at))).all()
@@ -151,6 +171,8 @@ class OwnerService:
         actor: str,
     ) -> Representative:
         enterprise, person = self.get(session, enterprise_id), self.get(session, person_id)
+        if enterprise.erased_at is not None or person.erased_at is not None:
+            raise OwnerNotFound("an erased owner can neither act nor be acted for")
         if enterprise.kind != OwnerKind.ENTERPRISE or person.kind != OwnerKind.PERSON:
             raise RepresentativeError("a representative is a person acting for an enterprise")
         if valid_until is not None and valid_until < valid_from:
@@ -159,12 +181,109 @@ class OwnerService:
             owner_id=enterprise_id, person_id=person_id, role=role.value, valid_from=valid_from, valid_until=valid_until
         )
         session.add(link)
-        self.audit.append(
-            session,
-            Event(Action.REPRESENTATIVE_ADDED, actor, owner_id=enterprise_id, detail={"role": role.value}),
-        )
         session.flush()
+        extra = {"valid_until": valid_until.isoformat()} if valid_until else {}
+        self._record(session, Action.REPRESENTATIVE_ADDED, actor, link, valid_from=valid_from.isoformat(), **extra)
         return link
+
+    def end_representative(
+        self,
+        session: Session,
+        link_id: uuid.UUID,
+        *,
+        actor: str,
+        enterprise_id: uuid.UUID | None = None,
+        roles: frozenset[RepresentativeRole] | None = None,
+    ) -> Representative:
+        """End a link now. The guarded UPDATE claims the transition: of parallel attempts exactly one ends it.
+
+        Raises RepresentativeNotFound for a link not of `enterprise_id` (when given) or of a role not in `roles`,
+        LinkAlreadyEnded when the link had ended already.
+        """
+        link = self._link(session, link_id, enterprise_id, roles)
+        claimed = session.execute(
+            update(Representative)
+            .where(col(Representative.id) == link_id, col(Representative.ended_at).is_(None))
+            .values(ended_at=utcnow())
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            raise LinkAlreadyEnded("this representative link has already ended")
+        session.refresh(link)
+        self._record(session, Action.REPRESENTATIVE_ENDED, actor, link)
+        return link
+
+    def limit_representative(
+        self,
+        session: Session,
+        link_id: uuid.UUID,
+        valid_until: date,
+        *,
+        actor: str,
+        enterprise_id: uuid.UUID | None = None,
+        roles: frozenset[RepresentativeRole] | None = None,
+    ) -> Representative:
+        """Set the last day a link is in force; only a link not yet ended, claimed by a guarded UPDATE."""
+        link = self._link(session, link_id, enterprise_id, roles)
+        if valid_until < link.valid_from:
+            raise RepresentativeError("valid_until is before valid_from")
+        claimed = session.execute(
+            update(Representative)
+            .where(col(Representative.id) == link_id, col(Representative.ended_at).is_(None))
+            .values(valid_until=valid_until)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            raise LinkAlreadyEnded("this representative link has already ended")
+        session.refresh(link)
+        self._record(session, Action.REPRESENTATIVE_LIMITED, actor, link, valid_until=valid_until.isoformat())
+        return link
+
+    def set_legal_representative(
+        self, session: Session, *, enterprise_id: uuid.UUID, person_id: uuid.UUID, valid_from: date, actor: str
+    ) -> Representative:
+        """Make the person the enterprise's legal representative, ending every other legal representative link."""
+        for link in self.links(session, enterprise_id):
+            if link.role == RepresentativeRole.LEGAL_REPRESENTATIVE and link.ended_at is None:
+                if link.person_id == person_id and link.in_force(valid_from):
+                    return link  # already so: nothing changes
+                with contextlib.suppress(LinkAlreadyEnded):  # ended by someone else meanwhile: the same outcome
+                    self.end_representative(session, link.id, actor=actor)
+        return self.add_representative(
+            session,
+            enterprise_id=enterprise_id,
+            person_id=person_id,
+            role=RepresentativeRole.LEGAL_REPRESENTATIVE,
+            valid_from=valid_from,
+            valid_until=None,
+            actor=actor,
+        )
+
+    def links(self, session: Session, enterprise_id: uuid.UUID) -> list[Representative]:
+        """Every representative link of the enterprise, past and present, oldest first."""
+        return list(
+            session.scalars(
+                select(Representative)
+                .where(Representative.owner_id == enterprise_id)
+                .order_by(col(Representative.valid_from), col(Representative.created_at))
+            )
+        )
+
+    def _link(
+        self,
+        session: Session,
+        link_id: uuid.UUID,
+        enterprise_id: uuid.UUID | None,
+        roles: frozenset[RepresentativeRole] | None,
+    ) -> Representative:
+        link = session.get(Representative, link_id)
+        if link is None or (enterprise_id is not None and link.owner_id != enterprise_id):
+            raise RepresentativeNotFound("no such representative link for this enterprise")
+        if roles is not None and RepresentativeRole(link.role) not in roles:
+            raise RepresentativeNotFound("no such representative link you may change")
+        return link
+
+    def _record(self, session: Session, action: Action, actor: str, link: Representative, **extra: str) -> None:
+        detail = {"role": link.role, "link": str(link.id), "person": str(link.person_id), **extra}
+        self.audit.append(session, Event(action, actor, owner_id=link.owner_id, detail=detail))
 
     def represented_by(self, session: Session, person_id: uuid.UUID, on: date) -> list[Representative]:
         """The enterprise links through which this person may act on `on`."""

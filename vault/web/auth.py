@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vault.owners.accounts import AccountService
+from vault.owners.accounts import MIN_PASSWORD, AccountService, Enrolments, hash_password
+from vault.owners.errors import ActivationFailed
 from vault.owners.models import Account
 from vault.web import sessions, throttle
 from vault.web.csrf import check_form_post, field, require_post
@@ -139,7 +140,57 @@ async def logout_submit(request: Request) -> Response:
     return redirect("/login")
 
 
+# activation: a person an operator enrolled (`vault owners enrol`) sets their password with the one-time code
+
+MAX_CODE = 40
+
+
+def activate(vault: Vault, login: str, code: str, password: str, address: str) -> str | None:
+    """Redeem the code (throttled like a sign-in); None on success, else the error the page shows."""
+    with vault.db.session() as db:
+        attempt = throttle.record(db, throttle.digests(vault.keys.index_key(db), login, address))
+    with vault.db.session() as db:
+        if throttle.wait_seconds(db, attempt) is not None:
+            return "throttled"
+    password_hash = hash_password(password)  # argon2 outside any transaction and the write lock
+    try:
+        with vault.db.session() as db:
+            Enrolments(vault.keys, vault.audit).redeem(db, login=login, code=code, password_hash=password_hash)
+            throttle.succeeded(db, attempt)
+    except ActivationFailed:
+        return "wrong"
+    return None
+
+
+async def activate_page(request: Request) -> Response:
+    return await render(request, "activate.html", {"error": None, "login_name": "", "min_password": MIN_PASSWORD})
+
+
+async def activate_submit(request: Request) -> Response:
+    """POST /activate: login (resident ID number), code, password twice; 303 to sign-in once the password is set."""
+    await check_form_post(request)
+    form = await request.form()
+    login, code = field(form, "login", MAX_LOGIN).strip(), field(form, "code", MAX_CODE).strip()
+    password, again = field(form, "password", 1024), field(form, "password_again", 1024)
+    error: str | None = None
+    if not login or not code or not password:
+        error = "missing"
+    elif len(password) < MIN_PASSWORD:
+        error = "short"
+    elif password != again:
+        error = "different"
+    else:
+        address = request.client.host if request.client else "unknown"
+        error = await run_in_threadpool(activate, vault_of(request), login, code, password, address)
+    if error is None:
+        return redirect("/login?activated=1")
+    context = {"error": error, "login_name": login, "min_password": MIN_PASSWORD}
+    return await render(request, "activate.html", context, status_code=429 if error == "throttled" else 400)
+
+
 routes = [
+    Route("/activate", activate_page, methods=["GET"], name="activate"),
+    Route("/activate", activate_submit, methods=["POST"]),
     Route("/login", login_page, methods=["GET"], name="login"),
     Route("/login", login_submit, methods=["POST"]),
     Route("/logout", logout_page, methods=["GET"], name="logout"),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +17,8 @@ from vault.web.errors import Forbidden
 from vault.web.i18n import N_
 from vault.web.licences_pages import routes as licence_routes
 from vault.web.rendering import render
+from vault.web.representatives import PROBLEMS, is_legal_representative
+from vault.web.representatives import routes as representative_routes
 from vault.web.sessions import require_user, today, vault_of
 from vault.web.usage import routes as usage_routes
 
@@ -25,6 +27,7 @@ ENTERPRISES_ONLY = N_("Switch to an enterprise you represent to see who may act 
 
 @dataclass(frozen=True)
 class RepresentativeView:
+    id: uuid.UUID
     name: str | None  # None once the person was erased
     role: str
     valid_from: date
@@ -34,6 +37,8 @@ class RepresentativeView:
 
 
 def _state(link: Representative, on: date) -> str:
+    if link.ended_at is not None:
+        return "ended"
     if link.in_force(on):
         return "in_force"
     return "not_yet" if on < link.valid_from else "ended"
@@ -44,35 +49,45 @@ async def representatives(request: Request) -> Response:
     user = await require_user(request)
     vault = vault_of(request)
 
-    def load() -> tuple[Space, list[RepresentativeView]]:
+    def load() -> tuple[Space, list[RepresentativeView], bool]:
         with vault.db.session() as db:
             space = space_of(vault, db, user)
             if not space.for_enterprise:
                 raise Forbidden(ENTERPRISES_ONLY)
-            links = db.scalars(
-                select(Representative)
-                .where(Representative.owner_id == space.owner_id)
-                .order_by(col(Representative.valid_from), col(Representative.created_at))
-            ).all()
+            links = vault.owners.links(db, space.owner_id)
             on = today()
-            return space, [
-                RepresentativeView(
-                    name=owner_name(vault, db, link.person_id),
-                    role=link.role,
-                    valid_from=link.valid_from,
-                    valid_until=link.valid_until,
-                    state=_state(link, on),
-                    is_you=link.person_id == space.person_id,
-                )
-                for link in links
-            ]
+            return (
+                space,
+                [
+                    RepresentativeView(
+                        id=link.id,
+                        name=owner_name(vault, db, link.person_id),
+                        role=link.role,
+                        valid_from=link.valid_from,
+                        valid_until=link.valid_until,
+                        state=_state(link, on),
+                        is_you=link.person_id == space.person_id,
+                    )
+                    for link in links
+                ],
+                is_legal_representative(vault, db, space),
+            )
 
-    space, views = await run_in_threadpool(load)
-    return await render(request, "representatives.html", {"space": space, "representatives": views})
+    space, views, manages = await run_in_threadpool(load)
+    problem = request.query_params.get("problem", "")
+    context = {
+        "space": space,
+        "representatives": views,
+        "manages": manages,
+        "problem": PROBLEMS[int(problem)] if problem.isdigit() and int(problem) < len(PROBLEMS) else None,
+        "done": request.query_params.get("done") == "1",
+    }
+    return await render(request, "representatives.html", context)
 
 
 routes: list[BaseRoute] = [
     *licence_routes,
     *usage_routes,
     Route("/representatives", representatives, methods=["GET"]),
+    *representative_routes,
 ]

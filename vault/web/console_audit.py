@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from vault.audit.events import Action, Event
 from vault.audit.models import AuditEvent
 from vault.audit.services import VerifyReport
 from vault.crypto import jws
 from vault.crypto.errors import JwsError
-from vault.web.console_grants import day_start, require_staff, require_staff_post
+from vault.web.console_grants import day_start, require_staff, require_staff_post, staff_actor
 from vault.web.i18n import N_
 from vault.web.rendering import render
 from vault.web.sessions import today, vault_of
@@ -155,8 +156,8 @@ def csv_row(event: AuditEvent) -> list[str]:
     return [_cell(v) for v in [*head, event.owner_id, *(entry.get(c) for c in CSV_COLUMNS[5:])]]
 
 
-def csv_chunks(vault: Vault, period: Period) -> Iterator[bytes]:
-    """The export, a batch of events at a time, each batch read in its own short transaction."""
+def csv_chunks(vault: Vault, period: Period, upto: int | None = None) -> Iterator[bytes]:
+    """The export, a batch of events at a time, each in its own short transaction; the log as it was before `upto`."""
     start, end = day_start(period.start), day_start(period.end + timedelta(days=1))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -173,6 +174,7 @@ def csv_chunks(vault: Vault, period: Period) -> Iterator[bytes]:
                     col(AuditEvent.created_at) >= start,
                     col(AuditEvent.created_at) < end,
                     col(AuditEvent.leaf_index) > after,
+                    col(AuditEvent.leaf_index) < (upto if upto is not None else 2**62),
                 )
                 .order_by(col(AuditEvent.leaf_index))
                 .limit(EXPORT_BATCH)
@@ -185,16 +187,24 @@ def csv_chunks(vault: Vault, period: Period) -> Iterator[bytes]:
         yield buffer.getvalue().encode("utf-8")
 
 
+def record_export(vault: Vault, actor: str, period: Period) -> int:
+    """Record the export, committed before the first byte leaves (a failed record sends nothing); its leaf index."""
+    detail = {"export": "audit-events", "from": period.start.isoformat(), "to": period.end.isoformat()}
+    with vault.db.session() as db:
+        return vault.audit.append(db, Event(Action.STAFF_EXPORTED, actor, detail=detail)).leaf_index
+
+
 async def export_csv(request: Request) -> Response:
     """GET /console/audit/export.csv?from=YYYY-MM-DD&to=YYYY-MM-DD (both days included, the vault's local days)."""
-    await require_staff(request)
+    user = await require_staff(request)
     period = parse_period(request.query_params.get("from"), request.query_params.get("to"))
     if isinstance(period, str):
         return await _page(request, problem=period, status_code=400)
+    upto = await run_in_threadpool(record_export, vault_of(request), staff_actor(user), period)
     name = f"audit-events-{period.start.isoformat()}-{period.end.isoformat()}.csv"
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
     return StreamingResponse(
-        csv_chunks(vault_of(request), period), media_type="text/csv; charset=utf-8", headers=headers
+        csv_chunks(vault_of(request), period, upto), media_type="text/csv; charset=utf-8", headers=headers
     )
 
 

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vault import clock
-from vault.audit.events import Action
+from vault.audit.events import Action, Event
 from vault.audit.models import AuditEvent
 from vault.consent.errors import GrantNotFound, IllegalGrantTransition
 from vault.consent.lifecycle import GrantState
@@ -244,6 +244,7 @@ class Option:
 @dataclass(frozen=True)
 class GrantRow:
     id: uuid.UUID
+    owner_id: uuid.UUID
     agency: str
     client_id: str
     item: str
@@ -295,7 +296,8 @@ def _item_name(vault: Vault, code: str, lang: str) -> str:
     return item.name_en if lang == "en" else item.name_zh
 
 
-def review_view(vault: Vault, params: QueryParams, lang: str) -> ReviewView:
+def review_view(vault: Vault, params: QueryParams, lang: str, actor: str) -> ReviewView:
+    """The review page's grants and agencies; each owner whose grants it shows gets a record of the staff view."""
     now, today = clock.utcnow(), local_day(clock.utcnow())
     with vault.db.session() as db:
         agencies = vault.agencies.all(db)
@@ -315,6 +317,7 @@ def review_view(vault: Vault, params: QueryParams, lang: str) -> ReviewView:
             rows.append(
                 GrantRow(
                     id=grant.id,
+                    owner_id=grant.owner_id,
                     agency=names.get(grant.client_id, grant.client_id),
                     client_id=grant.client_id,
                     item=_item_name(vault, grant.service_item, lang),
@@ -330,6 +333,8 @@ def review_view(vault: Vault, params: QueryParams, lang: str) -> ReviewView:
                     flags=flags,
                 )
             )
+        for owner_id in dict.fromkeys(r.owner_id for r in rows):
+            vault.audit.append(db, Event(Action.STAFF_VIEWED, actor, owner_id=owner_id, detail={"page": "grants"}))
         agency_rows = []
         for agency in agencies:
             volume = volumes.get(agency.client_id, AgencyVolume(0, 0.0))
@@ -357,7 +362,7 @@ def review_view(vault: Vault, params: QueryParams, lang: str) -> ReviewView:
 async def review(request: Request) -> Response:
     user = await require_staff(request)
     lang = current_lang(request, user)
-    view = await run_in_threadpool(review_view, vault_of(request), request.query_params, lang)
+    view = await run_in_threadpool(review_view, vault_of(request), request.query_params, lang, staff_actor(user))
     done = DONE.get(request.query_params.get("done", ""))
     context = {"view": view, "done": done, "flag_labels": FLAG_LABELS, "flag_explanations": FLAG_EXPLANATIONS}
     return await render(request, "console.html", context)

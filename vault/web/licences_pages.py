@@ -159,7 +159,9 @@ def _detail(vault: Vault, db: Session, space: Space, licence_id: uuid.UUID, lang
     licence_type = vault.catalogue.type(licence.type_code)
     version = vault.licences.current_version(db, licence)
     names = _present_names(db, version)
-    values = vault.licences.values(db, licence, _shown(licence_type, names, reveal), version=version)
+    shown = _shown(licence_type, names, reveal)
+    masked = [] if reveal else [n for n in shown if parse_mask_rule(licence_type.field(n).mask).kind != MaskKind.FULL]
+    values = vault.licences.view(db, licence, shown, actor=space.actor, masked=masked, version=version)
     rows = []
     for f in licence_type.fields:
         if f.name not in names:

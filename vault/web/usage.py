@@ -67,6 +67,13 @@ ACTIONS: dict[str, str] = {
     Action.TOKEN_ISSUED: N_("Access token issued"),
     Action.TOKEN_REFRESH_REPLAYED: N_("A used refresh token was replayed; its family was revoked"),
     Action.TOKEN_REVOKED: N_("Access token revoked"),
+    Action.LICENCE_VIEWED: N_("Licence values opened in the web app"),
+    Action.OWNER_ENROLLED: N_("Password set with an activation code"),
+    Action.OWNER_ENROLMENT_ISSUED: N_("Activation code issued"),
+    Action.REPRESENTATIVE_ENDED: N_("Representative ended"),
+    Action.REPRESENTATIVE_LIMITED: N_("Representative's last day set"),
+    Action.STAFF_EXPORTED: N_("Compliance staff exported records"),
+    Action.STAFF_VIEWED: N_("Compliance staff looked at this data"),
 }
 ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer or a person
     "system": N_("The vault, automatically"),
@@ -248,12 +255,13 @@ class Describer:
             except UnknownMandate:
                 mandate = str(entry["mandate"])
         action = ACTIONS.get(event.action)  # Action is a StrEnum: its members hash as their values
-        case = (entry.get("detail") or {}).get("case_reference")
+        detail = entry.get("detail") or {}
+        case = detail.get("case_reference")
         return EventRow(
             id=event.id,
             at=event.created_at,
             who=self.who(event.actor),
-            official=entry.get("official"),
+            official=entry.get("official") or self.note(detail.get("official_note")),
             action=Text(action, msgid=True) if action else Text(event.action),
             item=item,
             released=self.field_labels(entry.get("fields") or [], entry.get("licence_type")),
@@ -263,8 +271,17 @@ class Describer:
             legal_basis=legal_basis,
             case_reference=str(case) if case else None,
             decision=entry.get("decision"),
-            reason=entry.get("reason"),
+            reason=entry.get("reason") or self.note(detail.get("reason_note")),
         )
+
+    def note(self, note_id: object) -> str | None:
+        """Free text kept under the owner's key (a reason, an official); None once erased or when there is none."""
+        if not isinstance(note_id, str):
+            return None
+        try:
+            return self.vault.licences.texts.open(self.db, uuid.UUID(note_id))
+        except ValueError:
+            return None
 
 
 def activity_view(vault: Vault, db: Session, space: Space, filters: Filters, lang: str) -> ActivityView:
