@@ -38,6 +38,7 @@ class Action(StrEnum):
     OWNER_CREATED = "owner.created"
     OWNER_ERASED = "owner.erased"
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
+    OWNER_LOOKED_UP = "owner.looked_up"
     REPRESENTATIVE_ADDED = "representative.added"
     TOKEN_CODE_REPLAYED = "token.code_replayed"
     TOKEN_ISSUED = "token.issued"

@@ -170,7 +170,12 @@ async def _show(request: Request, outcome: Outcome, problem: str | None = None, 
         return await render(
             request, "consent_gone.html", {"gone": outcome.gone, "acting_in": outcome.here}, status_code=status
         )
-    context = {"request_view": outcome.view, "problem": problem, "acting_in": outcome.here, "switch_to": outcome.switch_to}
+    context = {
+        "request_view": outcome.view,
+        "problem": problem,
+        "acting_in": outcome.here,
+        "switch_to": outcome.switch_to,
+    }
     return await render(
         request, "consent.html", context, status_code=status, headers=_form_action(request, outcome.view)
     )

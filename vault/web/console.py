@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from vault.web import console_audit, console_charts, console_grants
+from vault.web import console_audit, console_charts, console_grants, console_owners
 
-routes: list[BaseRoute] = [*console_grants.routes, *console_charts.routes, *console_audit.routes]
+routes: list[BaseRoute] = [
+    *console_owners.routes,
+    *console_grants.routes,
+    *console_charts.routes,
+    *console_audit.routes,
+]

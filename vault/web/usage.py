@@ -66,6 +66,7 @@ ACTIONS: dict[str, str] = {
     Action.OWNER_CREATED: N_("Data space opened"),
     Action.OWNER_ERASED: N_("Data space erased"),
     Action.OWNER_ERASURE_REQUESTED: N_("Erasure requested"),
+    Action.OWNER_LOOKED_UP: N_("Looked up by compliance staff"),
     Action.REPRESENTATIVE_ADDED: N_("Representative added"),
     Action.TOKEN_CODE_REPLAYED: N_("A used authorisation code was replayed and refused"),
     Action.TOKEN_ISSUED: N_("Access token issued"),
@@ -84,6 +85,7 @@ ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer 
 }
 YOU = N_("You")
 REPRESENTATIVE = N_("A representative")
+THE_OWNER = N_("The owner")
 OTHER_ACTOR = N_("Someone the vault does not name")
 UNKNOWN_FIELD = N_("a field this vault no longer describes")
 UNKNOWN_ITEM = N_("a service no longer in the catalogue")
@@ -202,8 +204,8 @@ def _visible(query: Select[Any], owner_id: uuid.UUID, hidden: set[int]) -> Selec
 class Describer:
     """Turns stored events into rows in one language, looking each agency name up once."""
 
-    def __init__(self, vault: Vault, db: Session, space: Space, lang: str) -> None:
-        self.vault, self.db, self.space, self.lang = vault, db, space, lang
+    def __init__(self, vault: Vault, db: Session, space: Space, lang: str, *, staff: bool = False) -> None:
+        self.vault, self.db, self.space, self.lang, self.staff = vault, db, space, lang, staff
         self._agencies: dict[str, str] = {}
 
     def _pick(self, zh: str, en: str) -> str:
@@ -221,6 +223,8 @@ class Describer:
         if kind == "issuer":
             department = self.vault.catalogue.departments.get(rest)
             return Text(self._pick(department.name_zh, department.name_en) if department else rest)
+        if kind == "owner" and self.staff:
+            return Text(THE_OWNER if rest == str(self.space.owner_id) else REPRESENTATIVE, msgid=True)
         if kind == "owner":
             if rest != str(self.space.person_id):
                 return Text(REPRESENTATIVE, msgid=True)
