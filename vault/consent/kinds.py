@@ -15,10 +15,11 @@ def check_fits(
 ) -> None:
     """Raise InvalidAuthorizationDetails naming what an owner of `kind` cannot hold, if anything."""
     foreign = sorted(t for t in fields if kind not in licences.type(t).holders)
+    named = ("an " if kind is OwnerKind.ENTERPRISE else "a ") + kind.value
     if foreign:
         raise InvalidAuthorizationDetails(
-            f"the owner named by login_hint is a {kind.value}, which holds no {', '.join(foreign)}"
+            f"the owner named by login_hint is {named}, which holds no {', '.join(foreign)}"
         )
     if kind not in item.owner_kinds:
         kinds = " or ".join(sorted(k.value for k in item.owner_kinds))
-        raise InvalidAuthorizationDetails(f"service item {item.code} is for a {kinds}, not a {kind.value}")
+        raise InvalidAuthorizationDetails(f"service item {item.code} is not for {named}: it is for a {kinds}")
