@@ -232,8 +232,9 @@ async def consent_decision(request: Request) -> Response:
 
     try:
         location = await run_in_threadpool(decide)
-    except NotAuthorisedToConsent:
-        return redirect(f"/consent/{request_id}")  # the page explains whose request it is and offers to switch
+    except (NotAuthorisedToConsent, RequestNotFound):
+        # another space's request: the page explains and offers to switch; decided meanwhile: it says so
+        return redirect(f"/consent/{request_id}")
     except InvalidAuthorizationDetails:
         return await _again(request, request_id, user)
     return redirect(location)

@@ -153,11 +153,16 @@ async def withdraw_all(request: Request) -> Response:
             live = [
                 g for g in vault.consent.grants_of(db, decider.owner_id) if g.client_id == client_id and g.state in LIVE
             ]
+            ended = 0
             for grant in live:
-                vault.consent.revoke(
-                    db, grant.id, actor=decider.actor, owner_id=decider.owner_id, reason=OWNER_WITHDREW
-                )
-            return len(live)
+                try:
+                    vault.consent.revoke(
+                        db, grant.id, actor=decider.actor, owner_id=decider.owner_id, reason=OWNER_WITHDREW
+                    )
+                except IllegalGrantTransition:
+                    continue  # ended a moment ago (expired, used up, or revoked in another tab)
+                ended += 1
+            return ended
 
     count = await run_in_threadpool(run)
     query = urlencode({"done": "withdrawn", "agency": client_id, "count": count})
