@@ -115,7 +115,7 @@ def test_withdrawing_takes_no_more_taps_than_consenting(
     withdrawing.tap("details.withdraw-all button[type=submit]")
     assert "done=withdrawn" in page.url
     check(page, f"grants-withdrawn-{lang}-{width}")
-    # protection removed to see this fail: the two-tap <details> form, replaced by a confirmation page
+    # the PIPL art. 15 check: withdrawal may take no more taps than consent did
     assert withdrawing.count <= consenting.count, (withdrawing.count, consenting.count)
     with vault.db.session() as session:
         me = vault.owners.find(session, OwnerKind.PERSON, PERSONS[0].id_number)
