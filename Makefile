@@ -40,7 +40,11 @@ bench: $(STAMP) ## benchmarks; each prints its figures (a few minutes at the def
 SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
 	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \
 	licences-en-1280 consent-backchannel-en-1280 grants-en-1280 activity-en-1280 \
-	console-zh-1280 console-charts-zh-1280 console-audit-verified-zh-1280 console-zh-360
+	console-zh-1280 console-charts-zh-1280 console-audit-verified-zh-1280 console-zh-360 \
+	consent-full-or-masked-zh-360 link-expired-zh-360 consent-expired-zh-360 inbox-company-badge-zh-360 \
+	consent-switch-zh-360 grants-approved-zh-360 grants-withdraw-all-zh-360 grants-withdrawn-zh-360 \
+	grants-history-en-1280 activity-history-zh-360 activity-history-en-1280 console-owner-en-1280 \
+	console-grant-zh-360 console-charts-history-en-1280
 
 screenshots: $(STAMP) ## refresh docs/screenshots from the browser tests
 	$(BIN)/pytest -q tests/browser

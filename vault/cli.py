@@ -373,7 +373,7 @@ def cmd_graphql_export(args: argparse.Namespace) -> int:
 def demo(vault: Vault, args: argparse.Namespace) -> int:
     from vault.demo import create_demo
 
-    summary = create_demo(vault, only_if_empty=args.if_empty)
+    summary = create_demo(vault, only_if_empty=args.if_empty, history=not args.no_history)
     print(summary)
     return 0
 
@@ -527,6 +527,9 @@ def parser() -> argparse.ArgumentParser:
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")
+    demo_parser.add_argument(
+        "--no-history", action="store_true", help="the population only, without 60 days of history"
+    )
     demo_parser.set_defaults(run=_with_vault(demo))
     serve_parser = groups.add_parser("serve", help="serve the web app and APIs")
     serve_parser.add_argument(

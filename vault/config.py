@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Mode(StrEnum):
@@ -35,6 +36,7 @@ class Settings:
     log_level: str
     policies_dir: Path
     checkpoint_interval_seconds: int
+    timezone: str = "Asia/Shanghai"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -71,6 +73,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "VAULT_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "VAULT_POLICIES_DIR": ("<project>/policies", "Cedar policies, service catalogue and licence types"),
     "VAULT_CHECKPOINT_INTERVAL": ("60", "seconds between signed audit-log checkpoints while serving"),
+    "VAULT_TIMEZONE": ("Asia/Shanghai", "IANA time zone the web pages show times in, labelled (owners' local time)"),
 }
 
 
@@ -105,6 +108,15 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
     if parts.query or parts.fragment:
         raise ConfigError("VAULT_PUBLIC_URL must not carry a query or fragment")
     return url.rstrip("/")
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    name = env.get("VAULT_TIMEZONE") or "Asia/Shanghai"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"VAULT_TIMEZONE must be an IANA time zone such as Asia/Shanghai, got {name!r}") from None
+    return name
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -144,4 +156,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         policies_dir=policies_dir,
         checkpoint_interval_seconds=_int(env, "VAULT_CHECKPOINT_INTERVAL", 60, 1, 86400),
+        timezone=_timezone(env),
     )

@@ -5,12 +5,14 @@ Deterministic: the same people, enterprises and links every time (keys and salts
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from sqlmodel import func, select
 
+from vault import clock, demo_history
 from vault.config import Settings
 from vault.owners.accounts import AccountService
 from vault.owners.identifiers import synthetic_credit_code, synthetic_resident_id
@@ -276,52 +278,67 @@ def create_demo_agencies(vault: Vault, session: Any) -> None:
         )
 
 
-def create_demo(vault: Vault, *, only_if_empty: bool = False) -> str:
-    """Create the demo population; with only_if_empty, leave a database that has owners alone."""
-    accounts = AccountService(vault.keys)
+def create_demo(vault: Vault, *, only_if_empty: bool = False, history: bool = False) -> str:
+    """Create the demo population; with only_if_empty, leave a database that has owners alone.
+
+    With history, the population is created a hundred days ago and sixty days of requests, reads and revocations
+    follow (vault.demo_history), so every page and chart has something to show.
+    """
     with vault.db.session() as session:
         if only_if_empty and session.scalar(select(func.count()).select_from(Owner)):
             return "demo population: database already has owners, left as it is"
-        persons = {
-            p.key: vault.owners.add_person(session, id_number=p.id_number, name=p.name, actor=ACTOR) for p in PERSONS
-        }
-        enterprises = {
-            e.key: vault.owners.add_enterprise(session, credit_code=e.credit_code, name=e.name, actor=ACTOR)
-            for e in ENTERPRISES
-        }
-        for enterprise, person, role in REPRESENTATIVES:
-            vault.owners.add_representative(
-                session,
-                enterprise_id=enterprises[enterprise].id,
-                person_id=persons[person].id,
-                role=role,
-                valid_from=date(2024, 1, 1),
-                valid_until=None,
-                actor=ACTOR,
-            )
-        for p in PERSONS:
-            accounts.create(
-                session,
-                login=p.id_number,
-                password=CITIZEN_PASSWORD,
-                role=AccountRole.CITIZEN,
-                owner_id=persons[p.key].id,
-            )
-        accounts.create(session, login=STAFF_LOGIN, password=STAFF_PASSWORD, role=AccountRole.STAFF)
-        create_demo_agencies(vault, session)
-        owners = {**persons, **enterprises}
-        licences = demo_licences()
-        for owner_key, type_code, values in licences:
-            issuer = vault.catalogue.type(type_code).issuer
-            vault.licences.issue(
-                session, issuer_code=issuer, owner_id=owners[owner_key].id, type_code=type_code, values=values
-            )
+        now = clock.utcnow()
+        with clock.pinned_at(demo_history.start_of_history(now)) if history else contextlib.nullcontext():
+            summary = _create_population(vault, session)
+        if history:
+            persons = {p.key: p.id_number for p in PERSONS}
+            owners = demo_history.owners_of(vault, session, persons, ENTERPRISES[0].credit_code)
+            events = demo_history.write_history(vault, session, owners, now)
+            summary += f", {demo_history.DAYS} days of history ({events} access events)"
         vault.audit.checkpoint(session)
-    counts = (
+    return f"demo population: {summary}"
+
+
+def _create_population(vault: Vault, session: Any) -> str:
+    accounts = AccountService(vault.keys)
+    persons = {
+        p.key: vault.owners.add_person(session, id_number=p.id_number, name=p.name, actor=ACTOR) for p in PERSONS
+    }
+    enterprises = {
+        e.key: vault.owners.add_enterprise(session, credit_code=e.credit_code, name=e.name, actor=ACTOR)
+        for e in ENTERPRISES
+    }
+    for enterprise, person, role in REPRESENTATIVES:
+        vault.owners.add_representative(
+            session,
+            enterprise_id=enterprises[enterprise].id,
+            person_id=persons[person].id,
+            role=role,
+            valid_from=date(2024, 1, 1),
+            valid_until=None,
+            actor=ACTOR,
+        )
+    for p in PERSONS:
+        accounts.create(
+            session,
+            login=p.id_number,
+            password=CITIZEN_PASSWORD,
+            role=AccountRole.CITIZEN,
+            owner_id=persons[p.key].id,
+        )
+    accounts.create(session, login=STAFF_LOGIN, password=STAFF_PASSWORD, role=AccountRole.STAFF)
+    create_demo_agencies(vault, session)
+    owners = {**persons, **enterprises}
+    licences = demo_licences()
+    for owner_key, type_code, values in licences:
+        issuer = vault.catalogue.type(type_code).issuer
+        vault.licences.issue(
+            session, issuer_code=issuer, owner_id=owners[owner_key].id, type_code=type_code, values=values
+        )
+    return (
         f"{len(PERSONS)} persons, {len(ENTERPRISES)} enterprises, {len(REPRESENTATIVES)} representatives, "
         f"{len(licences)} licences"
     )
-    return f"demo population: {counts}"
 
 
 def banner(settings: Settings) -> str:

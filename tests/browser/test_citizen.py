@@ -107,7 +107,9 @@ def test_citizen_approves_with_a_field_unticked_and_revokes(live: tuple[str, Vau
         page.goto(f"{base}/grants")
         shot(page, "grants-zh")
         no_serious_axe_issues(page)
-        page.click("button.danger")
+        page.click("li.card details.action summary")  # revoking asks once, saying what will stop
+        assert "无法恢复" in page.inner_text("li.card details.action")
+        page.click("li.card details.action button.danger")
         page.wait_for_load_state()
         after = agency.post("/oauth/introspect", auth=HOUSING, data={"token": tokens["access_token"]}).json()
         assert after == {"active": False}

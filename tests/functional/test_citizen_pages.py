@@ -344,7 +344,7 @@ def test_activity_shows_this_owners_events_only(vault: Vault, http: TestClient) 
     assert "演示市住房和城乡建设局" in page.text  # who read, by name
     read = next(e for e in mine if e.action == "fields.released")
     grant = json.loads(read.entry)["grant"]
-    assert f'href="/grants#{grant}"' in page.text
+    assert f'href="/grants#grant-{grant}"' in page.text
 
 
 def test_activity_filters_by_agency_and_period(vault: Vault, http: TestClient) -> None:

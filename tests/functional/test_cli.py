@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -66,6 +67,16 @@ def test_demo_population_never_appears_in_plaintext(data_dir: Path) -> None:
     needles = [p.name.encode() for p in PERSONS] + [p.id_number.encode() for p in PERSONS]
     needles += [e.name.encode() for e in ENTERPRISES] + [e.credit_code.encode() for e in ENTERPRISES]
     assert _files_containing(data_dir, needles) == []
+
+
+def test_the_demo_comes_with_sixty_days_of_history_that_verifies(data_dir: Path) -> None:
+    started = time.monotonic()
+    out = vault_cli(data_dir, "demo").stdout
+    elapsed = time.monotonic() - started
+    assert "60 days of history" in out
+    assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
+    assert elapsed < 60, f"vault demo took {elapsed:.1f} s"  # a few seconds on an idle machine
+    assert "left as it is" in vault_cli(data_dir, "demo", "--if-empty").stdout
 
 
 def test_rotate_then_status_shows_every_dek_on_the_new_key(data_dir: Path) -> None:

@@ -206,7 +206,8 @@ def test_staff_see_grants_and_filter_them(vault: Vault, http: TestClient) -> Non
     page = staff.get("/console").text
     assert f'id="grant-{traffic}"' in page and f'id="grant-{housing}"' in page
     assert "Demo City Traffic Police Vehicle Office" in _row(page, f"grant-{traffic}")
-    assert "resident-id-card/id_number" in _row(page, f"grant-{traffic}")  # field names, never values
+    assert "Resident ID number (Resident Identity Card)" in _row(page, f"grant-{traffic}")  # names, never values
+    assert "resident-id-card/id_number" not in page  # in the page's language, not the catalogue's codes
     assert PERSONS[0].name not in page and PERSONS[0].id_number not in page
 
     by_agency = staff.get("/console", params={"agency": HOUSING}).text
@@ -259,7 +260,7 @@ def test_each_flag_appears_for_the_grant_made_to_trigger_it_and_not_otherwise(va
     page = _staff(vault).get("/console").text
     assert _flags(page, f"grant-{plain}") == set()
     assert _flags(page, f"grant-{wider}") == {"wider"}
-    assert "resident-id-card/ethnicity" in _row(page, f"grant-{wider}")
+    assert "Ethnicity (Resident Identity Card)" in _row(page, f"grant-{wider}")
     assert _flags(page, f"grant-{longer}") == {"longer"}
     assert "valid 31 days, the item allows 30" in _row(page, f"grant-{longer}")
     assert _flags(page, f"grant-{dormant}") == {"dormant"}

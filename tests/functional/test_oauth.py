@@ -408,8 +408,11 @@ def test_token_responses_are_not_cached(vault: Vault, agency: AgencyClient, pers
 
 def test_a_request_uri_is_single_use_and_short_lived(agency: AgencyClient, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = agency.push(ITEM).json()["request_uri"]
-    assert agency.authorize(uri).status_code == 303
-    assert agency.authorize(uri).status_code == 400
+    first = agency.authorize(uri)
+    assert first.status_code == 303 and first.headers["location"].startswith("/consent/")
+    # opened again, it opens nothing new: the browser goes back to the consent request the first opening made
+    again = agency.authorize(uri)
+    assert again.status_code == 303 and again.headers["location"] == first.headers["location"]
     stale = agency.push(ITEM).json()["request_uri"]
     later = clock.utcnow() + timedelta(seconds=61)
     monkeypatch.setattr("vault.oauth.server.utcnow", lambda: later)

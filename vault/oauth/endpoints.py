@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from vault.oauth import rar
@@ -15,7 +14,7 @@ from vault.oauth.adapter import VaultOAuth2Request, current_session, from_starle
 from vault.oauth.clients import ASSERTION_ALGORITHMS
 from vault.oauth.grants import AUTH_METHODS
 from vault.oauth.scopes import GrantType, Scope
-from vault.oauth.server import ErrorPage, OAuthService, Redirect
+from vault.oauth.server import OAuthService, Redirect
 from vault.wiring import Vault
 
 
@@ -92,17 +91,10 @@ async def authorize(request: Request) -> Response:
     outcome = await in_unit_of_work(vault.db, vault.oauth.authorize, oauth_request)
     if isinstance(outcome, Redirect):
         return RedirectResponse(outcome.location, status_code=303)
-    return error_page(outcome)
+    from vault.web.rendering import render  # the person's language and the site's look; web builds on oauth
 
-
-def error_page(error: ErrorPage) -> Response:
-    """Shown instead of redirecting when the client or its redirect URI cannot be trusted."""
-    body = (
-        "<!doctype html><html lang='zh'><meta charset='utf-8'><title>授权请求无效 / Invalid request</title>"
-        f"<main><h1>授权请求无效 / Invalid authorization request</h1><p><code>{html.escape(error.error)}</code></p>"
-        f"<p>{html.escape(error.description)}</p></main></html>"
-    )
-    return HTMLResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    return await render(request, "authorize_error.html", {"error": outcome}, status_code=400, headers=headers)
 
 
 routes = [

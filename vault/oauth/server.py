@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from vault.audit.events import Action, Event
 from vault.clock import utcnow
+from vault.consent import kinds
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
 from vault.consent.models import ConsentRequest, Grant
 from vault.oauth import rar
@@ -44,6 +45,7 @@ from vault.owners.models import OwnerKind
 from vault.policy.errors import UnknownServiceItem
 
 PAR_LIFETIME = timedelta(seconds=60)
+OPENED_AS = "opened_as_consent_request"  # kept with a used pushed request: the consent request it became
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 CIBA_INTERVAL = 5
 Response = tuple[int, Any, list[tuple[str, str]]]
@@ -171,6 +173,7 @@ class ErrorPage:
 
     error: str
     description: str
+    stale_link: bool = False  # the agency's link was opened too late or twice: the page tells the person what to do
 
 
 class OAuthService:
@@ -239,6 +242,8 @@ class OAuthService:
         try:
             item = self.context.policy.catalogue.item(access.service_item)
             self.context.consent.requested_fields(item, access.fields)
+            if params.get("login_hint"):  # the owner is named: the fields must be ones that owner can hold
+                self._check_fits(self._owner_by_hint(params["login_hint"]), access)
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         except (LookupError, UnknownServiceItem):
@@ -273,7 +278,10 @@ class OAuthService:
             .execution_options(synchronize_session=False)
         ).first()
         if pushed is None:
-            return ErrorPage("invalid_request", "request_uri is unknown, expired or already used")
+            opened = session.get(PushedRequest, digest(request_uri))
+            if opened is not None and opened.client_id == agency.client_id and opened.params.get(OPENED_AS):
+                return Redirect(f"/consent/{opened.params[OPENED_AS]}")  # opened again: the page says where it stands
+            return ErrorPage("invalid_request", "request_uri is unknown, expired or already used", stale_link=True)
         params: dict[str, str] = dict(pushed[0])
         access = rar.licence_access(params.get("authorization_details"))
         try:
@@ -283,6 +291,7 @@ class OAuthService:
                 item_code=access.service_item,
                 fields=access.fields,
                 kind="redirect",
+                owner_id=self._hinted_owner(params.get("login_hint")),
                 oauth={
                     "redirect_uri": params["redirect_uri"],
                     "state": params["state"],
@@ -292,7 +301,22 @@ class OAuthService:
             )
         except (RequestNotAllowed, InvalidAuthorizationDetails) as error:
             return Redirect(self._error_location(params["redirect_uri"], params["state"], "access_denied", str(error)))
+        session.execute(  # remembered, so that the link opened again leads back to this consent request
+            update(PushedRequest)
+            .where(col(PushedRequest.uri_hash) == digest(request_uri))
+            .values(params={**params, OPENED_AS: str(consent.id)})
+            .execution_options(synchronize_session=False)
+        )
         return Redirect(f"/consent/{consent.id}")
+
+    def _hinted_owner(self, hint: str | None) -> uuid.UUID | None:
+        """The owner a pushed login_hint named (checked at PAR), so the request waits in their inbox."""
+        if not hint:
+            return None
+        try:
+            return self._owner_by_hint(hint)
+        except OAuth2Error:
+            return None  # erased since it was pushed: whoever opens it decides, as without a hint
 
     def _error_location(self, redirect_uri: str, state: str, error: str, description: str | None = None) -> str:
         params = [("error", error), ("state", state), ("iss", self.context.issuer)]
@@ -341,6 +365,10 @@ class OAuthService:
             raise InvalidRequestError("binding_message is at most 60 characters")
         session = current_session()
         owner = self._owner_by_hint(login_hint)
+        try:
+            self._check_fits(owner, access)
+        except InvalidAuthorizationDetails as error:
+            raise InvalidAuthorizationDetailsError(str(error)) from None
         auth_req_id = secrets.token_urlsafe(32)
         try:
             consent = self.context.consent.open_request(
@@ -360,6 +388,16 @@ class OAuthService:
         consent.auth_req_hash = hashlib.sha256(auth_req_id.encode()).digest()
         expires_in = int((consent.expires_at - utcnow()).total_seconds())
         return {"auth_req_id": auth_req_id, "expires_in": expires_in, "interval": CIBA_INTERVAL}
+
+    def _check_fits(self, owner_id: uuid.UUID, access: rar.LicenceAccess) -> None:
+        """Refuse fields the named owner cannot hold (ID-card fields of an enterprise): approving would fail."""
+        try:
+            item = self.context.policy.catalogue.item(access.service_item)
+        except (LookupError, UnknownServiceItem):
+            return  # open_request says the item is unknown
+        owner = self.context.consent.owners.get(current_session(), owner_id)
+        chosen = self.context.consent.requested_fields(item, access.fields)
+        kinds.check_fits(self.context.policy.licences, item, chosen, OwnerKind(owner.kind))
 
     def _owner_by_hint(self, hint: str) -> uuid.UUID:
         owners = self.context.consent.owners

@@ -20,7 +20,7 @@ from vault.db import SchemaError, check_schema
 from vault.logs import configure
 from vault.oauth import endpoints as oauth_endpoints
 from vault.web import consent as consent_pages
-from vault.web import pages, wellknown
+from vault.web import grants_pages, pages, wellknown
 from vault.wiring import Vault, build_vault
 
 log = logging.getLogger("vault.web")
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
             *wellknown.routes,
             *oauth_endpoints.routes,
             *consent_pages.routes,
+            *grants_pages.routes,
             *api.routes,
             *pages.routes,
         ],

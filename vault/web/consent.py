@@ -1,9 +1,14 @@
-"""The owner's consent pages: a request to approve (narrowed) or deny, the backchannel inbox, grants to revoke."""
+"""The owner's consent pages: a request to approve (narrowed) or deny, and the inbox of requests waiting.
+
+No page here dead-ends: a request opened twice, expired or already decided says so and what to do next; one that
+belongs to another of the person's data spaces (theirs, or an enterprise's they represent) offers to switch.
+Grants, revoking and receipts are in grants_pages.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -12,21 +17,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vault.consent.errors import (
-    GrantNotFound,
-    IllegalGrantTransition,
-    InvalidAuthorizationDetails,
-    NotAuthorisedToConsent,
-    RequestNotFound,
-)
-from vault.consent.models import ConsentRequest, Grant
+from vault.consent import claims
+from vault.consent.errors import InvalidAuthorizationDetails, NotAuthorisedToConsent, RequestNotFound
+from vault.consent.lifecycle import RequestState
+from vault.consent.models import ConsentRequest
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
-from vault.policy.catalogue import ServiceUse
+from vault.policy.catalogue import ServiceItem, ServiceUse
 from vault.web.csrf import origin_of, require_post
+from vault.web.dataspace import SpaceChoice, reachable_spaces
 from vault.web.errors import Forbidden
+from vault.web.explain import goes_out_masked
 from vault.web.i18n import N_
-from vault.web.rendering import redirect, render
+from vault.web.rendering import current_lang, redirect, render
 from vault.web.security import content_security_policy
 from vault.web.sessions import SignedIn, require_user, today, vault_of
 from vault.wiring import Vault
@@ -35,6 +38,9 @@ NOT_YOURS = N_("This request is not for you, or you may not decide for this owne
 GONE = N_("This request no longer waits for a decision.")
 NO_FIELD = N_("Tick at least one field, or deny the request.")
 STAFF_CANNOT = N_("Compliance staff cannot give consent.")
+DONE = {
+    "denied": N_("You refused the request. The agency was told; nothing was released."),
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class FieldView:
     label: str
     type_name: str
     sensitivity: str
+    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,20 +66,18 @@ class RequestView:
     binding_message: str | None
     expires_at: datetime
     redirect_origin: str | None
+    owner_kinds: frozenset[str] = frozenset()
+    space: SpaceChoice | None = None  # whose data space the decision is for, when known
 
 
 @dataclass(frozen=True)
-class GrantView:
-    id: uuid.UUID
-    agency: str
-    item: str
-    purpose: str
-    fields: list[FieldView]
-    state: str
-    valid_from: datetime
-    valid_until: datetime
-    uses_left: int | None
-    use_limit: int | None
+class Outcome:
+    """What the consent page shows: the request to decide, a switch to offer, or what happened to it."""
+
+    view: RequestView | None = None
+    here: SpaceChoice | None = None  # the data space the person acts in now
+    switch_to: list[SpaceChoice] = field(default_factory=list)  # set: the request belongs elsewhere
+    gone: str | None = None  # unknown, expired, approved, denied
 
 
 def _decider(vault: Vault, db: Session, user: SignedIn) -> Decider:
@@ -86,19 +91,24 @@ def _decider(vault: Vault, db: Session, user: SignedIn) -> Decider:
     return Decider(user.person_id, owner_id)
 
 
-def _fields(vault: Vault, fields: dict[str, list[str]], lang: str) -> list[FieldView]:
+def field_views(
+    vault: Vault, fields: dict[str, list[str]], lang: str, item: ServiceItem | None = None
+) -> list[FieldView]:
     views = []
     for type_code, names in sorted(fields.items()):
         licence_type = vault.catalogue.type(type_code)
         type_name = licence_type.name_en if lang == "en" else licence_type.name_zh
         for name in names:
-            field = licence_type.field(name)
-            label = field.label_en if lang == "en" else field.label_zh
-            views.append(FieldView(f"{type_code}/{name}", label, type_name, field.sensitivity.value))
+            definition = licence_type.field(name)
+            label = definition.label_en if lang == "en" else definition.label_zh
+            masked = goes_out_masked(item, licence_type, name)
+            views.append(FieldView(f"{type_code}/{name}", label, type_name, definition.sensitivity.value, masked))
     return views
 
 
-def _request_view(vault: Vault, db: Session, request: ConsentRequest, lang: str) -> RequestView:
+def request_view(
+    vault: Vault, db: Session, request: ConsentRequest, lang: str, space: SpaceChoice | None = None
+) -> RequestView:
     item = vault.policy.catalogue.item(request.service_item)
     return RequestView(
         id=request.id,
@@ -107,56 +117,79 @@ def _request_view(vault: Vault, db: Session, request: ConsentRequest, lang: str)
         item=item.name_en if lang == "en" else item.name_zh,
         purpose=item.purpose_en if lang == "en" else item.purpose_zh,
         legal_basis=item.legal_basis,
-        fields=_fields(vault, request.fields, lang),
+        fields=field_views(vault, request.fields, lang, item),
         max_days=item.max_grant_days,
         once=item.use is ServiceUse.ONCE,
         binding_message=request.binding_message,
         expires_at=request.expires_at,
         redirect_origin=origin_of(request.oauth["redirect_uri"]) if request.oauth.get("redirect_uri") else None,
+        owner_kinds=frozenset(k.value for k in item.owner_kinds),
+        space=space,
     )
 
 
-def _grant_view(vault: Vault, db: Session, grant: Grant, lang: str) -> GrantView:
-    item = vault.policy.catalogue.item(grant.service_item)
-    return GrantView(
-        id=grant.id,
-        agency=vault.agencies.display_name(db, grant.client_id, lang),
-        item=item.name_en if lang == "en" else item.name_zh,
-        purpose=item.purpose_en if lang == "en" else item.purpose_zh,
-        fields=_fields(vault, grant.fields, lang),
-        state=grant.state,
-        valid_from=grant.valid_from,
-        valid_until=grant.valid_until,
-        uses_left=None if grant.use_limit is None else max(grant.use_limit - grant.uses, 0),
-        use_limit=grant.use_limit,
-    )
-
-
-def _request_id(request: Request) -> uuid.UUID:
+def _request_id(request: Request) -> uuid.UUID | None:
     try:
         return uuid.UUID(request.path_params["request_id"])
     except ValueError:
-        raise Forbidden(GONE) from None
+        return None
+
+
+def _outcome(vault: Vault, db: Session, user: SignedIn, request_id: uuid.UUID | None, lang: str) -> Outcome:
+    """Decide what the consent page shows; claims an unbound redirect request for the space it is opened in."""
+    decider = _decider(vault, db, user)
+    spaces = reachable_spaces(vault, db, decider.person_id)
+    here = spaces.get(decider.owner_id)
+    pending = db.get(ConsentRequest, request_id) if request_id else None
+    if pending is None:
+        return Outcome(here=here, gone="unknown")
+    vault.consent.expire_if_stale(db, pending)
+    if pending.state != RequestState.PENDING:
+        if pending.owner_id is not None and pending.owner_id not in spaces:
+            return Outcome(here=here, gone="unknown")  # someone else's request: say no more than that
+        return Outcome(here=here, gone=str(pending.state))
+    kinds = {k.value for k in vault.policy.catalogue.item(pending.service_item).owner_kinds}
+    if pending.owner_id is None:
+        if here is not None and here.kind in kinds and claims.claim(db, pending.id, here.owner_id):
+            return Outcome(view=request_view(vault, db, pending, lang, here), here=here)
+        fitting = [s for s in spaces.values() if s.kind in kinds and s.owner_id != decider.owner_id]
+        if not fitting:
+            raise Forbidden(NOT_YOURS)
+        return Outcome(view=request_view(vault, db, pending, lang), here=here, switch_to=fitting)
+    if pending.owner_id == decider.owner_id:
+        return Outcome(view=request_view(vault, db, pending, lang, here), here=here)
+    if pending.owner_id in spaces:
+        target = spaces[pending.owner_id]
+        return Outcome(view=request_view(vault, db, pending, lang, target), here=here, switch_to=[target])
+    raise Forbidden(NOT_YOURS)
+
+
+async def _show(request: Request, outcome: Outcome, problem: str | None = None, status: int = 200) -> Response:
+    if outcome.view is None:
+        status = 404 if outcome.gone == "unknown" else 410
+        return await render(
+            request, "consent_gone.html", {"gone": outcome.gone, "acting_in": outcome.here}, status_code=status
+        )
+    context = {
+        "request_view": outcome.view,
+        "problem": problem,
+        "acting_in": outcome.here,
+        "switch_to": outcome.switch_to,
+    }
+    return await render(
+        request, "consent.html", context, status_code=status, headers=_form_action(request, outcome.view)
+    )
 
 
 async def consent_page(request: Request) -> Response:
     user = await require_user(request)
-    vault, request_id = vault_of(request), _request_id(request)
+    vault, request_id, lang = vault_of(request), _request_id(request), current_lang(request, user)
 
-    def load() -> RequestView:
+    def load() -> Outcome:
         with vault.db.session() as db:
-            decider = _decider(vault, db, user)
-            try:
-                pending = vault.consent.pending_request(db, request_id)
-            except RequestNotFound:
-                raise Forbidden(GONE) from None
-            if pending.owner_id is not None and pending.owner_id != decider.owner_id:
-                raise Forbidden(NOT_YOURS)
-            return _request_view(vault, db, pending, user.lang)
+            return _outcome(vault, db, user, request_id, lang)
 
-    view = await run_in_threadpool(load)
-    context = {"request_view": view, "problem": None}
-    return await render(request, "consent.html", context, headers=_form_action(request, view))
+    return await _show(request, await run_in_threadpool(load))
 
 
 def _form_action(request: Request, view: RequestView) -> dict[str, str]:
@@ -175,6 +208,8 @@ async def consent_decision(request: Request) -> Response:
     decision = form.get("decision")
     ticked = [v for v in form.getlist("field") if isinstance(v, str)]
     vault, request_id = vault_of(request), _request_id(request)
+    if request_id is None:
+        return redirect("/consent/unknown")
 
     def decide() -> str:
         with unit_of_work(vault.db) as db:
@@ -182,110 +217,71 @@ async def consent_decision(request: Request) -> Response:
             try:
                 pending = vault.consent.pending_request(db, request_id)
             except RequestNotFound:
-                raise Forbidden(GONE) from None
+                return f"/consent/{request_id}"  # the page says what happened to it
             if decision == "deny":
                 denied = vault.consent.deny(db, request_id, decider)
-                return vault.oauth.denied(denied) if denied.kind == "redirect" else "/inbox"
+                return vault.oauth.denied(denied) if denied.kind == "redirect" else "/inbox?done=denied"
             fields: dict[str, list[str]] = {}
             for value in ticked:
                 type_code, _, name = value.partition("/")
                 fields.setdefault(type_code, []).append(name)
             grant = vault.consent.approve(db, request_id, decider, fields)
-            return vault.oauth.approved(pending, grant) if pending.kind == "redirect" else f"/grants#{grant.id}"
+            if pending.kind == "redirect":
+                return vault.oauth.approved(pending, grant)
+            return f"/grants?done=approved&grant={grant.id}#grant-{grant.id}"
 
     try:
         location = await run_in_threadpool(decide)
-    except NotAuthorisedToConsent:
-        raise Forbidden(NOT_YOURS) from None
+    except (NotAuthorisedToConsent, RequestNotFound):
+        # another space's request: the page explains and offers to switch; decided meanwhile: it says so
+        return redirect(f"/consent/{request_id}")
     except InvalidAuthorizationDetails:
         return await _again(request, request_id, user)
     return redirect(location)
 
 
 async def _again(request: Request, request_id: uuid.UUID, user: SignedIn) -> Response:
-    vault = vault_of(request)
+    vault, lang = vault_of(request), current_lang(request, user)
 
-    def load() -> RequestView:
+    def load() -> Outcome:
         with vault.db.session() as db:
-            return _request_view(vault, db, vault.consent.pending_request(db, request_id), user.lang)
+            return _outcome(vault, db, user, request_id, lang)
 
-    view = await run_in_threadpool(load)
-    context = {"request_view": view, "problem": NO_FIELD}
-    return await render(request, "consent.html", context, status_code=400, headers=_form_action(request, view))
+    return await _show(request, await run_in_threadpool(load), NO_FIELD, status=400)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    view: RequestView
+    space: SpaceChoice
+    here: bool  # in the data space the person acts in now
 
 
 async def inbox(request: Request) -> Response:
+    """GET /inbox: requests waiting in this data space, then those waiting in the person's other spaces."""
     user = await require_user(request)
-    vault = vault_of(request)
+    vault, lang = vault_of(request), current_lang(request, user)
 
-    def load() -> list[RequestView]:
+    def load() -> tuple[SpaceChoice | None, list[Waiting]]:
         with vault.db.session() as db:
             decider = _decider(vault, db, user)
-            return [_request_view(vault, db, r, user.lang) for r in vault.consent.inbox(db, decider.owner_id)]
+            spaces = reachable_spaces(vault, db, decider.person_id)
+            waiting = []
+            for space in sorted(spaces.values(), key=lambda s: s.owner_id != decider.owner_id):
+                for r in vault.consent.inbox(db, space.owner_id):
+                    waiting.append(
+                        Waiting(request_view(vault, db, r, lang, space), space, space.owner_id == decider.owner_id)
+                    )
+            return spaces.get(decider.owner_id), waiting
 
-    return await render(request, "inbox.html", {"requests": await run_in_threadpool(load)})
-
-
-async def grants(request: Request) -> Response:
-    user = await require_user(request)
-    vault = vault_of(request)
-
-    def load() -> list[GrantView]:
-        with vault.db.session() as db:
-            decider = _decider(vault, db, user)
-            return [_grant_view(vault, db, g, user.lang) for g in vault.consent.grants_of(db, decider.owner_id)]
-
-    return await render(request, "grants.html", {"grants": await run_in_threadpool(load)})
-
-
-async def revoke(request: Request) -> Response:
-    user = await require_post(request)
-    vault = vault_of(request)
-    try:
-        grant_id = uuid.UUID(request.path_params["grant_id"])
-    except ValueError:
-        raise Forbidden(NOT_YOURS) from None
-
-    def run() -> None:
-        with vault.db.session() as db:
-            decider = _decider(vault, db, user)
-            vault.consent.revoke(
-                db, grant_id, actor=decider.actor, owner_id=decider.owner_id, reason="revoked by owner"
-            )
-
-    try:
-        await run_in_threadpool(run)
-    except (GrantNotFound, IllegalGrantTransition):
-        raise Forbidden(NOT_YOURS) from None
-    return redirect("/grants")
-
-
-async def receipt(request: Request) -> Response:
-    user = await require_user(request)
-    vault = vault_of(request)
-    try:
-        grant_id = uuid.UUID(request.path_params["grant_id"])
-    except ValueError:
-        raise Forbidden(NOT_YOURS) from None
-
-    def load() -> str:
-        with vault.db.session() as db:
-            decider = _decider(vault, db, user)
-            return vault.consent.grant(db, grant_id, decider.owner_id).receipt
-
-    try:
-        token = await run_in_threadpool(load)
-    except GrantNotFound:
-        raise Forbidden(NOT_YOURS) from None
-    headers = {"Content-Disposition": f'attachment; filename="consent-receipt-{grant_id}.jwt"'}
-    return Response(token, media_type="application/jwt", headers=headers)
+    here, waiting = await run_in_threadpool(load)
+    done = DONE.get(request.query_params.get("done", ""))
+    context = {"acting_in": here, "waiting": waiting, "done": done}
+    return await render(request, "inbox.html", context)
 
 
 routes = [
     Route("/consent/{request_id}", consent_page, methods=["GET"]),
     Route("/consent/{request_id}", consent_decision, methods=["POST"]),
     Route("/inbox", inbox, methods=["GET"]),
-    Route("/grants", grants, methods=["GET"]),
-    Route("/grants/{grant_id}/revoke", revoke, methods=["POST"]),
-    Route("/grants/{grant_id}/receipt", receipt, methods=["GET"]),
 ]

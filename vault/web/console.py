@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from vault.web import console_audit, console_charts, console_grants, console_representatives
+from vault.web import console_audit, console_charts, console_grants, console_owners, console_representatives
 
 routes: list[BaseRoute] = [
+    *console_owners.routes,
     *console_grants.routes,
     *console_charts.routes,
     *console_audit.routes,

@@ -31,6 +31,7 @@ from vault.consent.errors import GrantNotFound, IllegalGrantTransition
 from vault.consent.lifecycle import GrantState
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService, field_names
+from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
 from vault.oauth.errors import AgencyError
 from vault.policy.catalogue import ServiceItem
 from vault.web.auth import safe_next
@@ -296,6 +297,24 @@ def _item_name(vault: Vault, code: str, lang: str) -> str:
     return item.name_en if lang == "en" else item.name_zh
 
 
+def field_labels(vault: Vault, ids: Iterable[str], lang: str) -> list[str]:
+    """`<type>/<field>` ids as "label (licence type)" in `lang`; an id no type describes any more stays as it is."""
+    labels = []
+    for field_id in ids:
+        type_code, _, name = field_id.partition("/")
+        try:
+            licence_type = vault.catalogue.type(type_code)
+            field_def = licence_type.field(name)
+        except (UnknownLicenceType, UnknownLicenceField):
+            labels.append(field_id)
+            continue
+        if lang == "en":
+            labels.append(f"{field_def.label_en} ({licence_type.name_en})")
+        else:
+            labels.append(f"{field_def.label_zh}（{licence_type.name_zh}）")
+    return labels
+
+
 def review_view(vault: Vault, params: QueryParams, lang: str, actor: str) -> ReviewView:
     """The review page's grants and agencies; each owner whose grants it shows gets a record of the staff view."""
     now, today = clock.utcnow(), local_day(clock.utcnow())
@@ -309,6 +328,9 @@ def review_view(vault: Vault, params: QueryParams, lang: str, actor: str) -> Rev
         truncated = False
         for grant in db.scalars(filters.query(now).execution_options(yield_per=200)):
             flags = grant_flags(grant, _item(vault, grant.service_item), now, volumes)
+            if Flag.WIDER in flags:  # the page's language, not the catalogue's codes
+                wider = flags[Flag.WIDER]["fields"].split(", ")
+                flags[Flag.WIDER] = {"fields": ", ".join(field_labels(vault, wider, lang))}
             if filters.flag and filters.flag not in flags:
                 continue
             if len(rows) == ROW_LIMIT:
@@ -321,7 +343,7 @@ def review_view(vault: Vault, params: QueryParams, lang: str, actor: str) -> Rev
                     agency=names.get(grant.client_id, grant.client_id),
                     client_id=grant.client_id,
                     item=_item_name(vault, grant.service_item, lang),
-                    fields=list(field_names(grant.fields)),
+                    fields=field_labels(vault, field_names(grant.fields), lang),
                     state=effective_state(grant, now),
                     created=local_day(grant.created_at),
                     age_days=(now - grant.created_at).days,

@@ -55,3 +55,23 @@ def space_of(vault: Vault, db: Session, user: SignedIn) -> Space:
     if not vault.owners.may_act_for(db, user.person_id, owner_id, today()):
         raise Forbidden(NOT_A_REPRESENTATIVE)
     return Space(owner_id, user.person_id, for_enterprise=True, enterprise_name=owner_name(vault, db, owner_id))
+
+
+@dataclass(frozen=True)
+class SpaceChoice:
+    """A data space the signed-in person may decide in: their own, or an enterprise's they represent today."""
+
+    owner_id: uuid.UUID
+    name: str | None
+    kind: str  # person or enterprise
+    role: str | None  # legal_representative or authorised_agent for an enterprise
+
+
+def reachable_spaces(vault: Vault, db: Session, person_id: uuid.UUID) -> dict[uuid.UUID, SpaceChoice]:
+    """The person's own space first, then every enterprise they represent today."""
+    spaces = {person_id: SpaceChoice(person_id, owner_name(vault, db, person_id), "person", None)}
+    for link in vault.owners.represented_by(db, person_id, today()):
+        if link.owner_id not in spaces:
+            name = owner_name(vault, db, link.owner_id)
+            spaces[link.owner_id] = SpaceChoice(link.owner_id, name, "enterprise", link.role)
+    return spaces

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from vault.crypto.errors import KeyDestroyed
 from vault.owners.models import Owner
 from vault.web import sessions
+from vault.web.auth import safe_next
 from vault.web.csrf import field, require_post
 from vault.web.errors import Forbidden
 from vault.web.i18n import N_
@@ -68,9 +69,12 @@ async def home(request: Request) -> Response:
 
 
 async def switch_acting_for(request: Request) -> Response:
-    """POST /acting-for, field `owner`: an enterprise id the person represents today, or empty for themself."""
+    """POST /acting-for, field `owner`: an enterprise id the person represents today, or empty for themself;
+    optional `next`, a path on this site to go on to (the consent page that offered the switch)."""
     user = await require_post(request)
-    raw = field(await request.form(), "owner", 100).strip()
+    form = await request.form()
+    raw = field(form, "owner", 100).strip()
+    next_path = safe_next(form.get("next")) or "/"
     try:
         enterprise_id = uuid.UUID(raw) if raw else None
     except ValueError:
@@ -89,7 +93,7 @@ async def switch_acting_for(request: Request) -> Response:
 
     if not await run_in_threadpool(run):
         raise Forbidden(NOT_A_REPRESENTATIVE)
-    return redirect("/")
+    return redirect(next_path)
 
 
 routes = [

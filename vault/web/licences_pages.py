@@ -25,7 +25,8 @@ from vault.licences.lifecycle import LicenceState
 from vault.licences.masking import REDACTED, MaskKind, parse_mask_rule
 from vault.licences.models import Licence, LicenceField, LicenceVersion
 from vault.licences.services import LicenceSummary, presentation_fields
-from vault.licences.types import FieldDef, LicenceType
+from vault.licences.types import FieldDef, LicenceType, Sensitivity
+from vault.web import i18n
 from vault.web.csrf import field, require_post
 from vault.web.dataspace import Space, space_of
 from vault.web.errors import Forbidden
@@ -34,6 +35,7 @@ from vault.web.rendering import current_lang, render
 from vault.web.sessions import SignedIn, require_user, vault_of
 from vault.wiring import Vault
 
+ON_FILE = N_("On file with the issuer; not shown here")
 NO_SUCH_LICENCE = N_("There is no such licence in this data space.")
 NO_FIELD = N_("Tick at least one field to present.")
 NOT_IN_FORCE = N_("Only a licence in force can be presented: a presentation of this one would not verify.")
@@ -166,6 +168,8 @@ def _detail(vault: Vault, db: Session, space: Space, licence_id: uuid.UUID, lang
     for f in licence_type.fields:
         if f.name not in names:
             value = None
+        elif f.sensitivity is Sensitivity.BIOMETRIC:  # a photo's stored form means nothing to a person
+            value = i18n.translations(lang).gettext(ON_FILE)
         elif f.name not in values:
             value = REDACTED  # wholly hidden by its mask: left sealed
         else:

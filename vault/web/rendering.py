@@ -8,9 +8,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from vault import clock
 from vault.web import i18n
 from vault.web.csrf import csrf_token
 from vault.web.sessions import LANG_COOKIE, SignedIn, current_user
+from vault.web.timefmt import Clockface
 
 
 def current_lang(request: Request, user: SignedIn | None) -> str:
@@ -27,6 +29,10 @@ def current_path(request: Request) -> str:
     return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
+def clockface(request: Request, lang: str) -> Clockface:
+    return Clockface(lang, request.app.state.vault.settings.timezone, clock.utcnow())
+
+
 async def render(
     request: Request,
     template: str,
@@ -39,7 +45,7 @@ async def render(
 
     Besides `context`, every template sees: user (SignedIn or None), lang, html_lang, languages, csrf_token (put it
     in a hidden `csrf_token` field of every POST form), csp_nonce (for any inline <script nonce> or <style nonce>),
-    current_path, and `_` / `ngettext` for text.
+    current_path, `clock` (a Clockface: times in VAULT_TIMEZONE, labelled), and `_` / `ngettext` for text.
     """
     user = await current_user(request)
     lang = current_lang(request, user)
@@ -52,6 +58,7 @@ async def render(
         "csrf_token": await csrf_token(request),
         "csp_nonce": getattr(request.state, "csp_nonce", ""),
         "current_path": current_path(request),
+        "clock": clockface(request, lang),
     }
     values.update(context or {})
     html = i18n.environment(lang).get_template(template).render(values)

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,12 +28,16 @@ from vault.audit.events import Action
 from vault.audit.models import AuditEvent
 from vault.audit.services import InclusionProof
 from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
+from vault.policy.catalogue import ServiceItem
 from vault.policy.errors import UnknownMandate, UnknownServiceItem
+from vault.web import i18n
 from vault.web.dataspace import Space, space_of
 from vault.web.errors import Forbidden
+from vault.web.explain import explain, goes_out_masked
 from vault.web.i18n import N_
-from vault.web.rendering import current_lang, render
+from vault.web.rendering import clockface, current_lang, render
 from vault.web.sessions import require_user, vault_of
+from vault.web.timefmt import Clockface
 from vault.wiring import Vault
 
 PER_PAGE = 50
@@ -62,6 +66,7 @@ ACTIONS: dict[str, str] = {
     Action.OWNER_CREATED: N_("Data space opened"),
     Action.OWNER_ERASED: N_("Data space erased"),
     Action.OWNER_ERASURE_REQUESTED: N_("Erasure requested"),
+    Action.OWNER_LOOKED_UP: N_("Looked up by compliance staff"),
     Action.REPRESENTATIVE_ADDED: N_("Representative added"),
     Action.TOKEN_CODE_REPLAYED: N_("A used authorisation code was replayed and refused"),
     Action.TOKEN_ISSUED: N_("Access token issued"),
@@ -74,7 +79,12 @@ ACTIONS: dict[str, str] = {
     Action.REPRESENTATIVE_LIMITED: N_("Representative's last day set"),
     Action.STAFF_EXPORTED: N_("Compliance staff exported records"),
     Action.STAFF_VIEWED: N_("Compliance staff looked at this data"),
+    Action.AGENCY_SUSPENDED: N_("Agency suspended"),
+    Action.AGENCY_REINSTATED: N_("Agency reinstated"),
 }
+OTHER_EVENT = N_("Other recorded event")  # an action this page does not know yet: never its internal name
+MASKED = N_("masked")
+YOU_FOR = N_("You, for %(enterprise)s")
 ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer or a person
     "system": N_("The vault, automatically"),
     "operator": N_("The vault's operator"),
@@ -82,6 +92,11 @@ ACTORS = {  # actor prefix -> who, for actors that are not an agency, an issuer 
 }
 YOU = N_("You")
 REPRESENTATIVE = N_("A representative")
+THE_OWNER = N_("The owner")
+OTHER_ACTOR = N_("Someone the vault does not name")
+UNKNOWN_FIELD = N_("a field this vault no longer describes")
+UNKNOWN_ITEM = N_("a service no longer in the catalogue")
+UNKNOWN_LAW = N_("a law no longer in the catalogue")
 
 
 @dataclass(frozen=True)
@@ -107,7 +122,9 @@ class EventRow:
     legal_basis: str | None
     case_reference: str | None
     decision: str | None  # allow, deny, or None when the event decided nothing
-    reason: str | None
+    reasons: tuple[str, ...]  # msgids: why, in words
+    reason_typed: str | None  # a reason staff or an issuer wrote, shown as written
+    policy_ids: tuple[str, ...]  # for staff only, in a details disclosure
 
 
 @dataclass(frozen=True)
@@ -162,11 +179,6 @@ def filters_of(request: Request) -> Filters:
     return Filters(agency, start, end, max(page, 1))
 
 
-def _local_midnight(day: date) -> datetime:
-    """The start of `day` in the vault's local time zone (the one sessions.today uses), as UTC."""
-    return datetime.combine(day, time.min).astimezone().astimezone(UTC)
-
-
 def hidden_events(vault: Vault, db: Session, owner_id: uuid.UUID, now: datetime) -> set[int]:
     """Leaf indexes of the owner's events still under a mandate's deferral at `now`.
 
@@ -199,8 +211,8 @@ def _visible(query: Select[Any], owner_id: uuid.UUID, hidden: set[int]) -> Selec
 class Describer:
     """Turns stored events into rows in one language, looking each agency name up once."""
 
-    def __init__(self, vault: Vault, db: Session, space: Space, lang: str) -> None:
-        self.vault, self.db, self.space, self.lang = vault, db, space, lang
+    def __init__(self, vault: Vault, db: Session, space: Space, lang: str, *, staff: bool = False) -> None:
+        self.vault, self.db, self.space, self.lang, self.staff = vault, db, space, lang, staff
         self._agencies: dict[str, str] = {}
 
     def _pick(self, zh: str, en: str) -> str:
@@ -218,12 +230,28 @@ class Describer:
         if kind == "issuer":
             department = self.vault.catalogue.departments.get(rest)
             return Text(self._pick(department.name_zh, department.name_en) if department else rest)
+        if kind == "owner" and self.staff:
+            return Text(THE_OWNER if rest == str(self.space.owner_id) else REPRESENTATIVE, msgid=True)
         if kind == "owner":
-            return Text(YOU if rest == str(self.space.person_id) else REPRESENTATIVE, msgid=True)
-        return Text(ACTORS[kind], msgid=True) if kind in ACTORS else Text(actor)
+            if rest != str(self.space.person_id):
+                return Text(REPRESENTATIVE, msgid=True)
+            if self.space.for_enterprise:
+                enterprise = self.space.enterprise_name or self.gettext("(erased)")
+                return Text(self.gettext(YOU_FOR) % {"enterprise": enterprise})
+            return Text(YOU, msgid=True)
+        return Text(ACTORS[kind], msgid=True) if kind in ACTORS else Text(OTHER_ACTOR, msgid=True)
 
-    def field_labels(self, names: Iterable[str], licence_type: str | None) -> list[str]:
-        """`<type>/<field>` ids (or bare field names of `licence_type`) as one "type: label, label" per type."""
+    def gettext(self, msgid: str) -> str:
+        return i18n.translations(self.lang).gettext(msgid)
+
+    def field_labels(
+        self, names: Iterable[str], licence_type: str | None, masked_for: ServiceItem | bool | None = False
+    ) -> list[str]:
+        """`<type>/<field>` ids (or bare field names of `licence_type`) as one "type: label, label" per type.
+
+        With masked_for (the service item of a read under consent, or None for one under consent whose item is
+        unknown), each field that leaves masked says so; a field this vault no longer knows is named as unknown.
+        """
         colon, comma = (": ", ", ") if self.lang == "en" else ("：", "、")
         groups: dict[str, list[str]] = {}
         for name in names:
@@ -232,46 +260,60 @@ class Describer:
                 known = self.vault.catalogue.type(type_code or licence_type or "")
                 field_def = known.field(field_name)
             except (UnknownLicenceType, UnknownLicenceField):
-                groups.setdefault("", []).append(name)
+                groups.setdefault("", []).append(self.gettext(UNKNOWN_FIELD))
                 continue
             label = self._pick(field_def.label_zh, field_def.label_en)
+            if masked_for is not False and goes_out_masked(
+                masked_for if isinstance(masked_for, ServiceItem) else None, known, field_name
+            ):
+                label += f" ({self.gettext(MASKED)})" if self.lang == "en" else f"（{self.gettext(MASKED)}）"
             groups.setdefault(self._pick(known.name_zh, known.name_en), []).append(label)
         return [(group + colon if group else "") + comma.join(labels) for group, labels in groups.items()]
 
     def row(self, event: AuditEvent) -> EventRow:
         entry: dict[str, Any] = json.loads(event.entry)
         item = mandate = legal_basis = None
+        known_item: ServiceItem | None = None
         if entry.get("service_item"):
             try:
                 known_item = self.vault.policy.catalogue.item(entry["service_item"])
                 item = self._pick(known_item.name_zh, known_item.name_en)
             except UnknownServiceItem:
-                item = str(entry["service_item"])
+                item = self.gettext(UNKNOWN_ITEM)
         if entry.get("mandate"):
             try:
                 known_mandate = self.vault.policy.catalogue.mandate(entry["mandate"])
                 mandate = self._pick(known_mandate.name_zh, known_mandate.name_en)
                 legal_basis = known_mandate.legal_basis
             except UnknownMandate:
-                mandate = str(entry["mandate"])
-        action = ACTIONS.get(event.action)  # Action is a StrEnum: its members hash as their values
+                mandate = self.gettext(UNKNOWN_LAW)
+        action = ACTIONS.get(event.action, OTHER_EVENT)  # Action is a StrEnum: its members hash as their values
         detail = entry.get("detail") or {}
         case = detail.get("case_reference")
+        typed = event.actor.split(":", 1)[0] in ("staff", "issuer", "operator")
+        reason = entry.get("reason") or self.note(detail.get("reason_note"))
+        why = explain(reason, entry.get("decision"), typed_by_person=typed)
+        # a read under consent says which fields went out masked; under a law they go out as the law names them
+        under_consent: ServiceItem | bool | None = (
+            known_item if event.action == Action.FIELDS_RELEASED and entry.get("grant") else False
+        )
         return EventRow(
             id=event.id,
             at=event.created_at,
             who=self.who(event.actor),
             official=entry.get("official") or self.note(detail.get("official_note")),
-            action=Text(action, msgid=True) if action else Text(event.action),
+            action=Text(action, msgid=True),
             item=item,
-            released=self.field_labels(entry.get("fields") or [], entry.get("licence_type")),
+            released=self.field_labels(entry.get("fields") or [], entry.get("licence_type"), under_consent),
             denied=self.field_labels(entry.get("denied_fields") or [], entry.get("licence_type")),
             grant_id=entry.get("grant"),
             mandate=mandate,
             legal_basis=legal_basis,
             case_reference=str(case) if case else None,
             decision=entry.get("decision"),
-            reason=entry.get("reason") or self.note(detail.get("reason_note")),
+            reasons=why.sentences,
+            reason_typed=why.free_text,
+            policy_ids=why.policy_ids,
         )
 
     def note(self, note_id: object) -> str | None:
@@ -284,7 +326,9 @@ class Describer:
             return None
 
 
-def activity_view(vault: Vault, db: Session, space: Space, filters: Filters, lang: str) -> ActivityView:
+def activity_view(
+    vault: Vault, db: Session, space: Space, filters: Filters, lang: str, face: Clockface
+) -> ActivityView:
     hidden = hidden_events(vault, db, space.owner_id, clock.utcnow())
     describe = Describer(vault, db, space, lang)
     actors = db.scalars(
@@ -299,9 +343,9 @@ def activity_view(vault: Vault, db: Session, space: Space, filters: Filters, lan
     if filters.agency:
         query = query.where(col(AuditEvent.actor) == AGENCY + filters.agency)
     if filters.start:
-        query = query.where(col(AuditEvent.created_at) >= _local_midnight(filters.start))
+        query = query.where(col(AuditEvent.created_at) >= face.midnight(filters.start))
     if filters.end:
-        query = query.where(col(AuditEvent.created_at) < _local_midnight(filters.end + timedelta(days=1)))
+        query = query.where(col(AuditEvent.created_at) < face.midnight(filters.end + timedelta(days=1)))
     total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
     page = db.scalars(
         query.order_by(col(AuditEvent.leaf_index).desc()).offset((filters.page - 1) * PER_PAGE).limit(PER_PAGE)
@@ -313,11 +357,12 @@ async def activity(request: Request) -> Response:
     """GET /activity?agency=&from=&to=&page=: the data space's access events, newest first, 50 a page."""
     user = await require_user(request)
     vault, lang, filters = vault_of(request), current_lang(request, user), filters_of(request)
+    face = clockface(request, lang)
 
     def load() -> tuple[Space, ActivityView]:
         with vault.db.session() as db:
             space = space_of(vault, db, user)
-            return space, activity_view(vault, db, space, filters, lang)
+            return space, activity_view(vault, db, space, filters, lang, face)
 
     space, view = await run_in_threadpool(load)
     return await render(request, "activity.html", {"space": space, "view": view})

@@ -17,6 +17,11 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.mode is Mode.DEVELOPMENT and (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.database_url == f"sqlite:///{tmp_path / 'vault.db'}"
     assert s.public_url == "http://127.0.0.1:8000"
+    assert s.timezone == "Asia/Shanghai"
+
+
+def test_a_known_time_zone_is_taken() -> None:
+    assert load_settings({"VAULT_TIMEZONE": "Europe/Berlin"}).timezone == "Europe/Berlin"
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,8 @@ def test_defaults(tmp_path: Path) -> None:
         ("VAULT_ERASURE_GRACE_DAYS", "-1"),
         ("VAULT_POLICIES_DIR", "/nonexistent"),
         ("VAULT_TYPO", "1"),
+        ("VAULT_TIMEZONE", "Mars/Olympus_Mons"),
+        ("VAULT_TIMEZONE", "../../etc/passwd"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
