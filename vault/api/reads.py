@@ -18,6 +18,7 @@ from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
+from vault.mandates.services import MandateClaim
 from vault.oauth import rar
 from vault.oauth.tokens import TokenInfo
 from vault.owners.errors import InvalidIdentifier
@@ -34,6 +35,7 @@ class Authority:
 
     grant: Grant | None = None
     mandate: MandateInfo | None = None
+    claim: MandateClaim | None = None
 
     @property
     def purpose(self) -> str:
@@ -53,8 +55,11 @@ def authority_of(token: TokenInfo, grant: Grant | None) -> Authority:
         return Authority(grant=grant)
     for detail in token.authorization_details:
         if detail.get("type") == rar.LEGAL_MANDATE:
-            case = detail.get("case_reference")
-            return Authority(mandate=MandateInfo(mandate_id=str(detail["mandate"]), case_reference=case))
+            claim = MandateClaim.from_details(detail)
+            if claim is None:
+                raise Forbidden("this mandate token names no case, owners or official: ask for a new token")
+            info = MandateInfo(mandate_id=claim.mandate, case_reference=claim.case, named_fields=claim.sensitive_fields)
+            return Authority(mandate=info, claim=claim)
     raise Forbidden("this access token carries neither a consent grant nor a legal mandate")
 
 
@@ -89,6 +94,13 @@ class OwnerRead:
 @dataclass
 class ReadLedger:
     reads: dict[uuid.UUID | None, OwnerRead] = field(default_factory=dict)
+    mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
+
+    def refuse(self, owner_id: uuid.UUID | None, reason: str, fields: Iterable[str]) -> None:
+        """Record a read refused before any decision: every field asked for, denied for `reason`."""
+        read = self.owner(owner_id)
+        read.reasons.add(reason)
+        read.denied.update(dict.fromkeys(fields, reason))
 
     def owner(self, owner_id: uuid.UUID | None) -> OwnerRead:
         if owner_id not in self.reads:
@@ -118,11 +130,13 @@ def _event(read: OwnerRead, client_id: str, authority: Authority | None, request
     reasons = sorted(read.reasons) + denials
     detail: dict[str, Any] = {"licences": len(read.licences)}
     if mandate is not None and mandate.case_reference:
-        detail["case_reference"] = mandate.case_reference
+        detail["case"] = mandate.case_reference  # a keyed hash: groups reads by case, names no one
+    claim = authority.claim if authority else None
     return Event(
         Action.FIELDS_RELEASED if read.licences else Action.FIELDS_DENIED,
         f"agency:{client_id}",
         owner_id=read.owner_id,
+        official=claim.official if claim else None,
         fields=tuple(sorted(read.released)),
         denied_fields=tuple(sorted(read.denied)),
         masked_fields=tuple(sorted(read.masked)),

@@ -52,3 +52,15 @@ class LinkAlreadyEnded(RepresentativeError):
 
 class ActivationFailed(OwnerError):
     """An activation code is unknown, expired or used; the message does not say which."""
+
+
+class InvalidText(OwnerError, ValueError):
+    """Free text that cannot be stored: too long, empty, or with control, format or bidi characters.
+
+    `field` names the argument; the message never repeats the text.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem

@@ -1,0 +1,60 @@
+"""mandate cases, read counters and owner-scoped free text
+
+Revision ID: 0006
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0006"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "mandate_cases",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("mandate", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("case_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("owners", sa.JSON(), nullable=False),
+        sa.Column("registered_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("valid_from", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("valid_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("mandate", "case_digest"),
+    )
+    op.create_table(
+        "mandate_counters",
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("window_start", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("key", "window_start"),
+    )
+    op.create_table(
+        "owner_texts",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["owner_id"], ["owners.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("owner_id", "purpose", "subject"),
+    )
+    op.create_index(op.f("ix_owner_texts_owner_id"), "owner_texts", ["owner_id"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_owner_texts_owner_id"), table_name="owner_texts")
+    op.drop_table("owner_texts")
+    op.drop_table("mandate_counters")
+    op.drop_table("mandate_cases")
