@@ -131,7 +131,7 @@ def housing_read(vault: Vault, http: TestClient) -> None:
 
 def police_read(http: TestClient, key: str = "b") -> None:
     """A read under the police mandate, whose owner is told only after 90 days."""
-    token = police_token(http, case="立案-2026-077")
+    token = police_token(http, case="XS-2026-000077")
     variables = {"owner": identifier(key), "types": ["resident-id-card"], "names": ["name"]}
     assert gql(http, token, MANDATE_READ, variables).json()["data"]["licences"]
 

@@ -530,9 +530,11 @@ def test_ciba_for_an_unknown_owner(agency: AgencyClient, http: TestClient) -> No
 
 def test_mandate_token_needs_a_police_agency_and_a_case_reference(http: TestClient, vault: Vault) -> None:
     police = ("police-investigation", "demo-secret-police-investigation")
-    ok = mandate_token(http, *police, "police-criminal-investigation", "刑立字〔2026〕0042号")
+    ok = mandate_token(http, *police, "police-criminal-investigation", "XS-2026-000042")
     assert ok.status_code == 200
-    assert ok.json()["authorization_details"][0]["case_reference"] == "刑立字〔2026〕0042号"
+    [granted] = ok.json()["authorization_details"]
+    assert granted["mandate"] == "police-criminal-investigation" and granted["official"] == "012345"
+    assert len(granted["case"]) == 64 and "XS-2026-000042" not in ok.text  # the case as a keyed hash only
     missing = mandate_token(http, *police, "police-criminal-investigation", " ")
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_authorization_details"
     secret = _register(
@@ -545,7 +547,7 @@ def test_mandate_token_needs_a_police_agency_and_a_case_reference(http: TestClie
         grant_types=["client_credentials"],
         scopes=["licences:read"],
     )
-    refused = mandate_token(http, "housing-reader", secret, "police-criminal-investigation", "X-1")
+    refused = mandate_token(http, "housing-reader", secret, "police-criminal-investigation", "XS-2026-000001")
     assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
 
 

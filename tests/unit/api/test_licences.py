@@ -42,7 +42,7 @@ def http(vault: Vault) -> Iterator[TestClient]:
 
 @pytest.fixture
 def token(http: TestClient) -> str:
-    return client_token(http, ACCIDENTS, "licences:read", mandate_details("traffic-accident-handling", "事故-0001"))
+    return client_token(http, ACCIDENTS, "licences:read", mandate_details("traffic-accident-handling", "SG-2026-000001"))
 
 
 def more_driving_licences(vault: Vault, count: int) -> None:
