@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -150,7 +150,8 @@ class MandateService:
         if mandate.requires_registered_case:
             registered = self.case_in_force(session, mandate, case, now)
             if registered is None:
-                raise MandateRefused("case_reference", f"the case is not registered under {mandate.id}, or not in force")
+                problem = f"the case is not registered under {mandate.id}, or not in force"
+                raise MandateRefused("case_reference", problem)
             for index, (_, digest) in enumerate(named):
                 if digest not in registered.owners:
                     raise MandateRefused(f"owners[{index}]", f"owners[{index}] is not an owner of the registered case")
@@ -219,14 +220,21 @@ class MandateService:
         if valid_until <= now:
             raise MandateRefused("valid_until", "valid_until must be in the future")
         if valid_until > now + timedelta(days=mandate.max_case_days):
-            raise MandateRefused("valid_until", f"a {mandate.id} case is registered for at most {mandate.max_case_days} days")
+            problem = f"a {mandate.id} case is registered for at most {mandate.max_case_days} days"
+            raise MandateRefused("valid_until", problem)
         case = self.case_digest(session, mandate.id, case_text)
         row = session.scalars(
             select(MandateCase).where(MandateCase.mandate == mandate.id, MandateCase.case_digest == case)
         ).first()
         if row is None:
-            row = MandateCase(mandate=mandate.id, case_digest=case, owners=[], registered_by=actor, valid_from=now,
-                              valid_until=valid_until)
+            row = MandateCase(
+                mandate=mandate.id,
+                case_digest=case,
+                owners=[],
+                registered_by=actor,
+                valid_from=now,
+                valid_until=valid_until,
+            )
             session.add(row)
         row.owners = sorted({d for _, d in named})
         row.registered_by, row.valid_from, row.valid_until = actor, now, valid_until
@@ -251,7 +259,9 @@ class MandateService:
 
     # rate limits
 
-    def count_read(self, session: Session, mandate: Mandate, claim: MandateClaim, client_id: str, now: datetime) -> None:
+    def count_read(
+        self, session: Session, mandate: Mandate, claim: MandateClaim, client_id: str, now: datetime
+    ) -> None:
         """Count one read against the client's and the case's limits; raises RateLimited when either is spent.
 
         Each count is a guarded UPDATE (count < limit) on a database row, so concurrent workers never exceed it.
@@ -275,9 +285,7 @@ class MandateService:
     def _take(session: Session, key: str, start: datetime, limit: int) -> bool:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(MandateCounter).values(key=key, window_start=start, count=0).on_conflict_do_nothing()
-        )
+        session.execute(insert(MandateCounter).values(key=key, window_start=start, count=0).on_conflict_do_nothing())
         taken = session.execute(
             update(MandateCounter)
             .where(
@@ -290,6 +298,11 @@ class MandateService:
         return bool(getattr(taken, "rowcount", 0))
 
 
+def registration_end(last_day: date) -> datetime:
+    """A registration "valid until" a date runs to the end of that day (UTC): exclusive at the next midnight."""
+    return datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
 def _clean(field: str, value: object, max_length: int, mandate: Mandate | None = None, pattern: bool = False) -> str:
     regex = None
     if mandate is not None:
@@ -298,4 +311,3 @@ def _clean(field: str, value: object, max_length: int, mandate: Mandate | None =
         return clean_text(value, field=field, max_length=max_length, pattern=regex)
     except InvalidText as error:
         raise MandateRefused(field, str(error)) from None
-

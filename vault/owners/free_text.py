@@ -41,7 +41,8 @@ def clean_text(value: object, *, field: str, max_length: int, pattern: re.Patter
     for position, char in enumerate(text, start=1):
         category = unicodedata.category(char)
         if category in _REFUSED_CATEGORIES:
-            raise InvalidText(field, f"has a control or formatting character (U+{ord(char):04X}) at position {position}")
+            problem = f"has a control or formatting character (U+{ord(char):04X}) at position {position}"
+            raise InvalidText(field, problem)
     if pattern is not None and not pattern.fullmatch(text):
         raise InvalidText(field, f"does not match the required format {pattern.pattern}")
     return text

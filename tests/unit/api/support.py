@@ -57,7 +57,8 @@ def client_token(http: TestClient, client_id: str, scope: str, authorization_det
 
 def police_token(http: TestClient, case: str = "XS-2026-000001", **details: Any) -> str:
     """A police mandate token; by default for demo persons a and b, naming every sensitive field."""
-    return client_token(http, POLICE, "licences:read", mandate_details("police-criminal-investigation", case, **details))
+    details_json = mandate_details("police-criminal-investigation", case, **details)
+    return client_token(http, POLICE, "licences:read", details_json)
 
 
 def register_client(
