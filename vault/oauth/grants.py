@@ -48,6 +48,7 @@ from vault.oauth.errors import (
     ExpiredTokenError,
     InvalidAuthorizationDetailsError,
     SlowDownError,
+    safe_description,
 )
 from vault.oauth.models import AuthorizationCode, Token
 from vault.oauth.scopes import AuthMethod, GrantType, Scope
@@ -349,7 +350,7 @@ class ClientCredentials(grants.ClientCredentialsGrant):
             return service.claim(session, known, request, utcnow())
         except MandateRefused as error:
             self._refused(client, known.id, error.message)
-            raise InvalidAuthorizationDetailsError(error.message) from None
+            raise InvalidAuthorizationDetailsError(safe_description(error.message)) from None
 
     def _refused(self, client: Client, mandate: str, reason: str) -> None:
         ctx(self).audit.append(

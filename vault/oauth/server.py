@@ -25,7 +25,7 @@ from vault.consent.models import ConsentRequest, Grant
 from vault.oauth import rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session
 from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
-from vault.oauth.errors import InvalidAuthorizationDetailsError
+from vault.oauth.errors import InvalidAuthorizationDetailsError, safe_description
 from vault.oauth.grants import (
     AUTH_METHODS,
     NO_STORE,
@@ -372,7 +372,7 @@ class OAuthService:
             try:
                 message = clean_text(binding_message, field="binding_message", max_length=BINDING_MESSAGE_MAX)
             except InvalidText as error:
-                raise InvalidRequestError(str(error)) from None
+                raise InvalidRequestError(safe_description(str(error))) from None
         session = current_session()
         try:
             item = self.context.policy.catalogue.item(access.service_item)
@@ -431,7 +431,7 @@ class OAuthService:
                 problems.append(str(error))
                 continue
             return kind, owner.id if owner is not None and owner.erased_at is None else None
-        raise InvalidRequestError("login_hint is not a valid identifier: " + "; ".join(problems))
+        raise InvalidRequestError(safe_description("login_hint is not a valid identifier: " + "; ".join(problems)))
 
     # token, introspection, revocation
 

@@ -44,8 +44,14 @@ def clean_text(value: object, *, field: str, max_length: int, pattern: re.Patter
             problem = f"has a control or formatting character (U+{ord(char):04X}) at position {position}"
             raise InvalidText(field, problem)
     if pattern is not None and not pattern.fullmatch(text):
-        raise InvalidText(field, f"does not match the required format {pattern.pattern}")
+        raise InvalidText(field, f"does not match the required format {_shown(pattern)}")
     return text
+
+
+def _shown(pattern: re.Pattern[str]) -> str:
+    """The pattern as a reader (and an OAuth error, which allows no backslash) can show it."""
+    shown = pattern.pattern.replace("\\d", "[0-9]")
+    return shown if "\\" not in shown else "declared for it in policies/mandates.toml"
 
 
 def text_digest(index_key: bytes, kind: str, text: str) -> str:
