@@ -37,7 +37,10 @@ POLICE_MANDATE = "police-criminal-investigation"
 MEANS_CHECK = "social-assistance-means-check"
 CIVIL = "civil-affairs-checks"
 CASE_DESK = "civil-affairs-case-desk"
-READ = 'query($o: String!, $n: [String!]) { licences(owner: $o, types: ["resident-id-card"]) { fields(names: $n) { name value } } }'
+READ = (
+    "query($o: String!, $n: [String!]) {"
+    ' licences(owner: $o, types: ["resident-id-card"]) { fields(names: $n) { name value } } }'
+)
 TWO = (
     "query($a: String!, $b: String!) {"
     ' first: licences(owner: $a, types: ["resident-id-card"]) { fields(names: ["name"]) { value } }'

@@ -6,10 +6,12 @@ import dataclasses
 import unicodedata
 
 import pytest
+from sqlmodel import select
 
 from tests.concurrency.race import race
 from vault import clock
 from vault.mandates.errors import RateLimited
+from vault.mandates.models import MandateCounter
 from vault.mandates.services import MandateClaim, MandateService
 from vault.owners.errors import InvalidText
 from vault.owners.free_text import OwnerTexts, clean_text
@@ -33,10 +35,12 @@ def test_parallel_reads_never_exceed_the_case_limit(vault: Vault) -> None:
 
     assert len(outcome.won) == 3 and len(outcome.lost) == 5
     assert outcome.errors_of(RateLimited) == []
-    with vault.db.session() as session:  # the client's count was given back for the refused reads
-        with pytest.raises(RateLimited) as caught:
-            service.count_read(session, mandate, claim, "police", now)
+    with vault.db.session() as session, pytest.raises(RateLimited) as caught:
+        service.count_read(session, mandate, claim, "police", now)
     assert caught.value.scope == "case"
+    with vault.db.session() as session:  # the client's count was given back for every refused read
+        counts = {row.key.split(":")[0]: row.count for row in session.scalars(select(MandateCounter))}
+    assert counts == {"client": 3, "case": 3}
 
 
 def test_the_client_limit_spans_its_cases(vault: Vault) -> None:
