@@ -145,6 +145,14 @@ def test_a_mandate_token_request_is_checked(http: TestClient, change: dict[str, 
     assert problem in response.json()["error_description"]
 
 
+def test_a_refused_identifier_leaves_no_part_of_it_in_the_log(vault: Vault, http: TestClient) -> None:
+    impossible = "110105198513321234"  # month 13: the message to the agency quotes the birth date
+    response = token_request(http, POLICE, mandate_details(POLICE_MANDATE, "XS-2026-000001", owners=[impossible]))
+    assert response.status_code == 400 and "19851332" in response.json()["error_description"]
+    [refused] = events(vault, "token.refused")
+    assert refused["reason"] == "owners[0] is not a valid identifier" and "19851332" not in json.dumps(refused)
+
+
 def test_a_wrong_check_character_is_never_corrected_for_an_agency(http: TestClient) -> None:
     real = identifier("a")
     wrong = real[:-1] + ("0" if real[-1] != "0" else "1")
