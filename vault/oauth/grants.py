@@ -349,7 +349,9 @@ class ClientCredentials(grants.ClientCredentialsGrant):
         try:
             return service.claim(session, known, request, utcnow())
         except MandateRefused as error:
-            self._refused(client, known.id, error.message)
+            # an identifier's message may quote part of it (a birth date): the log keeps only the rule's name
+            logged = error.message.split(":")[0] if error.field.startswith("owners") else error.message
+            self._refused(client, known.id, logged)
             raise InvalidAuthorizationDetailsError(safe_description(error.message)) from None
 
     def _refused(self, client: Client, mandate: str, reason: str) -> None:
