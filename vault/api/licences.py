@@ -24,17 +24,17 @@ from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from vault.api.context import Context
-from vault.api.errors import BadUserInput, FieldForbidden, Forbidden, RateLimitedError
+from vault.api.errors import BadUserInput, FieldForbidden, Forbidden
 from vault.api.limits import MAX_FIELD_NAMES, MAX_LICENCES_PER_OWNER, MAX_TYPES, check_list
 from vault.api.loaders import Opening
-from vault.api.reads import NO_SUCH_OWNER, Authority, find_owner
+from vault.api.reads import NO_SUCH_OWNER, Authority, MandateRead, find_owner
 from vault.licences import sdjwt
 from vault.licences.lifecycle import LicenceState
 from vault.licences.models import Licence as LicenceRow
 from vault.licences.models import LicenceVersion
 from vault.licences.services import presentation_of
 from vault.licences.types import LicenceType
-from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
+from vault.mandates.errors import CaseNotRegistered, MandateRefused
 from vault.mandates.services import MandateService
 from vault.oauth.scopes import Scope
 from vault.owners.models import Owner
@@ -297,13 +297,11 @@ def _mandate_owner(context: Context, authority: Authority, identifier: str, aske
     ledger.mandate_owner = digest
     try:
         service.require_registered(session, mandate, claim, digest, context.now)
-        service.count_read(session, mandate, claim, context.token.client_id, context.now)
     except CaseNotRegistered as error:
         ledger.refuse(owner_id, str(error), asked)
         raise Forbidden(str(error), argument="owner") from None
-    except RateLimited as error:
-        ledger.refuse(owner_id, str(error), asked)
-        raise RateLimitedError(str(error), retryAfter=error.retry_after, limit=error.scope) from None
+    # counted when the events are written (this unit of work only reads): over a limit, nothing is returned
+    ledger.mandate_read = MandateRead(mandate, claim, owner_id, tuple(asked), context.now)
     return owner
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,11 +19,13 @@ from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
-from vault.mandates.services import MandateClaim
+from vault.mandates.errors import RateLimited
+from vault.mandates.services import MandateClaim, MandateService
 from vault.oauth import rar
 from vault.oauth.tokens import TokenInfo
 from vault.owners.errors import InvalidIdentifier
 from vault.owners.models import Owner, OwnerKind
+from vault.policy.catalogue import Mandate
 from vault.policy.engine import GrantInfo, MandateInfo
 from vault.wiring import Vault
 
@@ -91,10 +94,23 @@ class OwnerRead:
     licences: set[uuid.UUID] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class MandateRead:
+    """A read under a mandate, to be counted against its limits when the request's events are written."""
+
+    mandate: Mandate
+    claim: MandateClaim
+    owner_id: uuid.UUID | None
+    asked: tuple[str, ...]
+    now: datetime
+
+
 @dataclass
 class ReadLedger:
     reads: dict[uuid.UUID | None, OwnerRead] = field(default_factory=dict)
     mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
+    mandate_read: MandateRead | None = None
+    limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
 
     def refuse(self, owner_id: uuid.UUID | None, reason: str, fields: Iterable[str]) -> None:
         """Record a read refused before any decision: every field asked for, denied for `reason`."""
@@ -114,13 +130,31 @@ class ReadLedger:
     def flush(
         self, session: Session, vault: Vault, *, client_id: str, authority: Authority | None, request_id: str
     ) -> None:
-        """Append one access event per owner touched; count one use of the grant if anything was released."""
+        """Append one access event per owner touched; count one use of the grant if anything was released.
+
+        A read under a mandate is first counted against the mandate's limits, in this (write) transaction; over a
+        limit, the read becomes a recorded denial and `limited` says why: the caller then returns no data.
+        """
+        if self.mandate_read is not None:
+            self._count(session, vault, client_id, self.mandate_read)
         released_any = False
         for read in self.reads.values():
             released_any = released_any or bool(read.licences)
             vault.audit.append(session, _event(read, client_id, authority, request_id))
         if released_any and authority is not None and authority.grant is not None:
             vault.consent.use(session, authority.grant.id)
+
+    def _count(self, session: Session, vault: Vault, client_id: str, pending: MandateRead) -> None:
+        service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+        try:
+            service.count_read(session, pending.mandate, pending.claim, client_id, pending.now)
+        except RateLimited as error:
+            self.limited = error
+            read = self.owner(pending.owner_id)
+            read.released.clear()
+            read.licences.clear()
+            read.reasons = {str(error)}
+            read.denied.update(dict.fromkeys(pending.asked, str(error)))
 
 
 def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str) -> Event:
