@@ -21,8 +21,7 @@ from tests.unit.api.support import (
 )
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
-from vault.oauth.server import BINDING_TEXT
-from vault.owners.free_text import OwnerTexts
+from vault.oauth.server import binding_message
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -74,7 +73,7 @@ def test_the_owner_is_asked_and_the_agency_polls_for_its_tokens(vault: Vault, ht
     with unit_of_work(vault.db) as session:
         [request] = vault.consent.inbox(session, owner)
         assert request.fields == {"resident-id-card": ["id_number", "name"]}
-        binding = OwnerTexts(vault.keys).get(session, owner, BINDING_TEXT, str(request.id))
+        binding = binding_message(vault.keys, session, request)
         assert binding == "窗口 3 · A-0042" and request.binding_message is None  # only under the owner's key
     person = owner
     with unit_of_work(vault.db) as session:

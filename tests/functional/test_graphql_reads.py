@@ -30,10 +30,9 @@ from tests.unit.api.support import (
 from vault import clock
 from vault.audit.models import AuditEvent
 from vault.consent.models import Grant
+from vault.crypto.free_text import OwnerTexts
 from vault.licences.verify import verify_offline
-from vault.mandates.services import CASE_TEXT
 from vault.oauth.adapter import unit_of_work
-from vault.owners.free_text import OwnerTexts
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -195,7 +194,7 @@ def test_a_mandate_reads_the_named_owner_in_full_and_records_the_case(vault: Vau
         event["owner"] == str(demo_person(vault, "b")) and event["purpose"] == "mandate:police-criminal-investigation"
     )
     with unit_of_work(vault.db) as session:  # the text itself, under the owner's key: erasure destroys it
-        case = OwnerTexts(vault.keys).get(session, demo_person(vault, "b"), CASE_TEXT, event["detail"]["case"])
+        case = OwnerTexts(vault.keys).open(session, uuid.UUID(event["detail"]["case_note"]))
     assert case == "XS-2026-000042"
 
 

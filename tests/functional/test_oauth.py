@@ -25,8 +25,7 @@ from tests.oauth_helpers import (
 from vault import clock
 from vault.demo import PERSONS
 from vault.oauth.adapter import unit_of_work
-from vault.oauth.server import BINDING_TEXT
-from vault.owners.free_text import OwnerTexts
+from vault.oauth.server import binding_message
 from vault.owners.models import OwnerKind
 from vault.web.app import create_app
 from vault.wiring import Vault
@@ -469,7 +468,7 @@ def test_ciba_poll_mode(vault: Vault, agency: AgencyClient, http: TestClient) ->
         assert owner is not None
         [request] = vault.consent.inbox(session, owner.id)
         assert request.binding_message is None  # kept only under the owner's key
-        assert OwnerTexts(vault.keys).get(session, owner.id, BINDING_TEXT, str(request.id)) == "窗口3"
+        assert binding_message(vault.keys, session, request) == "窗口3"
     _approve_backchannel(vault, request.id, owner.id)
     _wait_interval(vault, request.id)
     tokens = http.post("/oauth/token", auth=agency.auth, data=poll)
@@ -587,7 +586,7 @@ def test_a_binding_message_is_not_stored_in_plaintext_and_dies_with_erasure(
         dump += "\n".join(str(row) for row in session.connection().exec_driver_sql("SELECT * FROM audit_events"))
         assert canary not in dump
         vault.keys.destroy_owner_key(session, owner.id)  # what erasure does to the owner's key
-        assert OwnerTexts(vault.keys).get(session, owner.id, BINDING_TEXT, str(request.id)) is None
+        assert binding_message(vault.keys, session, request) is None
 
 
 def test_mandate_token_needs_a_police_agency_and_a_case_reference(http: TestClient, vault: Vault) -> None:

@@ -140,9 +140,17 @@ class ReadLedger:
         released_any = False
         for read in self.reads.values():
             released_any = released_any or bool(read.licences)
-            vault.audit.append(session, _event(read, client_id, authority, request_id))
+            event = _event(read, client_id, authority, request_id, self._notes(authority, read))
+            vault.audit.append(session, event)
         if released_any and authority is not None and authority.grant is not None:
             vault.consent.use(session, authority.grant.id)
+
+    def _notes(self, authority: Authority | None, read: OwnerRead) -> list[str]:
+        """The sealed case text (and official's name) of the mandate's owner, for their event to point at."""
+        pending, claim = self.mandate_read, authority.claim if authority else None
+        if pending is None or claim is None or read.owner_id is None or read.owner_id != pending.owner_id:
+            return []
+        return list(claim.notes.get(self.mandate_owner or "", []))
 
     def _count(self, session: Session, vault: Vault, client_id: str, pending: MandateRead) -> None:
         service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
@@ -157,7 +165,7 @@ class ReadLedger:
             read.denied.update(dict.fromkeys(pending.asked, str(error)))
 
 
-def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str) -> Event:
+def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str, notes: list[str]) -> Event:
     grant = authority.grant if authority else None
     mandate = authority.mandate if authority else None
     denials = [f"{name}: {why}" for name, why in sorted(read.denied.items()) if why not in read.reasons]
@@ -165,6 +173,8 @@ def _event(read: OwnerRead, client_id: str, authority: Authority | None, request
     detail: dict[str, Any] = {"licences": len(read.licences)}
     if mandate is not None and mandate.case_reference:
         detail["case"] = mandate.case_reference  # a keyed hash: groups reads by case, names no one
+    for key, note in zip(("case_note", "official_name_note"), notes, strict=False):
+        detail[key] = note  # sealed under the owner's key: gone with erasure
     claim = authority.claim if authority else None
     return Event(
         Action.FIELDS_RELEASED if read.licences else Action.FIELDS_DENIED,

@@ -9,7 +9,7 @@ can see it and erasure destroys it. Counters live in the database, so limits hol
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -21,11 +21,12 @@ from sqlmodel import col, select
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditLog
 from vault.crypto.blind_index import blind_index
+from vault.crypto.free_text import OwnerTexts
 from vault.crypto.services import KeyService
 from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
 from vault.mandates.models import MandateCase, MandateCounter
 from vault.owners.errors import InvalidIdentifier, InvalidText
-from vault.owners.free_text import OwnerTexts, clean_text, text_digest
+from vault.owners.free_text import clean_text, text_digest
 from vault.owners.identifiers import parse_credit_code, parse_resident_id
 from vault.owners.models import BlindIndex, Owner, OwnerKind
 from vault.policy.catalogue import Mandate, ServiceCatalogue
@@ -50,6 +51,7 @@ class MandateClaim:
     owners: frozenset[str]
     official: str
     sensitive_fields: tuple[str, ...] = ()
+    notes: Mapping[str, list[str]] = field(default_factory=dict)  # owner digest -> ids of sealed notes
 
     def details(self) -> dict[str, Any]:
         return {
@@ -59,18 +61,20 @@ class MandateClaim:
             "owners": sorted(self.owners),
             "official": self.official,
             "sensitive_fields": list(self.sensitive_fields),
+            "notes": {owner: list(ids) for owner, ids in self.notes.items()},
         }
 
     @classmethod
     def from_details(cls, detail: Mapping[str, Any]) -> MandateClaim | None:
         """The claim in a stored authorization_details entry; None for anything else (an older token shape)."""
-        owners, sensitive = detail.get("owners"), detail.get("sensitive_fields", [])
+        owners, sensitive, notes = detail.get("owners"), detail.get("sensitive_fields", []), detail.get("notes", {})
         if (
             detail.get("type") != LEGAL_MANDATE
             or not all(isinstance(detail.get(k), str) for k in ("mandate", "case", "official"))
             or not isinstance(owners, list)
             or not owners
             or not isinstance(sensitive, list)
+            or not isinstance(notes, dict)
         ):
             return None
         return cls(
@@ -79,6 +83,7 @@ class MandateClaim:
             owners=frozenset(str(o) for o in owners),
             official=detail["official"],
             sensitive_fields=tuple(str(f) for f in sensitive),
+            notes={str(o): [str(i) for i in ids] for o, ids in notes.items() if isinstance(ids, list)},
         )
 
 
@@ -155,13 +160,14 @@ class MandateService:
             for index, (_, digest) in enumerate(named):
                 if digest not in registered.owners:
                     raise MandateRefused(f"owners[{index}]", f"owners[{index}] is not an owner of the registered case")
+        notes: dict[str, list[str]] = {}
         for kind, digest in named:
             owner = self.owner_by_digest(session, kind, digest)
-            if owner is not None:
-                self.texts.put(session, owner.id, CASE_TEXT, case, case_text)
+            if owner is not None:  # the texts, sealed under the owner's key: their ids go with the reads
+                notes[digest] = [str(self.texts.seal(session, owner.id, CASE_TEXT, case_text))]
                 if official_name is not None:
-                    self.texts.put(session, owner.id, OFFICIAL_NAME_TEXT, f"{case}:{official}", official_name)
-        return MandateClaim(mandate.id, case, frozenset(d for _, d in named), official, sensitive)
+                    notes[digest].append(str(self.texts.seal(session, owner.id, OFFICIAL_NAME_TEXT, official_name)))
+        return MandateClaim(mandate.id, case, frozenset(d for _, d in named), official, sensitive, notes)
 
     def _case_text(self, mandate: Mandate, value: object) -> str:
         if value is None and not mandate.requires_case_reference:
@@ -243,7 +249,7 @@ class MandateService:
             owner = self.owner_by_digest(session, kind, digest)
             if owner is None:
                 continue
-            self.texts.put(session, owner.id, CASE_TEXT, case, case_text)
+            note = self.texts.seal(session, owner.id, CASE_TEXT, case_text)
             self.audit.append(
                 session,
                 Event(
@@ -252,7 +258,7 @@ class MandateService:
                     owner_id=owner.id,
                     mandate=mandate.id,
                     reason=f"case registered under {mandate.id} until {valid_until.date().isoformat()}",
-                    detail={"case": case, "registration": str(row.id)},
+                    detail={"case": case, "case_note": str(note), "registration": str(row.id)},
                 ),
             )
         return row

@@ -22,6 +22,7 @@ from vault.clock import utcnow
 from vault.consent import kinds
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
 from vault.consent.models import ConsentRequest, Grant
+from vault.crypto.free_text import OwnerTexts
 from vault.oauth import rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session
 from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
@@ -41,7 +42,7 @@ from vault.oauth.models import PushedRequest
 from vault.oauth.scopes import GrantType, Scope
 from vault.oauth.tokens import digest
 from vault.owners.errors import InvalidIdentifier, InvalidText
-from vault.owners.free_text import OwnerTexts, clean_text
+from vault.owners.free_text import clean_text
 from vault.owners.models import OwnerKind
 from vault.policy.errors import UnknownServiceItem
 
@@ -50,7 +51,7 @@ OPENED_AS = "opened_as_consent_request"  # kept with a used pushed request: the 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 CIBA_INTERVAL = 5
 BINDING_MESSAGE_MAX = 60
-BINDING_TEXT = "binding-message"  # owner_texts purpose; subject: the consent request id
+BINDING_TEXT = "binding-message"  # owner_texts kind; the note's id is kept in the request's oauth["binding_note"]
 Response = tuple[int, Any, list[tuple[str, str]]]
 
 
@@ -246,7 +247,7 @@ class OAuthService:
             item = self.context.policy.catalogue.item(access.service_item)
             self.context.consent.requested_fields(item, access.fields)
             if params.get("login_hint"):  # the owner is named: the fields must be ones that owner can hold
-                self._check_fits(self._owner_by_hint(params["login_hint"]), access)
+                self._check_fits(self._owner_by_hint(params["login_hint"])[0], access)
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         except (LookupError, UnknownServiceItem):
@@ -317,7 +318,7 @@ class OAuthService:
         if not hint:
             return None
         try:
-            return self._owner_by_hint(hint)
+            return self._owner_by_hint(hint)[1]
         except OAuth2Error:
             return None  # erased since it was pushed: whoever opens it decides, as without a hint
 
@@ -402,7 +403,8 @@ class OAuthService:
         except RequestNotAllowed as error:
             raise InvalidRequestError(str(error)) from None
         if owner is not None and message is not None:
-            OwnerTexts(self.context.consent.keys).put(session, owner, BINDING_TEXT, str(consent.id), message)
+            note = OwnerTexts(self.context.consent.keys).seal(session, owner, BINDING_TEXT, message)
+            consent.oauth = {**consent.oauth, "binding_note": str(note)}
         consent.auth_req_hash = hashlib.sha256(auth_req_id.encode()).digest()
         expires_in = int((consent.expires_at - utcnow()).total_seconds())
         return {"auth_req_id": auth_req_id, "expires_in": expires_in, "interval": CIBA_INTERVAL}
@@ -453,3 +455,11 @@ class OAuthService:
 
 
 __all__ = ["ConsentError", "ErrorPage", "OAuthService", "Redirect"]
+
+
+def binding_message(keys: Any, session: Any, request: ConsentRequest) -> str | None:
+    """A backchannel request's binding message, opened under its owner's key (None once the owner is erased)."""
+    note = request.oauth.get("binding_note")
+    if note is None:
+        return request.binding_message  # requests made before binding messages left their column
+    return OwnerTexts(keys).open(session, uuid.UUID(str(note)))

@@ -1,25 +1,19 @@
-"""Owner-scoped free text: bounded, clean, and encrypted under the owner's key so that erasure destroys it.
+"""Free text from agencies about an owner (a case reference, a CIBA binding message, an official's name).
 
-Anyone who writes text about an owner that is not a licence value (an agency's case reference, a CIBA binding
-message, an issuer's reason or official) first passes it through `clean_text`, then stores it with
-`OwnerTexts.put`. The access log keeps at most a keyed hash of such text (see `text_digest`), never the text.
+`clean_text` applies the vault's one text rule (vault.crypto.free_text.check_text: NFC, length, no controls,
+bidi or surrogates) and adds what an identifier-like field needs: not empty, no invisible format characters, a
+declared pattern. The text is then sealed under the owner's key with vault.crypto.free_text.OwnerTexts, so
+erasure destroys it; the access log keeps at most the note's id and a keyed hash (`text_digest`), never the text.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
-
-from sqlalchemy.orm import Session
-from sqlmodel import select
 
 from vault.crypto.blind_index import blind_index
-from vault.crypto.envelope import FieldContext
-from vault.crypto.errors import CryptoError
-from vault.crypto.services import KeyService
+from vault.crypto.free_text import TextProblem, check_text
 from vault.owners.errors import InvalidText
-from vault.owners.models import OwnerText
 
 # Cc control, Cf format (bidi overrides, zero-width), Cs surrogates, Co private use, Cn unassigned, line breaks.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -33,6 +27,10 @@ def clean_text(value: object, *, field: str, max_length: int, pattern: re.Patter
     """
     if not isinstance(value, str):
         raise InvalidText(field, "must be a string")
+    try:
+        check_text(value, max_length=max_length)
+    except TextProblem as error:
+        raise InvalidText(field, str(error)) from None
     text = unicodedata.normalize("NFC", value).strip()
     if not text:
         raise InvalidText(field, "must not be empty")
@@ -57,44 +55,3 @@ def _shown(pattern: re.Pattern[str]) -> str:
 def text_digest(index_key: bytes, kind: str, text: str) -> str:
     """A keyed hash of the text (hex), to group records by it without keeping it; same text, same digest."""
     return blind_index(index_key, f"text:{kind}", text).hex()
-
-
-class OwnerTexts:
-    """Free text about owners, each value encrypted under its owner's data key."""
-
-    def __init__(self, keys: KeyService) -> None:
-        self.keys = keys
-
-    def put(self, session: Session, owner_id: uuid.UUID, purpose: str, subject: str, text: str) -> OwnerText:
-        """Store `text` for (owner, purpose, subject), replacing an earlier one; the text must be clean already."""
-        row = self._row(session, owner_id, purpose, subject)
-        if row is None:
-            row = OwnerText(owner_id=owner_id, purpose=purpose, subject=subject, ciphertext=b"")
-            session.add(row)
-        dek = self.keys.owner_key(session, owner_id)
-        row.ciphertext = dek.encrypt_text(text, _ctx(row))
-        session.flush()
-        return row
-
-    def get(self, session: Session, owner_id: uuid.UUID, purpose: str, subject: str) -> str | None:
-        """The text, or None when there is none or the owner was erased (the key is gone)."""
-        row = self._row(session, owner_id, purpose, subject)
-        if row is None:
-            return None
-        try:
-            return self.keys.owner_key(session, owner_id).decrypt_text(row.ciphertext, _ctx(row))
-        except CryptoError:
-            return None
-
-    @staticmethod
-    def _row(session: Session, owner_id: uuid.UUID, purpose: str, subject: str) -> OwnerText | None:
-        return session.scalars(
-            select(OwnerText).where(
-                OwnerText.owner_id == owner_id, OwnerText.purpose == purpose, OwnerText.subject == subject
-            )
-        ).first()
-
-
-def _ctx(row: OwnerText) -> FieldContext:
-    # the purpose and subject are bound into the associated data: a ciphertext moved to another row fails
-    return FieldContext(owner_id=row.owner_id, record_id=row.id, field=f"{row.purpose}:{row.subject}")

@@ -23,8 +23,7 @@ from vault.consent.lifecycle import RequestState
 from vault.consent.models import ConsentRequest
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
-from vault.oauth.server import BINDING_TEXT
-from vault.owners.free_text import OwnerTexts
+from vault.oauth.server import binding_message
 from vault.policy.catalogue import ServiceItem, ServiceUse
 from vault.web.csrf import origin_of, require_post
 from vault.web.dataspace import SpaceChoice, reachable_spaces
@@ -122,20 +121,12 @@ def request_view(
         fields=field_views(vault, request.fields, lang, item),
         max_days=item.max_grant_days,
         once=item.use is ServiceUse.ONCE,
-        binding_message=_binding_message(vault, db, request),
+        binding_message=binding_message(vault.keys, db, request),
         expires_at=request.expires_at,
         redirect_origin=origin_of(request.oauth["redirect_uri"]) if request.oauth.get("redirect_uri") else None,
         owner_kinds=frozenset(k.value for k in item.owner_kinds),
         space=space,
     )
-
-
-def _binding_message(vault: Vault, db: Session, request: ConsentRequest) -> str | None:
-    """Kept under the owner's key (gone with erasure); older requests may still hold it in their own column."""
-    if request.owner_id is None:
-        return None
-    stored = OwnerTexts(vault.keys).get(db, request.owner_id, BINDING_TEXT, str(request.id))
-    return stored if stored is not None else request.binding_message
 
 
 def _request_id(request: Request) -> uuid.UUID | None:

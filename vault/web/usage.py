@@ -27,10 +27,9 @@ from vault import clock
 from vault.audit.events import Action
 from vault.audit.models import AuditEvent
 from vault.audit.services import InclusionProof
+from vault.crypto.free_text import OwnerTexts
 from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
 from vault.policy.catalogue import ServiceItem
-from vault.mandates.services import CASE_TEXT
-from vault.owners.free_text import OwnerTexts
 from vault.policy.errors import UnknownMandate, UnknownServiceItem
 from vault.web import i18n
 from vault.web.dataspace import Space, space_of
@@ -273,14 +272,15 @@ class Describer:
         return [(group + colon if group else "") + comma.join(labels) for group, labels in groups.items()]
 
     def case_reference(self, entry: dict[str, Any]) -> str | None:
-        """The case text of a mandate event, kept under the owner's key (the log holds only its keyed hash)."""
+        """The case text of a mandate event, sealed under the owner's key (the log holds its note id only)."""
         detail = entry.get("detail") or {}
         if "case_reference" in detail:  # events written before case references left the log
             return str(detail["case_reference"])
-        if not detail.get("case") or not entry.get("owner"):
+        try:
+            note = uuid.UUID(str(detail["case_note"]))
+        except (KeyError, ValueError):
             return None
-        owner = uuid.UUID(str(entry["owner"]))
-        return OwnerTexts(self.vault.keys).get(self.db, owner, CASE_TEXT, str(detail["case"]))
+        return OwnerTexts(self.vault.keys).open(self.db, note)
 
     def row(self, event: AuditEvent) -> EventRow:
         entry: dict[str, Any] = json.loads(event.entry)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import unicodedata
+import uuid
 
 import pytest
 from sqlmodel import select
@@ -14,8 +16,7 @@ from vault.mandates.errors import RateLimited
 from vault.mandates.models import MandateCounter
 from vault.mandates.services import MandateClaim, MandateService
 from vault.owners.errors import InvalidText
-from vault.owners.free_text import OwnerTexts, clean_text
-from vault.owners.models import OwnerText
+from vault.owners.free_text import clean_text
 from vault.policy.catalogue import RateLimits
 from vault.wiring import Vault
 
@@ -81,16 +82,22 @@ def test_free_text_is_normalised_to_nfc() -> None:
     assert clean_text(f"  {decomposed} ", field="note", max_length=10) == unicodedata.normalize("NFC", "Café")
 
 
-def test_owner_text_is_encrypted_bound_to_its_row_and_gone_with_the_key(vault: Vault) -> None:
-    texts = OwnerTexts(vault.keys)
+def test_a_case_text_is_sealed_under_each_named_owner_and_gone_with_their_key(vault: Vault) -> None:
+    from vault.crypto.free_text import OwnerTexts
+    from vault.crypto.models import OwnerText
+    from vault.mandates.services import MandateRequest
+
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    mandate = vault.policy.catalogue.mandate(MANDATE)
     with vault.db.session() as session:
         owner = vault.owners.add_person(session, id_number="11010519491231002X", name="测试", actor="test")
-        row = texts.put(session, owner.id, "note", "subject-1", "CANARY-TEXT")
-        assert b"CANARY-TEXT" not in row.ciphertext
-        assert texts.get(session, owner.id, "note", "subject-1") == "CANARY-TEXT"
-        other = texts.put(session, owner.id, "note", "subject-2", "other")
-        other.ciphertext = row.ciphertext  # moved to another subject: no longer authenticates
-        assert texts.get(session, owner.id, "note", "subject-2") is None
+        request = MandateRequest("XS-2026-000123", ("11010519491231002X",), "012345", "张警官")
+        claim = service.claim(session, mandate, request, clock.utcnow())
+        [case_note, name_note] = [uuid.UUID(n) for n in next(iter(claim.notes.values()))]
+        assert "XS-2026-000123" not in json.dumps(claim.details())  # the token holds hashes and note ids only
+        row = session.get(OwnerText, case_note)
+        assert row is not None and b"XS-2026-000123" not in row.text_ct
+        texts = OwnerTexts(vault.keys)
+        assert texts.open(session, case_note) == "XS-2026-000123" and texts.open(session, name_note) == "张警官"
         vault.keys.destroy_owner_key(session, owner.id)
-        assert texts.get(session, owner.id, "note", "subject-1") is None
-        assert session.get(OwnerText, row.id) is not None  # the row stays, unreadable
+        assert texts.open(session, case_note) is None

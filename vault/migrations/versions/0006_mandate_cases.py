@@ -1,7 +1,7 @@
-"""mandate cases, read counters and owner-scoped free text
+"""mandate cases and read counters
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0007
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -38,23 +38,8 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", "window_start"),
     )
-    op.create_table(
-        "owner_texts",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("owner_id", sa.Uuid(), nullable=False),
-        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
-        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["owner_id"], ["owners.id"]),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("owner_id", "purpose", "subject"),
-    )
-    op.create_index(op.f("ix_owner_texts_owner_id"), "owner_texts", ["owner_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_owner_texts_owner_id"), table_name="owner_texts")
-    op.drop_table("owner_texts")
     op.drop_table("mandate_counters")
     op.drop_table("mandate_cases")
