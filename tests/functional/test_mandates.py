@@ -132,7 +132,7 @@ def test_one_owner_per_request_under_a_mandate(vault: Vault, http: TestClient) -
     [
         ({"owners": []}, "legal_mandate needs owners"),
         ({"official": "PC 12"}, "official does not match the required format"),
-        ({"official": "0123456\u202e"}, "official has a control or formatting character"),
+        ({"official": "0123456\u202e"}, "official character 8 is a bidirectional control (U+202E)"),
         ({"owners": [*demo_identifiers("a", "b", "c"), ENTERPRISES[0].credit_code]}, "at most 3 owners"),
         ({"sensitive": ["resident-id-card/name"]}, "sensitive_fields[0] is not a sensitive field"),
         ({"colour": "blue"}, "unknown member 'colour'"),
