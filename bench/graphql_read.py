@@ -28,6 +28,8 @@ import os
 import platform
 import pstats
 import random
+import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -236,7 +238,8 @@ def build(data: Path, owners: int) -> tuple[list[str], float]:
 def env(data: Path, port: int = 8000) -> dict[str, str]:
     # the public URL the licences were issued under, whatever port the server listens on
     return {"VAULT_DATA_DIR": str(data), "VAULT_LOG_LEVEL": "WARNING", "VAULT_PORT": str(port)} | {
-        "VAULT_PUBLIC_URL": "http://127.0.0.1:8000"
+        "VAULT_PUBLIC_URL": "http://127.0.0.1:8000",
+        "VAULT_POLICIES_DIR": str(bench_policies(data)),
     }
 
 
@@ -322,28 +325,62 @@ def drive(port: int, requests: list[bytes], clients: int, warmup: float, seconds
     return run
 
 
-def token_from(port: int) -> str:
-    import httpx2 as httpx
+def vault_of(data: Path) -> Any:
+    from vault.config import load_settings
+    from vault.wiring import build_vault
 
-    details = json.dumps([{"type": "legal_mandate", "mandate": MANDATE, "case_reference": "事故-BENCH-0001"}])
-    data = {"grant_type": "client_credentials", "scope": "licences:read", "authorization_details": details}
-    response = httpx.post(f"http://127.0.0.1:{port}/oauth/token", data=data, auth=(CLIENT, f"bench-secret-{CLIENT}"))
-    response.raise_for_status()
-    token: str = response.json()["access_token"]
-    return token
+    return build_vault(load_settings(env(data)))
+
+
+def bench_policies(data: Path) -> Path:
+    """The project's policies with the bench mandate's rate limits lifted: a load test is not a mandate's use."""
+    target = data / "policies"
+    if not target.exists():
+        shutil.copytree(ROOT / "policies", target)
+        mandates = target / "mandates.toml"
+        text = re.sub(r"per_(case|client) = \d+", r"per_\1 = 100000000", mandates.read_text(encoding="utf-8"))
+        mandates.write_text(text, encoding="utf-8")
+    return target
+
+
+def mandate_tokens(vault: Any, identifiers: list[str]) -> dict[str, str]:
+    """One mandate token per owner, issued in-process as the token endpoint would (a token names its owners)."""
+    from vault.mandates.services import MandateClaim, MandateService
+    from vault.oauth.adapter import unit_of_work
+
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    named = ["driving-licence/licence_number", "resident-id-card/id_number"]
+    tokens = {}
+    with unit_of_work(vault.db) as session:
+        case = service.case_digest(session, MANDATE, "SG-2026-000001")
+        for identifier in identifiers:
+            owner = service.identifier_digest(session, identifier)[1]
+            claim = MandateClaim(MANDATE, case, frozenset({owner}), "012345", tuple(named))
+            issued = vault.tokens.issue(
+                session,
+                client_id=CLIENT,
+                scope=["licences:read"],
+                grant_id=None,
+                owner_id=None,
+                authorization_details=[claim.details()],
+                refresh_until=None,
+            )
+            tokens[identifier] = issued.access_token
+    return tokens
 
 
 # (label, file, function): the steps of one read, timed with everything they call
 PHASES = [
     ("authenticate: introspect token, agency", "/vault/api/context.py", "get_context"),
-    ("find the owner (blind index)", "/vault/api/reads.py", "find_owner"),
+    ("find the owner (blind index)", "/vault/mandates/services.py", "owner_by_digest"),
+    ("count the read (mandate limits)", "/vault/mandates/services.py", "count_read"),
     ("policy: one Cedar batch", "/vault/policy/engine.py", "decide_reads"),
     ("load licences + versions (1 statement)", "/vault/api/licences.py", "_load"),
     ("load + decrypt released fields", "/vault/api/loaders.py", "_open"),
     ("append the access event", "/vault/api/reads.py", "flush"),
     ("commit (fsync, synchronous=FULL)", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
 ]
-IN_RESOLVERS = slice(1, 5)  # the phases that run inside GraphQL execution
+IN_RESOLVERS = slice(1, 6)  # the phases that run inside GraphQL execution
 
 
 def profile(data: Path, readers: list[str], count: int) -> tuple[float, list[tuple[str, float]]]:
@@ -353,29 +390,19 @@ def profile(data: Path, readers: list[str], count: int) -> tuple[float, list[tup
     from vault.api.app import GraphQLView, execute
     from vault.api.context import RequestInfo
     from vault.config import load_settings
-    from vault.oauth.adapter import unit_of_work
     from vault.wiring import build_vault
 
     vault = build_vault(load_settings(env(data)))
     view = GraphQLView(production=True)
-    details = [{"type": "legal_mandate", "mandate": MANDATE, "case_reference": "事故-PROFILE"}]
-    with unit_of_work(vault.db) as session:
-        issued = vault.tokens.issue(
-            session,
-            client_id=CLIENT,
-            scope=["licences:read"],
-            grant_id=None,
-            owner_id=None,
-            authorization_details=details,
-            refresh_until=None,
-        )
+    tokens = mandate_tokens(vault, random.sample(readers, min(len(readers), count + 20)))
     profiler, started = cProfile.Profile(), 0.0
     for number in range(count + 20):
         if number == 20:  # warmed up
             started = time.perf_counter()
             profiler.enable()
-        request = GraphQLRequestData(QUERY, {"owner": random.choice(readers)}, None, None)
-        execute(view, RequestInfo(vault, issued.access_token, uuid.uuid4().hex), request)
+        identifier, token = random.choice(list(tokens.items()))
+        request = GraphQLRequestData(QUERY, {"owner": identifier}, None, None)
+        execute(view, RequestInfo(vault, token, uuid.uuid4().hex), request)
     profiler.disable()
     per_read = (time.perf_counter() - started) / count * 1e3
     vault.close()
@@ -506,8 +533,8 @@ def main() -> None:
                 command = [sys.executable, __file__, "--serve-baseline", str(data / "baseline.db"), str(port)]
                 server = start(command, {}, port, data / "b.log")
             try:
-                token = token_from(port) if label == "Consent Vault" else None
-                requests = [request_bytes(port, identifier, token) for identifier in sample]
+                tokens = mandate_tokens(vault_of(data), sample) if label == "Consent Vault" else {}
+                requests = [request_bytes(port, identifier, tokens.get(identifier)) for identifier in sample]
                 results[label] = drive(port, requests, args.clients, args.warmup, args.seconds)
             finally:
                 server.terminate()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -38,8 +39,46 @@ def details(service_item: str, fields: dict[str, list[str]] | None = None) -> st
     return json.dumps([detail])
 
 
-def mandate_details(mandate: str, case_reference: str) -> str:
-    return json.dumps([{"type": "legal_mandate", "mandate": mandate, "case_reference": case_reference}])
+POLICE_CASE = "XS-2026-000001"
+OFFICIAL = "012345"
+# the sensitive fields of the demo mandates, named by default so that reads can reach them
+NAMED_SENSITIVE = {
+    "police-criminal-investigation": [
+        "resident-id-card/address",
+        "resident-id-card/id_number",
+        "resident-id-card/photo",
+        "household-register/registered_address",
+        "household-register/id_number",
+    ],
+    "traffic-accident-handling": ["resident-id-card/id_number", "driving-licence/licence_number"],
+}
+
+
+def demo_identifiers(*keys: str) -> list[str]:
+    from vault.demo import PERSONS
+
+    return [next(p for p in PERSONS if p.key == key).id_number for key in keys]
+
+
+def mandate_details(
+    mandate: str,
+    case_reference: str,
+    owners: Sequence[str] | None = None,
+    official: str = OFFICIAL,
+    sensitive: Sequence[str] | None = None,
+    **extra: Any,
+) -> str:
+    """A legal_mandate request; by default for demo persons a and b, naming every sensitive field it covers."""
+    detail: dict[str, Any] = {
+        "type": "legal_mandate",
+        "mandate": mandate,
+        "case_reference": case_reference,
+        "owners": list(owners) if owners is not None else demo_identifiers("a", "b"),
+        "official": official,
+        "sensitive_fields": list(sensitive) if sensitive is not None else NAMED_SENSITIVE.get(mandate, []),
+        **extra,
+    }
+    return json.dumps([detail])
 
 
 def query_of(location: str) -> dict[str, str]:
@@ -144,13 +183,15 @@ def consented_tokens(
     return body
 
 
-def mandate_token(http: TestClient, client_id: str, secret: str, mandate: str, case_reference: str) -> Any:
+def mandate_token(
+    http: TestClient, client_id: str, secret: str, mandate: str, case_reference: str, **details: Any
+) -> Any:
     return http.post(
         "/oauth/token",
         auth=(client_id, secret),
         data={
             "grant_type": "client_credentials",
             "scope": "licences:read",
-            "authorization_details": mandate_details(mandate, case_reference),
+            "authorization_details": mandate_details(mandate, case_reference, **details),
         },
     )

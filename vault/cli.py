@@ -20,6 +20,7 @@ from vault.crypto.free_text import check_text
 from vault.db import SchemaError, current_revision, head_revision, upgrade
 from vault.licences.errors import LicenceError
 from vault.logs import configure
+from vault.mandates.errors import MandateError
 from vault.oauth.errors import AgencyError
 from vault.owners.errors import OwnerError
 from vault.owners.models import RepresentativeRole
@@ -32,6 +33,7 @@ EXPECTED_ERRORS = (
     SchemaError,
     CryptoError,
     OwnerError,
+    MandateError,
     AuditError,
     LicenceError,
     AgencyError,
@@ -357,6 +359,26 @@ def agencies_suspend(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+def mandates_register_case(vault: Vault, args: argparse.Namespace) -> int:
+    from vault.clock import utcnow
+    from vault.mandates.services import MandateService, registration_end
+
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    with vault.db.session() as session:
+        case = service.register_case(
+            session,
+            mandate=vault.policy.catalogue.mandate(args.mandate),
+            case_reference=args.case,
+            owners=args.owners,
+            valid_until=registration_end(args.valid_until),
+            actor=OPERATOR,
+            now=utcnow(),
+        )
+        owners = len(case.owners)
+        print(f"registered case {case.id} under {case.mandate} for {owners} owner(s) until {args.valid_until}")
+    return 0
+
+
 def cmd_graphql_export(args: argparse.Namespace) -> int:
     from vault.api.export import export_schema
     from vault.config import PROJECT_ROOT
@@ -519,6 +541,14 @@ def parser() -> argparse.ArgumentParser:
     suspend.add_argument("--reason", default="suspended by an operator")
     suspend.add_argument("--reinstate", action="store_true", help="lift a suspension instead")
     suspend.set_defaults(run=_with_vault(agencies_suspend))
+
+    mandates = group("mandates", "legal mandates: cases registered for reads without consent")
+    register = mandates.add_parser("register-case", help="register a case before agencies read under its mandate")
+    register.add_argument("--mandate", required=True, help="a mandate id from policies/mandates.toml")
+    register.add_argument("--case", required=True, help="the case reference, in the mandate's case_pattern format")
+    register.add_argument("--owners", nargs="+", required=True, help="resident ID numbers or credit codes")
+    register.add_argument("--valid-until", required=True, type=_date, help="last day of the registration")
+    register.set_defaults(run=_with_vault(mandates_register_case))
 
     graphql = group("graphql", "the GraphQL contract")
     export = graphql.add_parser("export", help="write the schema as SDL (default graphql/schema.graphql)")

@@ -29,6 +29,7 @@ MODEL_MODULES = (
     "vault.web.models",
     "vault.consent.models",
     "vault.oauth.models",
+    "vault.mandates.models",
 )
 BUSY_TIMEOUT_MS = 15_000
 SQLITE_PRAGMAS = {

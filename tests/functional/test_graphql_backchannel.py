@@ -21,6 +21,7 @@ from tests.unit.api.support import (
 )
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.server import binding_message
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -71,9 +72,9 @@ def test_the_owner_is_asked_and_the_agency_polls_for_its_tokens(vault: Vault, ht
     owner = demo_person(vault)
     with unit_of_work(vault.db) as session:
         [request] = vault.consent.inbox(session, owner)
-        assert request.binding_message == "窗口 3 · A-0042" and request.fields == {
-            "resident-id-card": ["id_number", "name"]
-        }
+        assert request.fields == {"resident-id-card": ["id_number", "name"]}
+        binding = binding_message(vault.keys, session, request)
+        assert binding == "窗口 3 · A-0042" and request.binding_message is None  # only under the owner's key
     person = owner
     with unit_of_work(vault.db) as session:
         vault.consent.approve(session, request.id, Decider(person, person), request.fields)
@@ -88,7 +89,7 @@ def test_the_owner_is_asked_and_the_agency_polls_for_its_tokens(vault: Vault, ht
 @pytest.mark.parametrize(
     ("variables", "error"),
     [
-        ({"owner": "110101199001011237"}, "unknown_user_id"),
+        ({"owner": "110101199001011238"}, "invalid_request"),  # a wrong check character: never the right one
         ({"serviceItem": "household-migration"}, "invalid_authorization_details"),
         ({"fields": [{"type": "resident-id-card", "names": ["photo"]}]}, "invalid_authorization_details"),
         ({"bindingMessage": "x" * 61}, "invalid_request"),
@@ -97,6 +98,11 @@ def test_the_owner_is_asked_and_the_agency_polls_for_its_tokens(vault: Vault, ht
 def test_refusals_come_back_as_results(http: TestClient, token: str, variables: dict[str, Any], error: str) -> None:
     refused = start(http, token, **variables)
     assert refused["__typename"] == "ConsentRequestRefused" and refused["error"] == error and refused["message"]
+
+
+def test_an_owner_not_in_the_vault_looks_like_any_other(http: TestClient, token: str) -> None:
+    started = start(http, token, owner="110101199001011237")  # a well-formed number nobody in the vault has
+    assert started["__typename"] == "ConsentRequestStarted" and started["interval"] == 5
 
 
 def test_requesting_consent_needs_its_scope(http: TestClient) -> None:

@@ -30,6 +30,7 @@ from tests.unit.api.support import (
 from vault import clock
 from vault.audit.models import AuditEvent
 from vault.consent.models import Grant
+from vault.crypto.free_text import OwnerTexts
 from vault.licences.verify import verify_offline
 from vault.oauth.adapter import unit_of_work
 from vault.web.app import create_app
@@ -179,7 +180,7 @@ def test_a_token_without_the_read_scope_is_forbidden(vault: Vault, http: TestCli
 
 
 def test_a_mandate_reads_the_named_owner_in_full_and_records_the_case(vault: Vault, http: TestClient) -> None:
-    token = police_token(http, case="立案-2026-042")
+    token = police_token(http, case="XS-2026-000042")
     variables = {"owner": identifier("b"), "types": ["resident-id-card"], "names": ["name", "address", "valid_until"]}
     body = gql(http, token, MANDATE_READ, variables).json()
     [licence] = body["data"]["licences"]
@@ -187,20 +188,25 @@ def test_a_mandate_reads_the_named_owner_in_full_and_records_the_case(vault: Vau
     assert name["value"] == "演示居民乙" and address["masked"] is False
     assert valid_until is None  # not a field the mandate names
     event = access_events(vault)[-1]
-    assert event["mandate"] == "police-criminal-investigation" and event["detail"]["case_reference"] == "立案-2026-042"
+    assert event["mandate"] == "police-criminal-investigation" and event["official"] == "012345"
+    assert len(event["detail"]["case"]) == 64 and "XS-2026-000042" not in json.dumps(event)  # a keyed hash only
     assert (
         event["owner"] == str(demo_person(vault, "b")) and event["purpose"] == "mandate:police-criminal-investigation"
     )
+    with unit_of_work(vault.db) as session:  # the text itself, under the owner's key: erasure destroys it
+        case = OwnerTexts(vault.keys).open(session, uuid.UUID(event["detail"]["case_note"]))
+    assert case == "XS-2026-000042"
 
 
 def test_under_a_mandate_an_owner_it_cannot_reach_looks_like_no_owner(vault: Vault, http: TestClient) -> None:
     from vault.demo import ENTERPRISES
     from vault.owners.identifiers import synthetic_credit_code
 
-    token = police_token(http)
+    nobody = synthetic_credit_code("9", "1", "110105", "MA0NYB0DY")
+    token = police_token(http, owners=[ENTERPRISES[0].credit_code, nobody])
     query = "query($o: String!) { licences(owner: $o) { type } }"
     enterprise = gql(http, token, query, {"o": ENTERPRISES[0].credit_code})
-    missing = gql(http, token, query, {"o": synthetic_credit_code("9", "1", "110105", "MA0NYB0DY")})
+    missing = gql(http, token, query, {"o": nobody})
     assert enterprise.json() == missing.json() == {"data": {"licences": []}}
     recorded, unknown = access_events(vault)[-2:]
     assert recorded["action"] == unknown["action"] == "fields.denied" and recorded["owner"] and "owner" not in unknown

@@ -25,6 +25,7 @@ from tests.oauth_helpers import (
 from vault import clock
 from vault.demo import PERSONS
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.server import binding_message
 from vault.owners.models import OwnerKind
 from vault.web.app import create_app
 from vault.wiring import Vault
@@ -466,7 +467,8 @@ def test_ciba_poll_mode(vault: Vault, agency: AgencyClient, http: TestClient) ->
         owner = vault.owners.find(session, OwnerKind.PERSON, PERSONS[1].id_number)
         assert owner is not None
         [request] = vault.consent.inbox(session, owner.id)
-        assert request.binding_message == "窗口3"
+        assert request.binding_message is None  # kept only under the owner's key
+        assert binding_message(vault.keys, session, request) == "窗口3"
     _approve_backchannel(vault, request.id, owner.id)
     _wait_interval(vault, request.id)
     tokens = http.post("/oauth/token", auth=agency.auth, data=poll)
@@ -522,17 +524,78 @@ def test_ciba_denied_and_expired(
     )
 
 
-def test_ciba_for_an_unknown_owner(agency: AgencyClient, http: TestClient) -> None:
-    body = {"login_hint": "11010519491231002X", "authorization_details": details(ITEM)}
+def test_ciba_for_an_unknown_owner_answers_like_for_a_known_one(
+    vault: Vault, agency: AgencyClient, http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No oracle for "is this ID number in the vault": same answer, and the unknown one only ever expires."""
+    poll = {"grant_type": "urn:openid:params:grant-type:ciba"}
+
+    def start(hint: str, authorization_details: str) -> Any:
+        body = {"login_hint": hint, "authorization_details": authorization_details}
+        return http.post("/oauth/bc-authorize", auth=agency.auth, data=body)
+
+    nobody, known = "11010519491231002X", PERSONS[0].id_number
+    unknown, existing = start(nobody, details(ITEM)), start(known, details(ITEM))
+    assert unknown.status_code == existing.status_code == 200
+    assert set(unknown.json()) == set(existing.json()) and unknown.json()["interval"] == existing.json()["interval"]
+    bad_details = details(ITEM, {"resident-id-card": ["photo"]})
+    refused_unknown, refused_known = start(nobody, bad_details), start(known, bad_details)
+    assert refused_unknown.status_code == refused_known.status_code == 400
+    assert refused_unknown.json() == refused_known.json()  # details are checked before anyone is looked up
+    auth_req_id = unknown.json()["auth_req_id"]
+    assert http.post("/oauth/token", auth=agency.auth, data={**poll, "auth_req_id": auth_req_id}).json()["error"] == (
+        "authorization_pending"
+    )
+    later = clock.utcnow() + timedelta(minutes=11)
+    monkeypatch.setattr("vault.oauth.grants.utcnow", lambda: later)
+    monkeypatch.setattr("vault.consent.services.utcnow", lambda: later)
+    assert http.post("/oauth/token", auth=agency.auth, data={**poll, "auth_req_id": auth_req_id}).json()["error"] == (
+        "expired_token"
+    )
+
+
+def test_a_malformed_login_hint_never_gives_the_check_character(agency: AgencyClient, http: TestClient) -> None:
+    wrong = PERSONS[0].id_number[:-1] + ("0" if PERSONS[0].id_number[-1] != "0" else "1")
+    body = {"login_hint": wrong, "authorization_details": details(ITEM)}
     response = http.post("/oauth/bc-authorize", auth=agency.auth, data=body)
-    assert response.status_code == 400 and response.json()["error"] == "unknown_user_id"
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    description = response.json()["error_description"]
+    assert "check character" in description and "expected" not in description
+    assert repr(PERSONS[0].id_number[-1]) not in description
+
+
+@pytest.mark.parametrize("message", ["窗口\u202e3", "a\x1b[31m", "x" * 61, "\u200b"])
+def test_a_binding_message_is_bounded_and_clean(agency: AgencyClient, http: TestClient, message: str) -> None:
+    body = {"login_hint": PERSONS[0].id_number, "authorization_details": details(ITEM), "binding_message": message}
+    response = http.post("/oauth/bc-authorize", auth=agency.auth, data=body)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert response.json()["error_description"].startswith("binding_message ")
+
+
+def test_a_binding_message_is_not_stored_in_plaintext_and_dies_with_erasure(
+    vault: Vault, agency: AgencyClient, http: TestClient
+) -> None:
+    canary = "CANARY7Q"
+    body = {"login_hint": PERSONS[2].id_number, "authorization_details": details(ITEM), "binding_message": canary}
+    assert http.post("/oauth/bc-authorize", auth=agency.auth, data=body).status_code == 200
+    with unit_of_work(vault.db) as session:
+        owner = vault.owners.find(session, OwnerKind.PERSON, PERSONS[2].id_number)
+        assert owner is not None
+        [request] = vault.consent.inbox(session, owner.id)
+        dump = "\n".join(str(row) for row in session.connection().exec_driver_sql("SELECT * FROM consent_requests"))
+        dump += "\n".join(str(row) for row in session.connection().exec_driver_sql("SELECT * FROM audit_events"))
+        assert canary not in dump
+        vault.keys.destroy_owner_key(session, owner.id)  # what erasure does to the owner's key
+        assert binding_message(vault.keys, session, request) is None
 
 
 def test_mandate_token_needs_a_police_agency_and_a_case_reference(http: TestClient, vault: Vault) -> None:
     police = ("police-investigation", "demo-secret-police-investigation")
-    ok = mandate_token(http, *police, "police-criminal-investigation", "刑立字〔2026〕0042号")
+    ok = mandate_token(http, *police, "police-criminal-investigation", "XS-2026-000042")
     assert ok.status_code == 200
-    assert ok.json()["authorization_details"][0]["case_reference"] == "刑立字〔2026〕0042号"
+    [granted] = ok.json()["authorization_details"]
+    assert granted["mandate"] == "police-criminal-investigation" and granted["official"] == "012345"
+    assert len(granted["case"]) == 64 and "XS-2026-000042" not in ok.text  # the case as a keyed hash only
     missing = mandate_token(http, *police, "police-criminal-investigation", " ")
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_authorization_details"
     secret = _register(
@@ -545,7 +608,7 @@ def test_mandate_token_needs_a_police_agency_and_a_case_reference(http: TestClie
         grant_types=["client_credentials"],
         scopes=["licences:read"],
     )
-    refused = mandate_token(http, "housing-reader", secret, "police-criminal-investigation", "X-1")
+    refused = mandate_token(http, "housing-reader", secret, "police-criminal-investigation", "XS-2026-000001")
     assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
 
 

@@ -36,13 +36,20 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from vault.api.context import Context, RequestInfo, bearer_token, get_context
-from vault.api.errors import AccessLogUnavailable, Unauthenticated, error_result_body, internal_error
+from vault.api.errors import (
+    AccessLogUnavailable,
+    RateLimitedError,
+    Unauthenticated,
+    error_result_body,
+    internal_error,
+)
 from vault.api.limits import BodyLimit
 from vault.api.schema import build_schema
 from vault.clock import utcnow
 from vault.consent.errors import GrantNotLive
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
+from vault.mandates.errors import RateLimited
 from vault.oauth.adapter import unit_of_work
 from vault.wiring import Vault
 
@@ -149,7 +156,14 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
         return _unauthenticated(
             Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True
         )
+    if context.reads.limited is not None:  # over a mandate's limit: the denial is recorded, nothing is returned
+        return _rate_limited(context.reads.limited)
     return Outcome(result)
+
+
+def _rate_limited(error: RateLimited) -> Outcome:
+    limited = RateLimitedError(str(error), retryAfter=error.retry_after, limit=error.scope)
+    return _failure(limited.message, limited.extensions, 429, **{"Retry-After": str(error.retry_after)})
 
 
 def _expire_token_grant(vault: Vault, bearer: str | None) -> None:
@@ -171,6 +185,8 @@ def _execute_in_one_unit(view: GraphQLView, request: RequestInfo, data: GraphQLR
             return _unauthenticated(error, token_given=True)  # committing what it found (a grant expired)
         result = _run(view, data, context)
         _record(session, request, context)
+        if context.reads.limited is not None:
+            return _rate_limited(context.reads.limited)
         return Outcome(result)
 
 

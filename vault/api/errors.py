@@ -45,6 +45,12 @@ class FieldForbidden(ApiError):
     code = "FIELD_FORBIDDEN"
 
 
+class RateLimitedError(ApiError):
+    """A mandate's per-case or per-client read limit is spent: HTTP 429, `retryAfter` in seconds."""
+
+    code = "RATE_LIMITED"
+
+
 class BadUserInput(ApiError):
     """An argument the operation cannot take (unknown licence type, malformed identifier, list too long)."""
 

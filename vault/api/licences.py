@@ -24,19 +24,25 @@ from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from vault.api.context import Context
-from vault.api.errors import BadUserInput, FieldForbidden
+from vault.api.errors import BadUserInput, FieldForbidden, Forbidden
 from vault.api.limits import MAX_FIELD_NAMES, MAX_LICENCES_PER_OWNER, MAX_TYPES, check_list
 from vault.api.loaders import Opening
-from vault.api.reads import NO_SUCH_OWNER, Authority, find_owner
+from vault.api.reads import NO_SUCH_OWNER, Authority, MandateRead, find_owner
 from vault.licences import sdjwt
 from vault.licences.lifecycle import LicenceState
 from vault.licences.models import Licence as LicenceRow
 from vault.licences.models import LicenceVersion
 from vault.licences.services import presentation_of
 from vault.licences.types import LicenceType
+from vault.mandates.errors import CaseNotRegistered, MandateRefused
+from vault.mandates.services import MandateService
 from vault.oauth.scopes import Scope
 from vault.owners.models import Owner
 from vault.policy.engine import FieldDecision
+from vault.policy.errors import UnknownMandate
+
+NOT_NAMED = "the mandate token does not name this owner"
+ONE_OWNER = "a request under a mandate reads one owner only"
 
 VALID_UNTIL = "valid_until"  # metadata that is also a field: released only as the field would be
 LicenceStateEnum = strawberry.enum(LicenceState, name="LicenceState", description="Where a licence is in its life.")
@@ -257,12 +263,46 @@ def _plans(
     return [TypePlan(t, named, decided, decisions[t.code], wanted) for t, named, decided in shapes]
 
 
-def _owner(context: Context, authority: Authority, identifier: str | None) -> Owner | None:
+def _owner(context: Context, authority: Authority, identifier: str | None, asked: list[str]) -> Owner | None:
     if identifier is None:
         if authority.grant is None:
             raise BadUserInput("a read under a legal mandate names the owner", argument="owner")
         return context.session.get(Owner, authority.grant.owner_id)
+    if authority.claim is not None:
+        return _mandate_owner(context, authority, identifier, asked)
     return find_owner(context.vault, context.session, identifier)
+
+
+def _mandate_owner(context: Context, authority: Authority, identifier: str, asked: list[str]) -> Owner | None:
+    """The owner a mandate token may read in this request; a refusal is recorded, for the owner if they exist."""
+    claim, vault, session, ledger = authority.claim, context.vault, context.session, context.reads
+    assert claim is not None
+    try:
+        mandate = vault.policy.catalogue.mandate(claim.mandate)
+    except UnknownMandate:
+        raise Forbidden(f"no legal mandate {claim.mandate!r} any more") from None
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    try:
+        kind, digest = service.identifier_digest(session, identifier)
+    except MandateRefused as error:
+        raise BadUserInput(error.message, argument="owner") from None
+    owner = service.owner_by_digest(session, kind, digest)
+    owner_id = owner.id if owner is not None else None
+    if digest not in claim.owners:
+        ledger.refuse(owner_id, NOT_NAMED, asked)
+        raise Forbidden(NOT_NAMED, argument="owner")
+    if ledger.mandate_owner not in (None, digest):
+        ledger.refuse(owner_id, ONE_OWNER, asked)
+        raise Forbidden(ONE_OWNER, argument="owner")
+    ledger.mandate_owner = digest
+    try:
+        service.require_registered(session, mandate, claim, digest, context.now)
+    except CaseNotRegistered as error:
+        ledger.refuse(owner_id, str(error), asked)
+        raise Forbidden(str(error), argument="owner") from None
+    # counted when the events are written (this unit of work only reads): over a limit, nothing is returned
+    ledger.mandate_read = MandateRead(mandate, claim, owner_id, tuple(asked), context.now)
+    return owner
 
 
 def read_licences(context: Context, wanted: Wanted, types: list[str] | None, owner_ref: str | None) -> list[Licence]:
@@ -279,7 +319,8 @@ def read_licences(context: Context, wanted: Wanted, types: list[str] | None, own
     unknown_names = sorted(wanted.names - {n for t in licence_types for n in t.field_names})
     if unknown_names:
         raise BadUserInput(f"no licence type asked for has a field {unknown_names[0]!r}", argument="names")
-    owner = _owner(context, authority, owner_ref)
+    asked = [f"{t.code}/{n}" for t in licence_types for n in t.field_names if wanted.every or n in wanted.names]
+    owner = _owner(context, authority, owner_ref, asked)
     if owner is None or owner.erased_at is not None:
         unknown = context.reads.owner(None)
         unknown.reasons.add(NO_SUCH_OWNER)

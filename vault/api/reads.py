@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,10 +19,13 @@ from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
+from vault.mandates.errors import RateLimited
+from vault.mandates.services import MandateClaim, MandateService
 from vault.oauth import rar
 from vault.oauth.tokens import TokenInfo
 from vault.owners.errors import InvalidIdentifier
 from vault.owners.models import Owner, OwnerKind
+from vault.policy.catalogue import Mandate
 from vault.policy.engine import GrantInfo, MandateInfo
 from vault.wiring import Vault
 
@@ -34,6 +38,7 @@ class Authority:
 
     grant: Grant | None = None
     mandate: MandateInfo | None = None
+    claim: MandateClaim | None = None
 
     @property
     def purpose(self) -> str:
@@ -53,8 +58,11 @@ def authority_of(token: TokenInfo, grant: Grant | None) -> Authority:
         return Authority(grant=grant)
     for detail in token.authorization_details:
         if detail.get("type") == rar.LEGAL_MANDATE:
-            case = detail.get("case_reference")
-            return Authority(mandate=MandateInfo(mandate_id=str(detail["mandate"]), case_reference=case))
+            claim = MandateClaim.from_details(detail)
+            if claim is None:
+                raise Forbidden("this mandate token names no case, owners or official: ask for a new token")
+            info = MandateInfo(mandate_id=claim.mandate, case_reference=claim.case, named_fields=claim.sensitive_fields)
+            return Authority(mandate=info, claim=claim)
     raise Forbidden("this access token carries neither a consent grant nor a legal mandate")
 
 
@@ -86,9 +94,29 @@ class OwnerRead:
     licences: set[uuid.UUID] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class MandateRead:
+    """A read under a mandate, to be counted against its limits when the request's events are written."""
+
+    mandate: Mandate
+    claim: MandateClaim
+    owner_id: uuid.UUID | None
+    asked: tuple[str, ...]
+    now: datetime
+
+
 @dataclass
 class ReadLedger:
     reads: dict[uuid.UUID | None, OwnerRead] = field(default_factory=dict)
+    mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
+    mandate_read: MandateRead | None = None
+    limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
+
+    def refuse(self, owner_id: uuid.UUID | None, reason: str, fields: Iterable[str]) -> None:
+        """Record a read refused before any decision: every field asked for, denied for `reason`."""
+        read = self.owner(owner_id)
+        read.reasons.add(reason)
+        read.denied.update(dict.fromkeys(fields, reason))
 
     def owner(self, owner_id: uuid.UUID | None) -> OwnerRead:
         if owner_id not in self.reads:
@@ -102,27 +130,57 @@ class ReadLedger:
     def flush(
         self, session: Session, vault: Vault, *, client_id: str, authority: Authority | None, request_id: str
     ) -> None:
-        """Append one access event per owner touched; count one use of the grant if anything was released."""
+        """Append one access event per owner touched; count one use of the grant if anything was released.
+
+        A read under a mandate is first counted against the mandate's limits, in this (write) transaction; over a
+        limit, the read becomes a recorded denial and `limited` says why: the caller then returns no data.
+        """
+        if self.mandate_read is not None:
+            self._count(session, vault, client_id, self.mandate_read)
         released_any = False
         for read in self.reads.values():
             released_any = released_any or bool(read.licences)
-            vault.audit.append(session, _event(read, client_id, authority, request_id))
+            event = _event(read, client_id, authority, request_id, self._notes(authority, read))
+            vault.audit.append(session, event)
         if released_any and authority is not None and authority.grant is not None:
             vault.consent.use(session, authority.grant.id)
 
+    def _notes(self, authority: Authority | None, read: OwnerRead) -> list[str]:
+        """The sealed case text (and official's name) of the mandate's owner, for their event to point at."""
+        pending, claim = self.mandate_read, authority.claim if authority else None
+        if pending is None or claim is None or read.owner_id is None or read.owner_id != pending.owner_id:
+            return []
+        return list(claim.notes.get(self.mandate_owner or "", []))
 
-def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str) -> Event:
+    def _count(self, session: Session, vault: Vault, client_id: str, pending: MandateRead) -> None:
+        service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+        try:
+            service.count_read(session, pending.mandate, pending.claim, client_id, pending.now)
+        except RateLimited as error:
+            self.limited = error
+            read = self.owner(pending.owner_id)
+            read.released.clear()
+            read.licences.clear()
+            read.reasons = {str(error)}
+            read.denied.update(dict.fromkeys(pending.asked, str(error)))
+
+
+def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str, notes: list[str]) -> Event:
     grant = authority.grant if authority else None
     mandate = authority.mandate if authority else None
     denials = [f"{name}: {why}" for name, why in sorted(read.denied.items()) if why not in read.reasons]
     reasons = sorted(read.reasons) + denials
     detail: dict[str, Any] = {"licences": len(read.licences)}
     if mandate is not None and mandate.case_reference:
-        detail["case_reference"] = mandate.case_reference
+        detail["case"] = mandate.case_reference  # a keyed hash: groups reads by case, names no one
+    for key, note in zip(("case_note", "official_name_note"), notes, strict=False):
+        detail[key] = note  # sealed under the owner's key: gone with erasure
+    claim = authority.claim if authority else None
     return Event(
         Action.FIELDS_RELEASED if read.licences else Action.FIELDS_DENIED,
         f"agency:{client_id}",
         owner_id=read.owner_id,
+        official=claim.official if claim else None,
         fields=tuple(sorted(read.released)),
         denied_fields=tuple(sorted(read.denied)),
         masked_fields=tuple(sorted(read.masked)),

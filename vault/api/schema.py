@@ -21,6 +21,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from vault.api.backchannel import BackchannelMutations
+from vault.api.cases import CaseMutations
 from vault.api.errors import internal_error, is_expected, without_suggestions
 from vault.api.issuers import IssuerMutations
 from vault.api.licences import LicenceQueries
@@ -32,7 +33,7 @@ log = logging.getLogger("vault.api")
 CACHED_DOCUMENTS = 256  # parsed and validated documents kept: agencies send the same few operations
 
 Query = merge_types("Query", (LicenceQueries, VerificationQueries))
-Mutation = merge_types("Mutation", (IssuerMutations, RepresentativeMutations, BackchannelMutations))
+Mutation = merge_types("Mutation", (IssuerMutations, RepresentativeMutations, BackchannelMutations, CaseMutations))
 
 
 def correlation_id(execution_context: ExecutionContext | None) -> str:

@@ -36,6 +36,7 @@ class Action(StrEnum):
     LICENCE_REVOKED = "licence.revoked"
     LICENCE_SUSPENDED = "licence.suspended"
     LICENCE_VIEWED = "licence.viewed"
+    MANDATE_CASE_REGISTERED = "mandate.case_registered"
     OWNER_CREATED = "owner.created"
     OWNER_ENROLMENT_ISSUED = "owner.enrolment_issued"
     OWNER_ENROLLED = "owner.enrolled"
@@ -50,6 +51,7 @@ class Action(StrEnum):
     TOKEN_CODE_REPLAYED = "token.code_replayed"
     TOKEN_ISSUED = "token.issued"
     TOKEN_REFRESH_REPLAYED = "token.refresh_replayed"
+    TOKEN_REFUSED = "token.refused"
     TOKEN_REVOKED = "token.revoked"
 
 

@@ -25,3 +25,8 @@ class ExpiredTokenError(OAuth2Error):
 
 class AgencyError(Exception):
     """An agency registration that cannot be made as asked."""
+
+
+def safe_description(text: str) -> str:
+    """RFC 6749 §5.2 allows only printable ASCII less `"` and `\\` in error_description: replace the rest with ?."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)

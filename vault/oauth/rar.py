@@ -2,7 +2,10 @@
 
 licence_access  {"type": "licence_access", "service_item": "<code>",
                  "fields": {"<licence type>": ["<field>", ...]}}        fields optional: default = the item's
-legal_mandate   {"type": "legal_mandate", "mandate": "<id>", "case_reference": "<case no.>"}
+legal_mandate   {"type": "legal_mandate", "mandate": "<id>", "case_reference": "<case no.>",
+                 "owners": ["<resident ID number or credit code>", ...], "official": "<officer id>",
+                 "official_name": "<name>", "sensitive_fields": ["<licence type>/<field>", ...]}
+                 official_name and sensitive_fields optional; see docs/api.md for what is checked
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ class LicenceAccess:
 
 @dataclass(frozen=True)
 class LegalMandate:
+    """A mandate token request as sent: the text is checked against the mandate by vault.mandates.services."""
+
     mandate: str
-    case_reference: str
+    case_reference: object
+    owners: tuple[object, ...]
+    official: object
+    official_name: object = None
+    sensitive_fields: tuple[object, ...] = ()
+
+
+_MANDATE_MEMBERS = {"type", "mandate", "case_reference", "owners", "official", "official_name", "sensitive_fields"}
 
 
 def _parse(raw: str | None) -> dict[str, Any]:
@@ -71,12 +83,30 @@ def legal_mandate(raw: str | None) -> LegalMandate:
     detail = _parse(raw)
     if detail["type"] != LEGAL_MANDATE:
         raise InvalidAuthorizationDetailsError("client credentials take authorization_details of type legal_mandate")
-    mandate, case = detail.get("mandate"), detail.get("case_reference")
+    unknown = set(detail) - _MANDATE_MEMBERS
+    if unknown:
+        raise InvalidAuthorizationDetailsError(f"unknown member {sorted(unknown)[0]!r} in authorization_details")
+    mandate = detail.get("mandate")
     if not isinstance(mandate, str) or not mandate:
         raise InvalidAuthorizationDetailsError("legal_mandate needs the mandate id")
-    if not isinstance(case, str) or not case.strip() or len(case) > 100:
-        raise InvalidAuthorizationDetailsError("legal_mandate needs a case_reference (at most 100 characters)")
-    return LegalMandate(mandate, case.strip())
+    if "case_reference" not in detail:
+        raise InvalidAuthorizationDetailsError("legal_mandate needs a case_reference")
+    owners = detail.get("owners")
+    if not isinstance(owners, list) or not owners:
+        raise InvalidAuthorizationDetailsError("legal_mandate needs owners: the identifiers of the owners it covers")
+    if "official" not in detail:
+        raise InvalidAuthorizationDetailsError("legal_mandate needs official: the identifier of the officer")
+    sensitive = detail.get("sensitive_fields", [])
+    if not isinstance(sensitive, list):
+        raise InvalidAuthorizationDetailsError("sensitive_fields must be a list of <licence type>/<field>")
+    return LegalMandate(
+        mandate=mandate,
+        case_reference=detail["case_reference"],
+        owners=tuple(owners),
+        official=detail["official"],
+        official_name=detail.get("official_name"),
+        sensitive_fields=tuple(sensitive),
+    )
 
 
 def granted_licence_access(service_item: str, fields: Mapping[str, list[str]]) -> list[dict[str, Any]]:

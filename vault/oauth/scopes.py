@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class Scope(StrEnum):
+    CASES_REGISTER = "cases:register"  # a case-management system registering cases under a legal mandate
     CONSENT_REQUEST = "consent:request"
     LICENCES_ISSUE = "licences:issue"
     LICENCES_READ = "licences:read"

@@ -22,10 +22,11 @@ from vault.clock import utcnow
 from vault.consent import kinds
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
 from vault.consent.models import ConsentRequest, Grant
+from vault.crypto.free_text import OwnerTexts
 from vault.oauth import rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session
 from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
-from vault.oauth.errors import InvalidAuthorizationDetailsError
+from vault.oauth.errors import InvalidAuthorizationDetailsError, safe_description
 from vault.oauth.grants import (
     AUTH_METHODS,
     NO_STORE,
@@ -40,7 +41,8 @@ from vault.oauth.grants import (
 from vault.oauth.models import PushedRequest
 from vault.oauth.scopes import GrantType, Scope
 from vault.oauth.tokens import digest
-from vault.owners.errors import OwnerError
+from vault.owners.errors import InvalidIdentifier, InvalidText
+from vault.owners.free_text import clean_text
 from vault.owners.models import OwnerKind
 from vault.policy.errors import UnknownServiceItem
 
@@ -48,6 +50,8 @@ PAR_LIFETIME = timedelta(seconds=60)
 OPENED_AS = "opened_as_consent_request"  # kept with a used pushed request: the consent request it became
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 CIBA_INTERVAL = 5
+BINDING_MESSAGE_MAX = 60
+BINDING_TEXT = "binding-message"  # owner_texts kind; the note's id is kept in the request's oauth["binding_note"]
 Response = tuple[int, Any, list[tuple[str, str]]]
 
 
@@ -243,7 +247,7 @@ class OAuthService:
             item = self.context.policy.catalogue.item(access.service_item)
             self.context.consent.requested_fields(item, access.fields)
             if params.get("login_hint"):  # the owner is named: the fields must be ones that owner can hold
-                self._check_fits(self._owner_by_hint(params["login_hint"]), access)
+                self._check_fits(self._owner_by_hint(params["login_hint"])[0], access)
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         except (LookupError, UnknownServiceItem):
@@ -314,7 +318,7 @@ class OAuthService:
         if not hint:
             return None
         try:
-            return self._owner_by_hint(hint)
+            return self._owner_by_hint(hint)[1]
         except OAuth2Error:
             return None  # erased since it was pushed: whoever opens it decides, as without a hint
 
@@ -352,7 +356,10 @@ class OAuthService:
     ) -> dict[str, Any]:
         """Open a backchannel consent request for an identified owner; the owner sees it in their inbox.
 
-        Returns auth_req_id, expires_in and interval; raises OAuth2Error subclasses for a bad request.
+        Returns auth_req_id, expires_in and interval; raises OAuth2Error subclasses for a bad request. Everything
+        the agency sent is checked before anyone is looked up, and an identifier that names no owner gets an
+        auth_req_id like any other, which only ever polls as pending and then expired: the answer never tells
+        whether someone is in the vault (docs/consent.md).
         """
         if not client.check_grant_type(GrantType.CIBA):
             raise InvalidRequestError("this client may not use backchannel authentication")
@@ -361,12 +368,23 @@ class OAuthService:
         access = rar.licence_access(authorization_details)
         if access.service_item not in client.agency.service_items:
             raise InvalidAuthorizationDetailsError(f"the agency does not perform {access.service_item}")
-        if binding_message is not None and len(binding_message) > 60:
-            raise InvalidRequestError("binding_message is at most 60 characters")
+        message = None
+        if binding_message is not None:
+            try:
+                message = clean_text(binding_message, field="binding_message", max_length=BINDING_MESSAGE_MAX)
+            except InvalidText as error:
+                raise InvalidRequestError(safe_description(str(error))) from None
         session = current_session()
-        owner = self._owner_by_hint(login_hint)
         try:
-            self._check_fits(owner, access)
+            item = self.context.policy.catalogue.item(access.service_item)
+            self.context.consent.requested_fields(item, access.fields)
+        except InvalidAuthorizationDetails as error:
+            raise InvalidAuthorizationDetailsError(str(error)) from None
+        except (LookupError, UnknownServiceItem):
+            raise InvalidAuthorizationDetailsError(f"no service item {access.service_item!r}") from None
+        kind, owner = self._owner_by_hint(login_hint)
+        try:
+            self._check_fits(kind, access)
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         auth_req_id = secrets.token_urlsafe(32)
@@ -377,38 +395,45 @@ class OAuthService:
                 item_code=access.service_item,
                 fields=access.fields,
                 kind="backchannel",
-                owner_id=owner,
-                binding_message=binding_message,
+                owner_id=owner,  # None: nobody will ever see it, it expires unanswered
                 interval=CIBA_INTERVAL,
             )
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         except RequestNotAllowed as error:
             raise InvalidRequestError(str(error)) from None
+        if owner is not None and message is not None:
+            note = OwnerTexts(self.context.consent.keys).seal(session, owner, BINDING_TEXT, message)
+            consent.oauth = {**consent.oauth, "binding_note": str(note)}
         consent.auth_req_hash = hashlib.sha256(auth_req_id.encode()).digest()
         expires_in = int((consent.expires_at - utcnow()).total_seconds())
         return {"auth_req_id": auth_req_id, "expires_in": expires_in, "interval": CIBA_INTERVAL}
 
-    def _check_fits(self, owner_id: uuid.UUID, access: rar.LicenceAccess) -> None:
-        """Refuse fields the named owner cannot hold (ID-card fields of an enterprise): approving would fail."""
+    def _check_fits(self, kind: OwnerKind, access: rar.LicenceAccess) -> None:
+        """Refuse fields the named kind of owner cannot hold (ID-card fields of an enterprise): approving would fail.
+
+        The kind comes from the identifier's form, so the answer is the same whether the owner exists or not.
+        """
         try:
             item = self.context.policy.catalogue.item(access.service_item)
         except (LookupError, UnknownServiceItem):
             return  # open_request says the item is unknown
-        owner = self.context.consent.owners.get(current_session(), owner_id)
         chosen = self.context.consent.requested_fields(item, access.fields)
-        kinds.check_fits(self.context.policy.licences, item, chosen, OwnerKind(owner.kind))
+        kinds.check_fits(self.context.policy.licences, item, chosen, kind)
 
-    def _owner_by_hint(self, hint: str) -> uuid.UUID:
+    def _owner_by_hint(self, hint: str) -> tuple[OwnerKind, uuid.UUID | None]:
+        """The kind of identifier and the live owner it names (None for nobody); a malformed hint is refused
+        without the check character."""
         owners = self.context.consent.owners
+        problems = []
         for kind in (OwnerKind.PERSON, OwnerKind.ENTERPRISE):
             try:
                 owner = owners.find(current_session(), kind, hint)
-            except (OwnerError, ValueError):
+            except InvalidIdentifier as error:
+                problems.append(str(error))
                 continue
-            if owner is not None and owner.erased_at is None:
-                return owner.id
-        raise _unknown_user()
+            return kind, owner.id if owner is not None and owner.erased_at is None else None
+        raise InvalidRequestError(safe_description("login_hint is not a valid identifier: " + "; ".join(problems)))
 
     # token, introspection, revocation
 
@@ -429,10 +454,12 @@ class OAuthService:
         return result
 
 
-def _unknown_user() -> OAuth2Error:
-    error = OAuth2Error("no owner matches login_hint", status_code=400)
-    error.error = "unknown_user_id"
-    return error
-
-
 __all__ = ["ConsentError", "ErrorPage", "OAuthService", "Redirect"]
+
+
+def binding_message(keys: Any, session: Any, request: ConsentRequest) -> str | None:
+    """A backchannel request's binding message, opened under its owner's key (None once the owner is erased)."""
+    note = request.oauth.get("binding_note")
+    if note is None:
+        return request.binding_message  # requests made before binding messages left their column
+    return OwnerTexts(keys).open(session, uuid.UUID(str(note)))

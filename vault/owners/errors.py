@@ -16,7 +16,9 @@ class InvalidIdentifier(OwnerError, ValueError):
     """An owner identifier broke one validation rule.
 
     `kind` names the identifier type and `rule` the rule that failed. The message says what failed and may
-    name one offending character or the birth date, but never holds the whole identifier: it is personal data.
+    name one offending character or the birth date, but never holds the whole identifier (it is personal data)
+    nor the correct check character (it would complete a guessed identifier). `owner_hint`, set for a wrong
+    check character, does name it: show it only to the owner entering their own number, never to an agency.
     """
 
     def __init__(self, kind: IdentifierKind, rule: IdentifierRule, message: str) -> None:
@@ -24,6 +26,7 @@ class InvalidIdentifier(OwnerError, ValueError):
         self.kind: IdentifierKind = kind
         self.rule: IdentifierRule = rule
         self.message = message
+        self.owner_hint: str | None = None
 
     def __reduce__(self) -> tuple[type[InvalidIdentifier], tuple[str, str, str]]:
         # The default reduce passes only the message back to __init__, which would break unpickling.
@@ -52,3 +55,15 @@ class LinkAlreadyEnded(RepresentativeError):
 
 class ActivationFailed(OwnerError):
     """An activation code is unknown, expired or used; the message does not say which."""
+
+
+class InvalidText(OwnerError, ValueError):
+    """Free text that cannot be stored: too long, empty, or with control, format or bidi characters.
+
+    `field` names the argument; the message never repeats the text.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem

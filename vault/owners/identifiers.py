@@ -1,7 +1,9 @@
 """Owner identifiers: the resident ID number (GB 11643-1999) and the unified social credit code (GB 32100-2015).
 
 Parsing normalises and validates, and each failure raises `InvalidIdentifier` naming the one rule that broke.
-Messages never include the identifier itself, only a single offending character or the birth date.
+Messages never include the identifier itself, only a single offending character or the birth date, and never
+the correct check character: told it, anyone could complete a guessed identifier and probe the vault with it.
+Only `InvalidIdentifier.owner_hint`, for the owner typing their own number, names the check character expected.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def _check_birth_date(digits: str, today: date) -> None:
 
 def _check_check_char(kind: IdentifierKind, expected: str, actual: str) -> None:
     if actual != expected:
-        raise InvalidIdentifier(
-            kind, "check_character", f"{_LABELS[kind]} check character is wrong: expected {expected!r}, got {actual!r}"
-        )
+        message = f"{_LABELS[kind]} check character does not match the other characters: check for a typing mistake"
+        error = InvalidIdentifier(kind, "check_character", message)
+        error.owner_hint = f"{_LABELS[kind]} check character is wrong: expected {expected!r}, got {actual!r}"
+        raise error

@@ -5,6 +5,7 @@ the laws under which an agency may read without consent. Both name licence types
 both are checked against the licence catalogue: a typo is a start-up error, not a silent denial later.
 """
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ SERVICE_CATALOGUE_FILE = "service_catalogue.toml"
 MANDATES_FILE = "mandates.toml"
 MAX_GRANT_DAYS = 366
 MAX_DEFERRAL_DAYS = 3650
+MAX_CASE_DAYS = 3650
+MAX_OWNERS_PER_TOKEN = 20
+MAX_WINDOW_HOURS = 24 * 31
+DEFAULT_OFFICIAL_PATTERN = r"^[0-9A-Z]{4,20}$"
 
 # licence type -> field names, in the order the data lists them
 FieldsByType = Mapping[str, tuple[str, ...]]
@@ -68,6 +73,15 @@ class ServiceItem:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """Reads allowed under a mandate per fixed window: per case, and per client across all its cases."""
+
+    per_case: int
+    per_client: int
+    window_hours: int
+
+
+@dataclass(frozen=True)
 class Mandate:
     id: str
     name_zh: str
@@ -78,9 +92,24 @@ class Mandate:
     requires_case_reference: bool
     deferral_days: int
     fields: FieldsByType
+    sensitive_fields: FieldsByType
+    case_pattern: re.Pattern[str] | None
+    official_pattern: re.Pattern[str]
+    requires_registered_case: bool
+    max_case_days: int
+    max_owners_per_token: int
+    rate_limits: RateLimits
 
     def covers(self, licence_type: str, field: str) -> bool:
-        return field in self.fields.get(licence_type, ())
+        return field in self.fields.get(licence_type, ()) or self.is_sensitive(licence_type, field)
+
+    def is_sensitive(self, licence_type: str, field: str) -> bool:
+        """A sensitive or biometric field: released only to a token that names it (PIPL art. 28)."""
+        return field in self.sensitive_fields.get(licence_type, ())
+
+    def all_fields(self) -> dict[str, tuple[str, ...]]:
+        types = dict.fromkeys([*self.fields, *self.sensitive_fields])
+        return {t: (*self.fields.get(t, ()), *self.sensitive_fields.get(t, ())) for t in types}
 
 
 @dataclass(frozen=True)
@@ -169,7 +198,17 @@ _MANDATE_KEYS = (
     "requires_case_reference",
     "deferral_days",
     "fields",
+    "rate_limits",
 )
+_MANDATE_OPTIONAL = (
+    "sensitive_fields",
+    "case_pattern",
+    "official_pattern",
+    "requires_registered_case",
+    "max_case_days",
+    "max_owners_per_token",
+)
+_RATE_LIMIT_KEYS = ("per_case", "per_client", "window_hours")
 _ORDINARY = (Sensitivity.PUBLIC, Sensitivity.PERSONAL)
 
 
@@ -247,7 +286,7 @@ def _load_item(table: _Table, licences: LicenceCatalogue) -> ServiceItem:
 
 
 def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:
-    table.check_keys(_MANDATE_KEYS)
+    table.check_keys(_MANDATE_KEYS, optional=_MANDATE_OPTIONAL)
     mandate_id = table.text("id", _CODE, _CODE_SYNTAX)
     categories = table.texts("agency_categories")
     for index, category in enumerate(categories):
@@ -262,6 +301,40 @@ def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:
         raise table.error("deferral_days", "expected an integer")
     if not 0 <= deferral_days <= MAX_DEFERRAL_DAYS:
         raise table.error("deferral_days", f"must be between 0 and {MAX_DEFERRAL_DAYS}")
+    requires_case = table.boolean("requires_case_reference", default=True)
+    case_pattern = _pattern(table, "case_pattern") if "case_pattern" in table.data else None
+    if requires_case and case_pattern is None:
+        raise table.error("case_pattern", "missing: a mandate that requires a case reference declares its format")
+    official_pattern = (
+        _pattern(table, "official_pattern")
+        if "official_pattern" in table.data
+        else re.compile(DEFAULT_OFFICIAL_PATTERN)
+    )
+    requires_registered = table.boolean("requires_registered_case", default=False)
+    if requires_registered and not requires_case:
+        raise table.error("requires_registered_case", "needs requires_case_reference = true")
+    max_case_days = _bounded(table, "max_case_days", MAX_CASE_DAYS, default=366)
+    max_owners = _bounded(table, "max_owners_per_token", MAX_OWNERS_PER_TOKEN, default=5)
+    fields = _fields_by_type(table, "fields", licences)
+    for licence_type, names in fields.items():
+        for index, name in enumerate(names):
+            sensitivity = licences.type(licence_type).field(name).sensitivity
+            if sensitivity not in _ORDINARY:
+                raise table.error(
+                    f"fields.{licence_type}[{index}]",
+                    f"{name!r} is {sensitivity.value}: list it under sensitive_fields",
+                )
+    sensitive: FieldsByType = MappingProxyType({})
+    if "sensitive_fields" in table.data:
+        sensitive = _fields_by_type(table, "sensitive_fields", licences)
+        for licence_type, names in sensitive.items():
+            for index, name in enumerate(names):
+                sensitivity = licences.type(licence_type).field(name).sensitivity
+                if sensitivity in _ORDINARY:
+                    raise table.error(
+                        f"sensitive_fields.{licence_type}[{index}]",
+                        f"{name!r} is {sensitivity.value}: list it under fields",
+                    )
     return Mandate(
         id=mandate_id,
         name_zh=table.text("name_zh"),
@@ -269,10 +342,50 @@ def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:
         agency_categories=frozenset(categories),
         departments=frozenset(departments),
         legal_basis=table.text("legal_basis"),
-        requires_case_reference=table.boolean("requires_case_reference", default=True),
+        requires_case_reference=requires_case,
         deferral_days=deferral_days,
-        fields=_fields_by_type(table, "fields", licences),
+        fields=fields,
+        sensitive_fields=sensitive,
+        case_pattern=case_pattern,
+        official_pattern=official_pattern,
+        requires_registered_case=requires_registered,
+        max_case_days=max_case_days,
+        max_owners_per_token=max_owners,
+        rate_limits=_rate_limits(table),
     )
+
+
+def _pattern(table: _Table, key: str) -> re.Pattern[str]:
+    """A regular expression anchored at both ends, so it describes the whole value."""
+    source = table.text(key)
+    if not source.startswith("^") or not source.endswith("$"):
+        raise table.error(key, "must be anchored: start with ^ and end with $")
+    try:
+        return re.compile(source)
+    except re.error as error:
+        raise table.error(key, f"is not a valid regular expression: {error}") from None
+
+
+def _bounded(table: _Table, key: str, most: int, *, default: int) -> int:
+    value = table.positive_integer(key)
+    if value is None:
+        return default
+    if value > most:
+        raise table.error(key, f"must be at most {most}")
+    return value
+
+
+def _rate_limits(table: _Table) -> RateLimits:
+    sub = _Table(table.file, table.key("rate_limits"), table.data["rate_limits"])
+    if not isinstance(sub.data, dict):
+        raise table.error("rate_limits", "expected a table with per_case, per_client and window_hours")
+    sub.check_keys(_RATE_LIMIT_KEYS)
+    per_case, per_client = sub.positive_integer("per_case"), sub.positive_integer("per_client")
+    window = _bounded(sub, "window_hours", MAX_WINDOW_HOURS, default=24)
+    assert per_case is not None and per_client is not None  # required keys, checked above
+    if per_case > per_client:
+        raise sub.error("per_case", "must not exceed per_client")
+    return RateLimits(per_case=per_case, per_client=per_client, window_hours=window)
 
 
 def _sub_table(table: _Table, key: str) -> _Table:

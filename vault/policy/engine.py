@@ -64,12 +64,15 @@ class GrantInfo:
 class MandateInfo:
     """A legal mandate invoked for a read: its id in mandates.toml and the case it is for.
 
-    ``legal_basis`` is what the official cites, recorded with the read; the mandate's own is in the catalogue.
+    ``case_reference`` is the case's keyed hash (the token never holds the text); ``named_fields`` the sensitive
+    fields (``<licence-type>/<field>``) the token names explicitly. ``legal_basis`` is what the official cites,
+    recorded with the read; the mandate's own is in the catalogue.
     """
 
     mandate_id: str
     case_reference: str | None
     legal_basis: str | None = None
+    named_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ class PolicyEngine:
             context["mandate"] = _ref("Mandate", mandate.mandate_id)
             if mandate.case_reference and mandate.case_reference.strip():
                 context["caseReference"] = mandate.case_reference.strip()
+            context["namedFields"] = [_ref("Field", name) for name in sorted(set(mandate.named_fields))]
         entities = self._entities.with_added_json_str(json.dumps(delta))
         principal = _uid("Agency", agency.client_id)
         context_json = json.dumps(context)  # once: the wrapper would serialise a dict again for every request
@@ -253,7 +257,7 @@ class PolicyEngine:
             attrs = {
                 "categories": sorted(mandate.agency_categories),
                 "departments": sorted(mandate.departments),
-                "fields": _field_refs(mandate.fields),
+                "fields": _field_refs(mandate.all_fields()),
                 "requiresCaseReference": mandate.requires_case_reference,
             }
             entities.append(_entity("Mandate", mandate.id, attrs))

@@ -23,6 +23,7 @@ from vault.consent.lifecycle import RequestState
 from vault.consent.models import ConsentRequest
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.server import binding_message
 from vault.policy.catalogue import ServiceItem, ServiceUse
 from vault.web.csrf import origin_of, require_post
 from vault.web.dataspace import SpaceChoice, reachable_spaces
@@ -120,7 +121,7 @@ def request_view(
         fields=field_views(vault, request.fields, lang, item),
         max_days=item.max_grant_days,
         once=item.use is ServiceUse.ONCE,
-        binding_message=request.binding_message,
+        binding_message=binding_message(vault.keys, db, request),
         expires_at=request.expires_at,
         redirect_origin=origin_of(request.oauth["redirect_uri"]) if request.oauth.get("redirect_uri") else None,
         owner_kinds=frozenset(k.value for k in item.owner_kinds),

@@ -27,6 +27,7 @@ from vault import clock
 from vault.audit.events import Action
 from vault.audit.models import AuditEvent
 from vault.audit.services import InclusionProof
+from vault.crypto.free_text import OwnerTexts
 from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
 from vault.policy.catalogue import ServiceItem
 from vault.policy.errors import UnknownMandate, UnknownServiceItem
@@ -270,6 +271,17 @@ class Describer:
             groups.setdefault(self._pick(known.name_zh, known.name_en), []).append(label)
         return [(group + colon if group else "") + comma.join(labels) for group, labels in groups.items()]
 
+    def case_reference(self, entry: dict[str, Any]) -> str | None:
+        """The case text of a mandate event, sealed under the owner's key (the log holds its note id only)."""
+        detail = entry.get("detail") or {}
+        if "case_reference" in detail:  # events written before case references left the log
+            return str(detail["case_reference"])
+        try:
+            note = uuid.UUID(str(detail["case_note"]))
+        except (KeyError, ValueError):
+            return None
+        return OwnerTexts(self.vault.keys).open(self.db, note)
+
     def row(self, event: AuditEvent) -> EventRow:
         entry: dict[str, Any] = json.loads(event.entry)
         item = mandate = legal_basis = None
@@ -289,7 +301,7 @@ class Describer:
                 mandate = self.gettext(UNKNOWN_LAW)
         action = ACTIONS.get(event.action, OTHER_EVENT)  # Action is a StrEnum: its members hash as their values
         detail = entry.get("detail") or {}
-        case = detail.get("case_reference")
+        case = self.case_reference(entry)
         typed = event.actor.split(":", 1)[0] in ("staff", "issuer", "operator")
         reason = entry.get("reason") or self.note(detail.get("reason_note"))
         why = explain(reason, entry.get("decision"), typed_by_person=typed)

@@ -55,8 +55,10 @@ def client_token(http: TestClient, client_id: str, scope: str, authorization_det
     return token
 
 
-def police_token(http: TestClient, case: str = "立案-2026-001") -> str:
-    return client_token(http, POLICE, "licences:read", mandate_details("police-criminal-investigation", case))
+def police_token(http: TestClient, case: str = "XS-2026-000001", **details: Any) -> str:
+    """A police mandate token; by default for demo persons a and b, naming every sensitive field."""
+    details_json = mandate_details("police-criminal-investigation", case, **details)
+    return client_token(http, POLICE, "licences:read", details_json)
 
 
 def register_client(

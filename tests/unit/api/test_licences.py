@@ -42,7 +42,8 @@ def http(vault: Vault) -> Iterator[TestClient]:
 
 @pytest.fixture
 def token(http: TestClient) -> str:
-    return client_token(http, ACCIDENTS, "licences:read", mandate_details("traffic-accident-handling", "事故-0001"))
+    details = mandate_details("traffic-accident-handling", "SG-2026-000001")
+    return client_token(http, ACCIDENTS, "licences:read", details)
 
 
 def more_driving_licences(vault: Vault, count: int) -> None:

@@ -93,7 +93,9 @@ def test_mandates_are_read(catalogue: ServiceCatalogue) -> None:
     assert police.departments == {"public-security"}
     assert police.requires_case_reference is True
     assert police.deferral_days == 90
-    assert police.covers("resident-id-card", "photo")
+    assert police.covers("resident-id-card", "photo") and police.is_sensitive("resident-id-card", "photo")
+    assert police.case_pattern is not None and police.case_pattern.fullmatch("XS-2026-000042")
+    assert not police.case_pattern.fullmatch("x") and police.rate_limits.per_case <= police.rate_limits.per_client
     assert not police.covers("resident-id-card", "valid_until")
     assert police.legal_basis == "《中华人民共和国刑事诉讼法》第五十四条"
     assert catalogue.mandate("social-assistance-means-check").agency_categories == {"civil-affairs"}
@@ -196,6 +198,21 @@ BROKEN_MANDATES = {
     "case-reference-not-boolean": ("mandates[3].requires_case_reference", "expected a boolean, got a string"),
     "bad-category": ("mandates[3].agency_categories[0]", "'Police' is not lower-case words joined by hyphens"),
     "duplicate-id": ("mandates[3].id", "'traffic-accident-handling' is listed twice"),
+    "sensitive-under-fields": (
+        "mandates[3].fields.resident-id-card[0]",
+        "'photo' is biometric: list it under sensitive_fields",
+    ),
+    "ordinary-under-sensitive-fields": (
+        "mandates[3].sensitive_fields.resident-id-card[0]",
+        "'sex' is personal: list it under fields",
+    ),
+    "unanchored-case-pattern": ("mandates[3].case_pattern", "must be anchored: start with ^ and end with $"),
+    "missing-case-pattern": (
+        "mandates[3].case_pattern",
+        "missing: a mandate that requires a case reference declares its format",
+    ),
+    "case-limit-over-client-limit": ("mandates[3].rate_limits.per_case", "must not exceed per_client"),
+    "no-rate-limits": ("mandates[3].rate_limits", "missing"),
 }
 
 

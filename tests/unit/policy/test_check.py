@@ -240,3 +240,15 @@ def test_locate_key(key: str, line: int | None) -> None:
         ]
     )
     assert locate_key(text, key) == line
+
+
+def test_a_mandates_case_pattern_is_checked_with_its_line(policies: Path) -> None:
+    edit(policies / "mandates.toml", "case_pattern = '^SG-\\d{4}-\\d{6}$'", "case_pattern = 'SG-\\d{4}-\\d{6}'")
+
+    problems = check(policies)
+
+    line = line_of(policies / "mandates.toml", "case_pattern = 'SG-")
+    assert problems == [
+        f"{policies.as_posix()}/mandates.toml:{line}: mandates[1].case_pattern: "
+        "must be anchored: start with ^ and end with $"
+    ]

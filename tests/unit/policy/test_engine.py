@@ -283,11 +283,12 @@ def test_a_suspended_agency_is_denied_whatever_else_permits(engine: PolicyEngine
 # Reading under a legal mandate
 
 
-def police_mandate(case_reference: str | None = CASE) -> MandateInfo:
+def police_mandate(case_reference: str | None = CASE, named: tuple[str, ...] = ()) -> MandateInfo:
     return MandateInfo(
         mandate_id="police-criminal-investigation",
         case_reference=case_reference,
         legal_basis="《中华人民共和国刑事诉讼法》第五十四条",
+        named_fields=named,
     )
 
 
@@ -298,18 +299,32 @@ def test_a_police_mandate_without_a_case_reference_is_denied(engine: PolicyEngin
     assert "police-read-needs-case-reference" in decision.policy_ids
 
 
+SENSITIVE_ID_CARD = ("resident-id-card/address", "resident-id-card/id_number", "resident-id-card/photo")
+
+
 def test_a_police_mandate_with_a_case_reference_permits_exactly_its_fields(engine: PolicyEngine) -> None:
     id_card = engine.licences.type("resident-id-card")
-    decisions = decide(engine, id_card.field_names, agency=PUBLIC_SECURITY, mandate=police_mandate())
+    mandate = police_mandate(named=SENSITIVE_ID_CARD)
+    decisions = decide(engine, id_card.field_names, agency=PUBLIC_SECURITY, mandate=mandate)
 
     allowed = {name for name, decision in decisions.items() if decision.read.allowed}
-    assert allowed == set(engine.catalogue.mandate("police-criminal-investigation").fields["resident-id-card"])
-    assert "photo" in allowed  # biometric: a mandate reaches it, consent never does
+    assert allowed == set(engine.catalogue.mandate("police-criminal-investigation").all_fields()["resident-id-card"])
+    assert "photo" in allowed  # biometric: a mandate naming it reaches it, consent never does
     for name in allowed:
         assert decisions[name].read.policy_ids == ("mandate-read",)
         assert not decisions[name].masked
         assert decisions[name].release.policy_ids == ("full-under-mandate",)
     assert decisions["valid_until"].read == Decision(False, (), DEFAULT_DENY)
+
+
+def test_a_sensitive_field_the_token_does_not_name_is_denied_under_a_mandate(engine: PolicyEngine) -> None:
+    id_card = engine.licences.type("resident-id-card")
+    mandate = police_mandate(named=("resident-id-card/id_number",))
+    decisions = decide(engine, id_card.field_names, agency=PUBLIC_SECURITY, mandate=mandate)
+
+    assert decisions["id_number"].read.allowed and decisions["name"].read.allowed
+    for name in ("photo", "address"):  # biometric and sensitive: PIPL art. 28 wants them named
+        assert_forbidden_by(decisions[name].read, "mandate-sensitive-field-not-named")
 
 
 def test_a_non_police_agency_cannot_invoke_the_police_mandate(engine: PolicyEngine) -> None:
