@@ -116,9 +116,7 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
     The proof is empty when old_size is 0 or equals the tree size: there is nothing to prove.
     Raises ValueError if old_size is not in 0 <= old_size <= len(leaf_hashes).
     """
-    return consistency_proof_from(
-        len(leaf_hashes), old_size, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi)
-    )
+    return consistency_proof_from(len(leaf_hashes), old_size, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
 
 
 def consistency_proof_from(n: int, old_size: int, subtree: SubtreeRoot) -> list[bytes]:

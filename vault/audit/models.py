@@ -22,9 +22,7 @@ class AuditEvent(SQLModel, table=True):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (
-        Index("ix_audit_events_pending", "seq", sqlite_where=PENDING, postgresql_where=PENDING),
-    )
+    __table_args__ = (Index("ix_audit_events_pending", "seq", sqlite_where=PENDING, postgresql_where=PENDING),)
 
     seq: int | None = Field(default=None, sa_column=Column(_SEQ_TYPE, primary_key=True, autoincrement=True))
     leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger(), unique=True, nullable=True))

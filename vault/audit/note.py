@@ -58,7 +58,7 @@ class Verifier:
 
 def parse_vkey(text: str, kind: int | None = None) -> Verifier:
     """A verifier key; raises NoteError naming what is wrong (and when `kind` is given, a key of another kind)."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3 or not _NAME.match(parts[0]):
         raise NoteError("a verifier key is <name>+<8 hex digits>+<base64 key>")
     name, hex_id, encoded = parts

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.audit import note, sequencer, tiles
@@ -40,6 +39,14 @@ def sequence_step(audit: AuditLog, db: Database, *, limit: int = sequencer.BATCH
     if total and audit.data_dir is not None:
         publish(audit, db)
     return total
+
+
+def leader_round(audit: AuditLog, db: Database) -> int:
+    """The maintenance round's log step: integrate and sign what is pending, get the checkpoint cosigned; returns
+    how many events it integrated (the sequencer loop usually leaves none)."""
+    integrated = sequence_step(audit, db)
+    witness_step(audit, db)
+    return integrated
 
 
 def witness_step(audit: AuditLog, db: Database) -> int:
@@ -71,7 +78,9 @@ def witness_step(audit: AuditLog, db: Database) -> int:
             continue
         with db.session() as session:
             session.add(
-                AuditCosignature(tree_size=row.tree_size, witness=witness.name, line=signature.line(), created_at=utcnow())
+                AuditCosignature(
+                    tree_size=row.tree_size, witness=witness.name, line=signature.line(), created_at=utcnow()
+                )
             )
         done += 1
     if done and audit.data_dir is not None:

@@ -155,8 +155,9 @@ def _legacy_problem(signed: str, size: int, root: bytes, keys: dict[str, nacl.si
     return None
 
 
-def _anchor_from(signed: str, source: str, run_verifiers: list[note.Verifier], origin: str,
-                 cosigners: list[note.Verifier]) -> Anchor:
+def _anchor_from(
+    signed: str, source: str, run_verifiers: list[note.Verifier], origin: str, cosigners: list[note.Verifier]
+) -> Anchor:
     parsed = note.parse_note(signed)
     body = note.parse_checkpoint(parsed.text)
     if body.origin != origin:
@@ -169,7 +170,10 @@ def _anchor_from(signed: str, source: str, run_verifiers: list[note.Verifier], o
 
 
 def _collect_anchors(
-    verifiers: list[note.Verifier], origin: str, witnesses: tuple[Witness, ...], transport: Transport,
+    verifiers: list[note.Verifier],
+    origin: str,
+    witnesses: tuple[Witness, ...],
+    transport: Transport,
     data_dir: Path | None,
 ) -> tuple[list[Anchor], list[str]]:
     anchors, notes = [], []
@@ -341,12 +345,26 @@ def verify_log(
                 raise Failed(run.frontier.size, f"event {run.frontier.size} is missing from the tree")
             _check_anchored_rows(conn, anchors)
         except Failed as failure:
-            return VerifyReport(run.frontier.size, run.checked, failure.problem, pending, start,
-                                tuple(a.source for a in anchors), tuple(notes))
+            return VerifyReport(
+                run.frontier.size,
+                run.checked,
+                failure.problem,
+                pending,
+                start,
+                tuple(a.source for a in anchors),
+                tuple(notes),
+            )
     if run.saved is not None:
         _save_state(data_dir, origin, run.saved)
-    return VerifyReport(run.frontier.size, run.checked, None, pending, start,
-                        tuple(f"{a.source} at {a.size}" for a in anchors), tuple(notes))
+    return VerifyReport(
+        run.frontier.size,
+        run.checked,
+        None,
+        pending,
+        start,
+        tuple(f"{a.source} at {a.size}" for a in anchors),
+        tuple(notes),
+    )
 
 
 def _check_anchored_rows(conn: Connection, anchors: list[Anchor]) -> None:
@@ -356,6 +374,8 @@ def _check_anchored_rows(conn: Connection, anchors: list[Anchor]) -> None:
             text("SELECT root FROM audit_checkpoints WHERE tree_size = :s"), {"s": anchor.size}
         ).scalar()
         if root is None:
-            raise Failed(anchor.size - 1, f"checkpoint {anchor.size}, held by {anchor.source}, is missing from the database")
+            raise Failed(
+                anchor.size - 1, f"checkpoint {anchor.size}, held by {anchor.source}, is missing from the database"
+            )
         if bytes(root) != anchor.root:
             raise Failed(anchor.size - 1, f"checkpoint {anchor.size} differs from the one {anchor.source} holds")

@@ -59,11 +59,13 @@ def parse_witnesses(value: str) -> tuple[Witness, ...]:
 
 
 def http_transport(method: str, url: str, body: bytes | None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
+    if not url.startswith(("http://", "https://")):
+        raise WitnessError(f"{url}: only http(s) witnesses")
+    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 (scheme checked above)
     if body is not None:
         request.add_header("Content-Type", "text/plain; charset=utf-8")
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (configured http(s) URL)
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (scheme checked above)
             return int(response.status), response.read()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read()
@@ -85,7 +87,9 @@ def add_checkpoint(
 ) -> note.Signature:
     """Submit the checkpoint; on a 409 naming the witness's size, prove from there once. Returns the cosignature."""
     for _attempt in range(2):
-        status, body = transport("POST", witness.url + "/add-checkpoint", request_body(old_size, proof_from(old_size), signed_note))
+        status, body = transport(
+            "POST", witness.url + "/add-checkpoint", request_body(old_size, proof_from(old_size), signed_note)
+        )
         if status == 409 and body.strip().isdigit():
             known = int(body.strip())
             if known == old_size:

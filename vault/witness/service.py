@@ -63,7 +63,9 @@ class Witness:
             elif old == 0:
                 if proof:
                     return Answer(422, "the proof from size 0 must be empty\n")
-            elif latest is None or not merkle.verify_consistency(old, checkpoint.size, latest.root, checkpoint.root, proof):
+            elif latest is None or not merkle.verify_consistency(
+                old, checkpoint.size, latest.root, checkpoint.root, proof
+            ):
                 return Answer(422, "the consistency proof does not verify\n")
             cosignature = note.cosign(parsed.text, self.name, self.key, int(self.clock()))
             kept = note.Note(parsed.text, (*_log_signatures(parsed, keys), cosignature))

@@ -125,9 +125,7 @@ def _create_indexes(*, pending: bool) -> None:
         op.create_index(f"ix_audit_events_{column}", "audit_events", [column], unique=False)
     if pending:
         where = sa.text("leaf_index IS NULL")
-        op.create_index(
-            "ix_audit_events_pending", "audit_events", ["seq"], sqlite_where=where, postgresql_where=where
-        )
+        op.create_index("ix_audit_events_pending", "audit_events", ["seq"], sqlite_where=where, postgresql_where=where)
 
 
 def _leaf_hashes(conn: sa.Connection) -> Iterator[list[bytes]]:
@@ -151,7 +149,7 @@ def _build_tiles(conn: sa.Connection) -> None:
     size = 0
     insert = sa.text("INSERT INTO audit_tiles (level, idx, hashes) VALUES (:level, :idx, :hashes)")
     for chunk in _leaf_hashes(conn):
-        changed = tiles.append(lambda level, idx: edge.get((level, idx), b""), size, chunk)
+        changed = tiles.append(lambda level, idx, known=edge: known.get((level, idx), b""), size, chunk)
         size += len(chunk)
         full = [{"level": k[0], "idx": k[1], "hashes": v} for k, v in changed.items() if len(v) == tiles.FULL_TILE]
         if full:
@@ -166,7 +164,7 @@ def upgrade() -> None:
     _drop_guards("audit_events")
     _events_table("audit_events_next", sequenced=False)
     op.execute(
-        f"INSERT INTO audit_events_next (seq, leaf_index, {_EVENT_COLUMNS}) "
+        f"INSERT INTO audit_events_next (seq, leaf_index, {_EVENT_COLUMNS}) "  # noqa: S608 (constant columns)
         f"SELECT leaf_index + 1, leaf_index, {_EVENT_COLUMNS} FROM audit_events"
     )
     for column in _INDEXES:
@@ -211,7 +209,7 @@ def downgrade() -> None:
     _drop_guards("audit_events")
     _events_table("audit_events_prev", sequenced=True)
     op.execute(
-        f"INSERT INTO audit_events_prev (leaf_index, {_EVENT_COLUMNS}) SELECT leaf_index, {_EVENT_COLUMNS} "
+        f"INSERT INTO audit_events_prev (leaf_index, {_EVENT_COLUMNS}) SELECT leaf_index, {_EVENT_COLUMNS} "  # noqa: S608 (constant columns)
         "FROM audit_events"
     )
     op.drop_index("ix_audit_events_pending", table_name="audit_events")
