@@ -7,6 +7,7 @@ tree's size and root; witnesses cosign them (see witnessing.py); verify.py check
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from vault.audit.verify import VerifyReport, verify_log
 from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
-from vault.crypto.services import VAULT_SIGNING, KeyService
+from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
 
+SIGNER_TTL = 60.0
 __all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
 
 
@@ -71,6 +73,7 @@ class AuditLog:
         self.data_dir = data_dir
         self.witnesses = witnesses
         self.transport = transport
+        self._signer: tuple[float, Signer] | None = None
 
     # writing
 
@@ -117,9 +120,15 @@ class AuditLog:
             for key in self.keys.trusted_public_keys(session, VAULT_SIGNING).values()
         ]
 
+    def _current_signer(self, session: Session) -> Signer:
+        """The vault's signing key, unwrapped at most once a minute (a rotation shows within that minute)."""
+        now = time.monotonic()
+        if self._signer is None or now - self._signer[0] > SIGNER_TTL:
+            self._signer = (now, self.keys.signer(session, VAULT_SIGNING))
+        return self._signer[1]
+
     def log_key(self, session: Session) -> str:
-        signer = self.keys.signer(session, VAULT_SIGNING)
-        return note.verifier_of(self.origin, note.ED25519, signer.key).vkey
+        return note.verifier_of(self.origin, note.ED25519, self._current_signer(session).key).vkey
 
     def checkpoint(self, session: Session) -> AuditCheckpoint | None:
         """Sign the current tree; None when nothing was integrated since the last checkpoint.
@@ -138,7 +147,7 @@ class AuditLog:
             raise AuditError(f"the tree no longer matches checkpoint {latest.tree_size}: it will not be signed")
         root = tree.root()
         body = note.Checkpoint(self.origin, size, root).text()
-        signer = self.keys.signer(session, VAULT_SIGNING)
+        signer = self._current_signer(session)
         signed = note.Note(body, (note.sign(body, self.origin, signer.key),)).render()
         row = AuditCheckpoint(tree_size=size, root=root, signed=signed, created_at=utcnow())
         session.add(row)

@@ -99,7 +99,7 @@ def _key_id(signed: str) -> str | None:
 
 
 def verify(vault: Vault) -> VerifyReport:
-    return vault.audit.verify(vault.db.engine)
+    return vault.audit.verify(vault.db.engine, full=True)  # on demand: the whole log, from a snapshot
 
 
 async def _page(

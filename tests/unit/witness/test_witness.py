@@ -43,7 +43,9 @@ def _submit(witness: Witness, old: int, proof: list[bytes], signed: str) -> tupl
     return answer.status, answer.body
 
 
-def test_cosigns_a_consistent_chain_with_a_valid_cosignature(witness: Witness, log_key: nacl.signing.SigningKey) -> None:
+def test_cosigns_a_consistent_chain_with_a_valid_cosignature(
+    witness: Witness, log_key: nacl.signing.SigningKey
+) -> None:
     leaves = _leaves(20)
     status, body = _submit(witness, 0, [], _signed(leaves[:5], log_key))
     assert status == 200
@@ -65,7 +67,9 @@ def test_refuses_a_smaller_tree(witness: Witness, log_key: nacl.signing.SigningK
     assert _submit(witness, 0, [], _signed(leaves[:6], log_key)) == (409, "10\n")
 
 
-def test_refuses_a_fork_of_the_same_size_and_a_fork_that_grows(witness: Witness, log_key: nacl.signing.SigningKey) -> None:
+def test_refuses_a_fork_of_the_same_size_and_a_fork_that_grows(
+    witness: Witness, log_key: nacl.signing.SigningKey
+) -> None:
     leaves = _leaves(10)
     assert _submit(witness, 0, [], _signed(leaves, log_key))[0] == 200
     forked = [*leaves[:4], merkle.leaf_hash(b"spliced"), *leaves[5:]]
@@ -75,7 +79,9 @@ def test_refuses_a_fork_of_the_same_size_and_a_fork_that_grows(witness: Witness,
     assert witness.store.read_latest(ORIGIN).size == 10  # type: ignore[union-attr]
 
 
-def test_refuses_a_proof_from_the_wrong_old_size_with_its_own_size(witness: Witness, log_key: nacl.signing.SigningKey) -> None:
+def test_refuses_a_proof_from_the_wrong_old_size_with_its_own_size(
+    witness: Witness, log_key: nacl.signing.SigningKey
+) -> None:
     leaves = _leaves(16)
     assert _submit(witness, 0, [], _signed(leaves[:8], log_key))[0] == 200
     assert _submit(witness, 4, merkle.consistency_proof(leaves, 4), _signed(leaves, log_key)) == (409, "8\n")
