@@ -161,9 +161,16 @@ def build(vault: Vault, size: int) -> None:
             hashed = merkle.leaf_hash(entry)
             hashes.append(hashed)
             rows.append(
-                {"i": i, "id": event_id.hex if engine.dialect.name == "sqlite" else event_id, "at": now,
-                 "owner": e.owner_id.hex if engine.dialect.name == "sqlite" and e.owner_id else e.owner_id,
-                 "actor": e.actor, "action": e.action.value, "entry": entry, "hash": hashed}
+                {
+                    "i": i,
+                    "id": event_id.hex if engine.dialect.name == "sqlite" else event_id,
+                    "at": now,
+                    "owner": e.owner_id.hex if engine.dialect.name == "sqlite" and e.owner_id else e.owner_id,
+                    "actor": e.actor,
+                    "action": e.action.value,
+                    "entry": entry,
+                    "hash": hashed,
+                }
             )
         changed = tiles.append(lambda level, idx, known=edge: known.get((level, idx), b""), first, hashes)
         with engine.begin() as conn:
@@ -188,12 +195,16 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
     lines.append(f"  sign a checkpoint: median {ms(statistics.median(signing))}")
     with vault.db.session() as session:
         n = vault.audit.size(session)
-        ids = session.execute(
-            text("SELECT id FROM audit_events WHERE leaf_index IN :idx").bindparams(
-                __import__("sqlalchemy").bindparam("idx", expanding=True)
-            ),
-            {"idx": random.sample(range(n), 30)},
-        ).scalars().all()
+        ids = (
+            session.execute(
+                text("SELECT id FROM audit_events WHERE leaf_index IN :idx").bindparams(
+                    __import__("sqlalchemy").bindparam("idx", expanding=True)
+                ),
+                {"idx": random.sample(range(n), 30)},
+            )
+            .scalars()
+            .all()
+        )
         times, sizes = [], []
         for event_id in ids:
             event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
@@ -214,7 +225,7 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
         lines.append(
             f"  consistency proof: median {ms(statistics.median(times))}, {statistics.median(sizes):.0f} bytes"
         )
-    child = subprocess.run(  # noqa: S603 (this script, this interpreter)
+    child = subprocess.run(
         [sys.executable, __file__, "--verify", url, str(workdir)], capture_output=True, text=True, check=True
     )
     result = json.loads(child.stdout.strip().splitlines()[-1])

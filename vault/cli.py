@@ -198,6 +198,10 @@ def audit_verify(vault: Vault, args: argparse.Namespace) -> int:
 def audit_checkpoint(vault: Vault, args: argparse.Namespace) -> int:
     """Integrate what is pending, sign, publish, and ask the witnesses to cosign (what the leader does)."""
     publishing.sequence_step(vault.audit, vault.db)
+    with vault.db.session() as session:
+        signed = vault.audit.checkpoint(session)  # a tree without a checkpoint yet (a restored backup, say)
+    if signed is not None:
+        publishing.publish(vault.audit, vault.db)
     publishing.witness_step(vault.audit, vault.db)
     with vault.db.session() as session:
         row = vault.audit.latest_checkpoint(session)

@@ -50,7 +50,7 @@ def _script(tmp_path: Path) -> Path:
 def _run(script: Path, proof: dict[str, object], tmp_path: Path, *keys: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "proof.json"
     path.write_text(json.dumps(proof))
-    return subprocess.run(  # noqa: S603 (our own interpreter and a file we wrote)
+    return subprocess.run(
         [sys.executable, "-I", str(script), str(path), *keys], capture_output=True, text=True, timeout=60, check=False
     )
 
