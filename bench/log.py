@@ -279,7 +279,7 @@ def main() -> int:
         return 0
     load = os.getloadavg()
     print(
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {os.cpu_count()} CPUs ({platform.machine()}), "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     for backend in args.backends:
