@@ -134,6 +134,7 @@ def publish(audit: AuditLog, db: Database) -> int:
     tmp = directory / "checkpoint.tmp"
     tmp.write_text(signed)
     os.replace(tmp, directory / "checkpoint")
-    with (directory / "checkpoints").open("a") as history:  # every published checkpoint, in order, appended
-        history.write(signed + "\n")
+    if audit.witnesses:  # every cosigned checkpoint published, in order, appended
+        with (directory / "checkpoints").open("a") as history:
+            history.write(signed + "\n")
     return row.tree_size

@@ -26,7 +26,11 @@ _UPSERT_TILE = text(
     "INSERT INTO audit_tiles (level, idx, hashes) VALUES (:level, :idx, :hashes) "
     "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
 )
-_SET_INDEX = text("UPDATE audit_events SET leaf_index = :i WHERE seq = :s AND leaf_index IS NULL")
+_SET_INDEX_SQLITE = "UPDATE audit_events SET leaf_index = ? WHERE seq = ? AND leaf_index IS NULL"
+_SET_INDEXES_PG = text(
+    "UPDATE audit_events AS e SET leaf_index = v.i FROM unnest(CAST(:i AS bigint[]), CAST(:s AS bigint[])) AS v(i, s) "
+    "WHERE e.seq = v.s AND e.leaf_index IS NULL"
+)
 
 
 def tile_getter(session: Session) -> tiles.TileGetter:
@@ -50,9 +54,16 @@ def pending_count(session: Session) -> int:
 
 
 def _assign(session: Session, size: int, seqs: Sequence[int]) -> None:
-    params = [{"i": size + n, "s": s} for n, s in enumerate(seqs)]
-    result = session.execute(_SET_INDEX, params)
-    if getattr(result, "rowcount", -1) not in (-1, len(params)):  # another writer of indexes: give the whole batch back
+    """Set the batch's indexes in one round trip (PostgreSQL: one statement over arrays)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(_SET_INDEXES_PG, {"i": list(range(size, size + len(seqs))), "s": list(seqs)})
+        done = result.rowcount
+    else:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(_SET_INDEX_SQLITE, [(size + n, s) for n, s in enumerate(seqs)])
+        done = cursor.rowcount
+    if done not in (-1, len(seqs)):  # another writer of indexes: give the whole batch back
         raise RuntimeError("leaf indexes changed under the sequencer")
 
 

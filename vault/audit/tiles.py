@@ -121,26 +121,25 @@ def append(get: TileGetter, size: int, leaf_hashes: Iterable[bytes]) -> dict[tup
     A tile that fills up sends its root to the tile above, as tlog-tiles says: partial tiles are never hashed up.
     """
     changed: dict[tuple[int, int], bytearray] = {}
-
-    def tile(level: int, index: int) -> bytearray:
-        key = (level, index)
-        if key not in changed:
-            changed[key] = bytearray(get(level, index))
-        return changed[key]
-
-    def add(level: int, position: int, value: bytes) -> None:
-        data = tile(level, position >> HEIGHT)
-        if len(data) != (position & (WIDTH - 1)) * HASH_SIZE:
-            raise TileError(
-                f"tile {tile_path(level, position >> HEIGHT)} holds {len(data) // HASH_SIZE} hashes, "
-                f"the tree's size needs {position & (WIDTH - 1)}"
-            )
-        data += value
-        if len(data) == FULL_TILE:
-            add(level + 1, position >> HEIGHT, hashes_up(split_hashes(bytes(data))))
-
-    for offset, value in enumerate(leaf_hashes):
-        add(0, size + offset, value)
+    incoming, level, start = list(leaf_hashes), 0, size
+    while incoming:
+        formed: list[bytes] = []
+        position, taken = start, 0
+        while taken < len(incoming):
+            key = (level, position >> HEIGHT)
+            if key not in changed:
+                changed[key] = bytearray(get(*key))
+            data, slot = changed[key], position & (WIDTH - 1)
+            if len(data) != slot * HASH_SIZE:
+                raise TileError(
+                    f"tile {tile_path(*key)} holds {len(data) // HASH_SIZE} hashes, the tree's size needs {slot}"
+                )
+            count = min(WIDTH - slot, len(incoming) - taken)
+            data += b"".join(incoming[taken : taken + count])
+            taken, position = taken + count, position + count
+            if len(data) == FULL_TILE:
+                formed.append(hashes_up(split_hashes(bytes(data))))
+        incoming, level, start = formed, level + 1, start >> HEIGHT
     return {key: bytes(value) for key, value in changed.items()}
 
 
