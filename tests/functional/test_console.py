@@ -460,7 +460,7 @@ def test_the_csv_export_holds_the_period_only_and_no_personal_values(vault: Vaul
     text_ = everything.content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text_)))
     with vault.db.session() as session:
-        total = vault.audit.size(session)
+        total = vault.audit.size(session) + vault.audit.pending(session)  # the export lists pending ones too
     assert len(rows) - 1 == total - 1  # every event of the last 30 days, up to the record of this export itself
     released = [r for r in rows[1:] if r[2] == "fields.released" and r[CSV_COLUMNS.index("grant")]]
     assert released and "resident-id-card/name" in released[-1][6].split(" ")

@@ -16,7 +16,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 def _checkpoint(vault: Vault) -> str | None:
-    with vault.db.session() as session:
+    with vault.db.read_session() as session:
         row = vault.audit.latest_checkpoint(session)
         return vault.audit.cosigned_note(session, row) if row and row.signed.endswith("\n") else None
 
@@ -29,7 +29,7 @@ async def checkpoint(request: Request) -> Response:
 
 
 def _tile(vault: Vault, level: int, idx: int, width: int) -> bytes | None:
-    with vault.db.session() as session:
+    with vault.db.read_session() as session:
         data = sequencer.tile_getter(session)(level, idx)
     return data[: width * tiles.HASH_SIZE] if len(data) >= width * tiles.HASH_SIZE else None
 
@@ -46,7 +46,7 @@ async def tile(request: Request) -> Response:
 
 
 def _key(vault: Vault) -> str:
-    with vault.db.session() as session:
+    with vault.db.read_session() as session:
         return vault.audit.log_key(session)
 
 
