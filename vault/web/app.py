@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vault import maintenance
-from vault.audit import publishing, sequencer
 from vault.api import app as api
+from vault.audit import publishing, sequencer
 from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
