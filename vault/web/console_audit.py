@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from vault.audit.events import Action, Event
 from vault.audit import note
 from vault.audit.errors import NoteError
+from vault.audit.events import Action, Event
 from vault.audit.models import AuditEvent
 from vault.audit.services import VerifyReport
 from vault.crypto import jws

@@ -5,7 +5,7 @@ integrates them; the tree's hashes are stored as tlog-tiles, built here for exis
 not change. The append-only guard now lets exactly one update through: the sequencer setting a NULL leaf_index.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0007
 Create Date: 2026-11-30
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from vault.audit import tiles
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
