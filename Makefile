@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 export VAULT_DATA_DIR ?= ./var
 
-.PHONY: help install run serve demo test lint unit bench schema screenshots clean
+.PHONY: help install run serve demo test lint unit bench bench-log schema screenshots clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -36,6 +36,9 @@ test: lint ## lint, check policies/, then the whole suite (PostgreSQL too when V
 bench: $(STAMP) ## benchmarks; each prints its figures (a few minutes at the default sizes)
 	$(BIN)/python bench/issue.py
 	$(BIN)/python bench/graphql_read.py
+
+bench-log: $(STAMP) ## the access log at 10^4 and 10^6 events: appends, integration, proofs, verify (SIZES= to change)
+	$(BIN)/python bench/log.py $(if $(SIZES),--sizes $(SIZES))
 
 SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
 	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 from vault import cli_owners
+from vault.audit import publishing
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
 from vault.config import ConfigError, load_settings
@@ -26,6 +27,7 @@ from vault.owners.errors import OwnerError
 from vault.owners.models import RepresentativeRole
 from vault.policy.errors import PolicyError
 from vault.wiring import Vault, build_vault
+from vault.witness import cli as witness_cli
 
 OPERATOR = "operator:cli"
 EXPECTED_ERRORS = (
@@ -181,19 +183,37 @@ def owners_erase_due(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def audit_verify(vault: Vault, args: argparse.Namespace) -> int:
-    with vault.db.session() as session:
-        report = vault.audit.verify(session)
+    report = vault.audit.verify(vault.db.engine, full=args.full)
+    for line in report.notes:
+        print(f"note: {line}", file=sys.stderr)
     if report.problem:
         print(f"FAILED at event {report.problem.position}: {report.problem.what}", file=sys.stderr)
         return 1
-    print(f"ok: {report.size} events, {report.checkpoints} signed checkpoints verified")
+    against = "; ".join(report.anchors) or "no witness or published checkpoint"
+    print(
+        f"ok: {report.size} events ({report.size - report.start} read), {report.checkpoints} signed checkpoints "
+        f"verified, {report.pending} pending; checked against {against}"
+    )
     return 0
 
 
 def audit_checkpoint(vault: Vault, args: argparse.Namespace) -> int:
+    """Integrate what is pending, sign, publish, and ask the witnesses to cosign (what the leader does)."""
+    publishing.sequence_step(vault.audit, vault.db)
     with vault.db.session() as session:
-        row = vault.audit.checkpoint(session) or vault.audit.latest_checkpoint(session)
-    print(row.signed if row else "the log is empty")
+        signed = vault.audit.checkpoint(session)  # a tree without a checkpoint yet (a restored backup, say)
+    if signed is not None:
+        publishing.publish(vault.audit, vault.db)
+    publishing.witness_step(vault.audit, vault.db)
+    with vault.db.session() as session:
+        row = vault.audit.latest_checkpoint(session)
+        print(vault.audit.cosigned_note(session, row) if row else "the log is empty", end="" if row else "\n")
+    return 0
+
+
+def audit_key(vault: Vault, args: argparse.Namespace) -> int:
+    with vault.db.session() as session:
+        print(vault.audit.log_key(session))
     return 0
 
 
@@ -476,13 +496,20 @@ def parser() -> argparse.ArgumentParser:
     cli_owners.add_parsers(owners, _with_vault, _date)
 
     audit = group("audit", "the tamper-evident access log")
-    audit.add_parser("verify", help="recompute the tree and check every checkpoint").set_defaults(
-        run=_with_vault(audit_verify)
+    verify = audit.add_parser("verify", help="check the log against the witnesses and every signed checkpoint")
+    verify.add_argument("--full", action="store_true", help="re-read every event, not only those since the last run")
+    verify.set_defaults(run=_with_vault(audit_verify))
+    audit.add_parser("checkpoint", help="integrate pending events, sign, publish, get cosigned").set_defaults(
+        run=_with_vault(audit_checkpoint)
     )
-    audit.add_parser("checkpoint", help="sign the current tree head").set_defaults(run=_with_vault(audit_checkpoint))
+    audit.add_parser("key", help="the log's verifier key (for witnesses and auditors)").set_defaults(
+        run=_with_vault(audit_key)
+    )
     prove = audit.add_parser("prove", help="inclusion proof of one event")
     prove.add_argument("event", help="event id")
     prove.set_defaults(run=_with_vault(audit_prove))
+
+    witness_cli.register(group("witness", "an independent witness that cosigns the log (its own key and storage)"))
 
     lic = group("licences", "licences, their lifecycle, presentations and verification")
     lic_list = lic.add_parser("list", help="an owner's licences: ids, types, states (no field values)")

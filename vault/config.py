@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vault.audit.witnessing import Witness, parse_witnesses
+
 
 class Mode(StrEnum):
     DEVELOPMENT = "development"
@@ -37,6 +39,7 @@ class Settings:
     policies_dir: Path
     checkpoint_interval_seconds: int
     timezone: str = "Asia/Shanghai"
+    witnesses: tuple[Witness, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -72,7 +75,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "VAULT_ERASURE_GRACE_DAYS": ("30", "days between an erasure request and the destruction of the key"),
     "VAULT_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "VAULT_POLICIES_DIR": ("<project>/policies", "Cedar policies, service catalogue and licence types"),
-    "VAULT_CHECKPOINT_INTERVAL": ("60", "seconds between signed audit-log checkpoints while serving"),
+    "VAULT_CHECKPOINT_INTERVAL": ("60", "seconds between submissions of the access log's checkpoint to witnesses"),
+    "VAULT_WITNESSES": (
+        "(none)",
+        "witnesses that cosign the access log, comma separated, each `<url> <verifier key>` (`vault witness init`)",
+    ),
     "VAULT_TIMEZONE": ("Asia/Shanghai", "IANA time zone the web pages show times in, labelled (owners' local time)"),
 }
 
@@ -157,4 +164,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         policies_dir=policies_dir,
         checkpoint_interval_seconds=_int(env, "VAULT_CHECKPOINT_INTERVAL", 60, 1, 86400),
         timezone=_timezone(env),
+        witnesses=_witnesses(env),
     )
+
+
+def _witnesses(env: Mapping[str, str]) -> tuple[Witness, ...]:
+    try:
+        return parse_witnesses(env.get("VAULT_WITNESSES") or "")
+    except ValueError as error:
+        raise ConfigError(f"VAULT_WITNESSES: {error}") from None

@@ -295,7 +295,7 @@ def create_demo(vault: Vault, *, only_if_empty: bool = False, history: bool = Fa
             owners = demo_history.owners_of(vault, session, persons, ENTERPRISES[0].credit_code)
             events = demo_history.write_history(vault, session, owners, now)
             summary += f", {demo_history.DAYS} days of history ({events} access events)"
-        vault.audit.checkpoint(session)
+        vault.audit.sequence(session, limit=10_000_000)  # the demo's history, integrated and signed at once
     return f"demo population: {summary}"
 
 

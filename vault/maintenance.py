@@ -1,4 +1,4 @@
-"""Periodic work while serving: expire licences and grants, erase owners due, sign a checkpoint of the log.
+"""Periodic work while serving: expire licences and grants, erase owners due, sign the log and get it cosigned.
 
 Exactly one process of a deployment runs it (vault.leadership): every worker asks for leadership at each round,
 and only the one holding it works. Each step runs in its own transaction and its own `try`, and erasure goes owner
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from vault.audit import publishing
 from vault.leadership import Leadership
 from vault.wiring import Vault
 
@@ -51,9 +52,8 @@ def erase_due(vault: Vault) -> int:
 
 
 def checkpoint(vault: Vault) -> int:
-    with vault.db.session() as session:
-        signed = vault.audit.checkpoint(session)
-        return signed.tree_size if signed else 0
+    """Integrate and sign what the sequencer loop left, get the checkpoint cosigned by the witnesses."""
+    return publishing.leader_round(vault.audit, vault.db)
 
 
 STEPS: list[tuple[str, Callable[[Vault], int]]] = [

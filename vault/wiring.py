@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from vault.audit.services import AuditLog
+from vault.audit.services import AuditLog, origin_of
 from vault.config import Settings
 from vault.consent.services import ConsentService
 from vault.crypto.keyring import Keyring, load_keyring
@@ -57,7 +57,13 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     if check:
         check_schema(db.engine)
     keys = KeyService(keyring)
-    audit = AuditLog(keys, log_id=f"{settings.public_url}/audit")
+    audit = AuditLog(
+        keys,
+        log_id=f"{settings.public_url}/audit",
+        origin=origin_of(settings.public_url),
+        data_dir=settings.data_dir / "log",
+        witnesses=settings.witnesses,
+    )
     owners = OwnerService(keys, audit, timedelta(days=settings.erasure_grace_days))
     issuers = IssuerRegistry(keys, catalogue, settings.public_url)
     if check:

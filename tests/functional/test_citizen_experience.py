@@ -266,7 +266,7 @@ def test_staff_look_an_owner_up_and_the_lookup_is_recorded(vault: Vault, http: T
     assert found.status_code == 303 and found.headers["location"] == f"/console/owners/{person(vault)}"
     with vault.db.session() as session:
         looked = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == Action.OWNER_LOOKED_UP).order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent).where(AuditEvent.action == Action.OWNER_LOOKED_UP).order_by(col(AuditEvent.seq))
         ).all()
     # protection removed to see this fail: the audit.append in console_owners.lookup
     assert [e.owner_id for e in looked] == [person(vault)]

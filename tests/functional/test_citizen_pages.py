@@ -27,9 +27,8 @@ from tests.unit.api.support import (
     secret,
 )
 from tests.webclient import Clock, browser, citizen, post, sign_in, staff
-from vault.audit import merkle
+from vault.audit import merkle, note, publishing
 from vault.audit.models import AuditEvent
-from vault.crypto import jws
 from vault.crypto.services import VAULT_SIGNING
 from vault.demo import CITIZEN_PASSWORD, ENTERPRISES, PERSONS
 from vault.licences.lifecycle import Step
@@ -98,9 +97,7 @@ def event_ids(page: str) -> list[uuid.UUID]:
 def events_of(vault: Vault, owner: uuid.UUID) -> list[AuditEvent]:
     with vault.db.session() as session:
         return list(
-            session.scalars(
-                select(AuditEvent).where(AuditEvent.owner_id == owner).order_by(col(AuditEvent.leaf_index).desc())
-            )
+            session.scalars(select(AuditEvent).where(AuditEvent.owner_id == owner).order_by(col(AuditEvent.seq).desc()))
         )
 
 
@@ -263,7 +260,7 @@ def test_a_presentation_verifies_and_discloses_exactly_the_chosen_fields(vault: 
     with vault.db.session() as session:
         first, second = vault.licences.verify_many(session, [text, downloaded.text])
         events = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "licence.presented").order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent).where(AuditEvent.action == "licence.presented").order_by(col(AuditEvent.seq))
         ).all()
     assert first.ok and first.claims == {"name": PERSON_A.name, "birth_date": "1985-03-12"}
     assert second.ok and second.claims == {"id_number": PERSON_A.id_number}
@@ -407,6 +404,7 @@ def test_each_event_links_to_an_inclusion_proof_that_verifies(vault: Vault, http
     client = signed_in(vault)
     read = next(e for e in events_of(vault, person(vault)) if e.action == "fields.released")
     assert f'href="/activity/{read.id}/proof"' in client.get("/activity").text
+    publishing.sequence_step(vault.audit, vault.db)  # what the leader does within a second
     page = client.get(f"/activity/{read.id}/proof")
     assert page.status_code == 200 and "RFC 9162" in page.text
     download = client.get(f"/activity/{read.id}/proof.json")
@@ -414,15 +412,19 @@ def test_each_event_links_to_an_inclusion_proof_that_verifies(vault: Vault, http
     proof = download.json()
     assert proof["event_id"] == str(read.id) and proof["entry"] == read.entry.decode()
     leaf = merkle.leaf_hash(proof["entry"].encode())
-    assert jws.b64url_encode(leaf) == proof["leaf_hash"]
-    path = [jws.b64url_decode(p) for p in proof["path"]]
-    root = jws.b64url_decode(proof["root"])
+    assert base64.b64encode(leaf).decode() == proof["leaf_hash"]
+    path = [base64.b64decode(p) for p in proof["path"]]
+    root = base64.b64decode(proof["root"])
     assert merkle.verify_inclusion(leaf, proof["leaf_index"], proof["tree_size"], path, root)
     with vault.db.session() as session:
-        keys = vault.keys.trusted_public_keys(session, VAULT_SIGNING)
-    kid = jws.decode_unverified(proof["checkpoint"])[0]["kid"]
-    claims = json.loads(jws.verify_compact(proof["checkpoint"], keys[kid])[1])
-    assert claims["size"] == proof["tree_size"] and claims["root"] == proof["root"]
+        keys = [
+            note.Verifier(vault.audit.origin, note.ED25519, bytes(k))
+            for k in vault.keys.trusted_public_keys(session, VAULT_SIGNING).values()
+        ]
+    signed = note.parse_note(proof["checkpoint"])
+    assert note.verified_by(signed, keys)
+    checkpoint = note.parse_checkpoint(signed.text)
+    assert checkpoint.size == proof["tree_size"] and note.b64(checkpoint.root) == proof["root"]
     # the page shows the same proof
     assert html.escape(proof["root"]) in page.text and str(proof["tree_size"]) in page.text
 

@@ -34,7 +34,7 @@ def agency(vault: Vault) -> Iterator[AgencyClient]:
 
 def _actions(vault: Vault) -> list[str]:
     with vault.db.session() as session:
-        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.leaf_index)))
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
 
 
 def _verified(vault: Vault) -> bool:
@@ -262,7 +262,8 @@ def test_police_mandate_by_client_credentials(vault: Vault, agency: AgencyClient
     assert granted["type"] == "legal_mandate" and granted["mandate"] == "police-criminal-investigation"
     assert len(granted["owners"]) == 2 and granted["official"] == "012345" and granted["sensitive_fields"] == []
     with vault.db.session() as session:
-        last = session.scalars(select(AuditEvent).order_by(AuditEvent.leaf_index.desc()).limit(1)).one()
+        newest = AuditEvent.seq.desc()  # type: ignore[union-attr]
+        last = session.scalars(select(AuditEvent).order_by(newest).limit(1)).one()
     assert last.action == "token.issued" and b"police-criminal-investigation" in last.entry
     assert b'"official":"012345"' in last.entry and b"XS-2026-000001" not in last.entry  # the case text is not logged
     assert _verified(vault)

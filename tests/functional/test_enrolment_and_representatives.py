@@ -132,7 +132,7 @@ def test_operators_add_list_limit_and_end_representatives(cli_env: Vault, capsys
     assert status == 2 and "already ended" in err
     with vault.db.session() as session:
         events = session.scalars(
-            select(AuditEvent).where(AuditEvent.owner_id == company_id).order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent).where(AuditEvent.owner_id == company_id).order_by(col(AuditEvent.seq))
         ).all()
     changes = [e.action for e in events if e.action.startswith("representative.")]
     assert changes == [
@@ -202,7 +202,7 @@ def test_a_legal_representative_appoints_limits_and_ends_an_agent(demo_vault: Va
             )
         ).one()
         events = session.scalars(
-            select(AuditEvent).where(AuditEvent.owner_id == tech).order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent).where(AuditEvent.owner_id == tech).order_by(col(AuditEvent.seq))
         ).all()
     not_agents = post(legal, vault, f"/representatives/{own.id}/end", {}, form_page="/representatives")
     assert not_agents.headers["location"] != "/representatives?done=1"  # a legal representative is not ended here
@@ -250,7 +250,7 @@ def test_the_business_licence_issuer_sets_the_legal_representative_it_names(demo
         changes_ = session.scalars(
             select(AuditEvent)
             .where(AuditEvent.owner_id == transport, col(AuditEvent.action).startswith("representative."))
-            .order_by(col(AuditEvent.leaf_index))
+            .order_by(col(AuditEvent.seq))
         ).all()
     assert [(e.action, e.actor) for e in changes_][-2:] == [
         ("representative.ended", "issuer:market-regulation"),

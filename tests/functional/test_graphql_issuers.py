@@ -83,9 +83,7 @@ def test_an_issuer_issues_its_own_type_and_the_issue_is_recorded(vault: Vault, h
     assert result["licence"]["version"] == 1 and result["licence"]["validUntil"] == "2032-01-01"
     with vault.db.session() as session:
         entry = session.scalars(
-            select(AuditEvent.entry)
-            .where(AuditEvent.action == "licence.issued")
-            .order_by(col(AuditEvent.leaf_index).desc())
+            select(AuditEvent.entry).where(AuditEvent.action == "licence.issued").order_by(col(AuditEvent.seq).desc())
         ).first()
     assert entry is not None
     recorded = json.loads(entry)

@@ -61,7 +61,7 @@ def access_events(vault: Vault) -> list[dict[str, Any]]:
         rows = session.scalars(
             select(AuditEvent.entry)
             .where(col(AuditEvent.action).in_(["fields.released", "fields.denied"]))
-            .order_by(col(AuditEvent.leaf_index))
+            .order_by(col(AuditEvent.seq))
         ).all()
     return [json.loads(entry) for entry in rows]
 

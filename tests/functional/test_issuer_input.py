@@ -159,7 +159,7 @@ def test_a_reason_is_kept_under_the_owners_key_and_erasure_destroys_it(vault: Va
     assert suspend(http, licence, reason, official="警号 010203")["__typename"] == "LicenceChanged"
     with vault.db.session() as session:
         row = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "licence.suspended").order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent).where(AuditEvent.action == "licence.suspended").order_by(col(AuditEvent.seq))
         ).all()[-1]
         entry = json.loads(row.entry)
         assert PERSONS[0].id_number not in row.entry.decode() and "警号" not in row.entry.decode()

@@ -62,7 +62,7 @@ def http(vault: Vault) -> Iterator[TestClient]:
 def events(vault: Vault, *actions: str) -> list[dict[str, Any]]:
     with unit_of_work(vault.db) as session:
         rows = session.scalars(
-            select(AuditEvent.entry).where(col(AuditEvent.action).in_(actions)).order_by(col(AuditEvent.leaf_index))
+            select(AuditEvent.entry).where(col(AuditEvent.action).in_(actions)).order_by(col(AuditEvent.seq))
         ).all()
     return [json.loads(entry) for entry in rows]
 

@@ -628,7 +628,7 @@ def test_every_step_is_in_the_access_log_and_it_verifies(vault: Vault, agency: A
     with unit_of_work(vault.db) as session:
         vault.consent.revoke(session, grant_id, actor=f"owner:{person}", owner_id=person, reason="test")
     with unit_of_work(vault.db) as session:
-        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.leaf_index)))
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
         assert vault.audit.verify(session).ok
     tail = actions[actions.index("consent.requested") :]
     assert tail == ["consent.requested", "consent.approved", "token.issued", "grant.revoked"]

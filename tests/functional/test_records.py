@@ -49,7 +49,7 @@ def licence_of(vault: Vault, owner_id: uuid.UUID, type_code: str) -> uuid.UUID:
 def last_event(vault: Vault, action: str) -> tuple[AuditEvent, dict[str, object]] | None:
     with vault.db.session() as session:
         row = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.leaf_index).desc())
+            select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.seq).desc())
         ).first()
     return None if row is None else (row, json.loads(row.entry))
 

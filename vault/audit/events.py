@@ -77,12 +77,14 @@ class Event:
     request_id: str | None = None
     detail: Mapping[str, str | int] = field(default_factory=dict)
 
-    def body(self, *, event_id: uuid.UUID, index: int, prev: str, at: datetime) -> dict[str, Any]:
-        """The canonical entry that is hashed into the tree; empty parts are left out."""
+    def body(self, *, event_id: uuid.UUID, at: datetime) -> dict[str, Any]:
+        """The canonical entry that is hashed into the tree; empty parts are left out.
+
+        Version 2 carries no index and no predecessor: it is written before the sequencer gives it a place, and
+        the tree (with checkpoints the witnesses cosign) fixes its order. Version 1 entries, older, carry both.
+        """
         body: dict[str, Any] = {
-            "v": 1,
-            "index": index,
-            "prev": prev,
+            "v": 2,
             "id": str(event_id),
             "time": at.isoformat(timespec="microseconds"),
             "action": self.action.value,

@@ -7,12 +7,15 @@ never re-read the entries to answer a proof.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
+    "SubtreeRoot",
     "consistency_proof",
+    "consistency_proof_from",
     "inclusion_proof",
+    "inclusion_proof_from",
     "leaf_hash",
     "node_hash",
     "root",
@@ -25,6 +28,9 @@ _NODE_PREFIX = b"\x01"
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}): the root of the empty tree, SHA-256 of the empty string."""
+
+SubtreeRoot = Callable[[int, int], bytes]
+"""MTH(D[lo:hi]) for the ranges the RFC's recursions ask for: lo is a multiple of a power of two >= hi - lo."""
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -50,18 +56,23 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
 
     Raises ValueError if index is not in 0 <= index < len(leaf_hashes).
     """
-    if not 0 <= index < len(leaf_hashes):
-        raise ValueError(f"leaf index {index} is outside a tree of size {len(leaf_hashes)}")
+    return inclusion_proof_from(len(leaf_hashes), index, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
+
+
+def inclusion_proof_from(size: int, index: int, subtree: SubtreeRoot) -> list[bytes]:
+    """PATH(index, D[size]) with subtree roots from `subtree` (a tile store answers each in O(log n))."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
     # Walk down from the root, collecting the sibling subtree at each split; the RFC lists them bottom-up.
     siblings: list[bytes] = []
-    lo, hi = 0, len(leaf_hashes)
+    lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index - lo < k:
-            siblings.append(_subtree_root(leaf_hashes, lo + k, hi))
+            siblings.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            siblings.append(_subtree_root(leaf_hashes, lo, lo + k))
+            siblings.append(subtree(lo, lo + k))
             lo += k
     siblings.reverse()
     return siblings
@@ -105,7 +116,11 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
     The proof is empty when old_size is 0 or equals the tree size: there is nothing to prove.
     Raises ValueError if old_size is not in 0 <= old_size <= len(leaf_hashes).
     """
-    n = len(leaf_hashes)
+    return consistency_proof_from(len(leaf_hashes), old_size, lambda lo, hi: _subtree_root(leaf_hashes, lo, hi))
+
+
+def consistency_proof_from(n: int, old_size: int, subtree: SubtreeRoot) -> list[bytes]:
+    """PROOF(old_size, D[n]) with subtree roots from `subtree`."""
     if not 0 <= old_size <= n:
         raise ValueError(f"old size {old_size} is outside 0..{n}")
     if old_size in (0, n):
@@ -116,15 +131,15 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
     while m != hi - lo:
         k = _split(hi - lo)
         if m <= k:
-            suffix.append(_subtree_root(leaf_hashes, lo + k, hi))
+            suffix.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            suffix.append(_subtree_root(leaf_hashes, lo, lo + k))
+            suffix.append(subtree(lo, lo + k))
             lo += k
             m -= k
             whole_old_tree = False
     # When the old tree is a complete subtree of the new one the verifier already holds its root.
-    head = [] if whole_old_tree else [_subtree_root(leaf_hashes, lo, hi)]
+    head = [] if whole_old_tree else [subtree(lo, hi)]
     suffix.reverse()
     return head + suffix
 

@@ -1,21 +1,31 @@
-"""The access log: append-only events (the database refuses UPDATE and DELETE) and signed checkpoints."""
+"""The access log: append-only events (the database refuses UPDATE and DELETE, but for the sequencer's one write of
+an event's place in the tree), the tree's tiles, signed checkpoints and the witnesses' cosignatures."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 from vault.clock import utcnow
 
+_SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+PENDING = text("leaf_index IS NULL")
+
 
 class AuditEvent(SQLModel, table=True):
-    """One leaf of the Merkle tree. `entry` is the canonical JSON that was hashed; it never holds values."""
+    """One event. `seq` is its arrival; `leaf_index` its place in the tree, NULL until the sequencer integrates it.
+
+    `entry` is the canonical JSON whose RFC 9162 leaf hash is `leaf_hash`; it never holds values.
+    """
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_pending", "seq", sqlite_where=PENDING, postgresql_where=PENDING),)
 
-    leaf_index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int | None = Field(default=None, sa_column=Column(_SEQ_TYPE, primary_key=True, autoincrement=True))
+    leaf_index: int | None = Field(default=None, sa_column=Column(BigInteger(), unique=True, nullable=True))
     id: uuid.UUID = Field(default_factory=uuid.uuid4, unique=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     owner_id: uuid.UUID | None = Field(default=None, index=True)
@@ -25,12 +35,33 @@ class AuditEvent(SQLModel, table=True):
     leaf_hash: bytes
 
 
+class AuditTile(SQLModel, table=True):
+    """A tlog-tiles tile: the concatenated hashes (32 bytes each, up to 256) of tile `idx` at `level`."""
+
+    __tablename__ = "audit_tiles"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(sa_column=Column(BigInteger(), primary_key=True, autoincrement=False))
+    hashes: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
+
+
 class AuditCheckpoint(SQLModel, table=True):
-    """A signed statement of the tree's size and root at a moment (a compact JWS by the vault's key)."""
+    """A signed statement of the tree's size and root: a C2SP checkpoint note (older rows: a compact JWS)."""
 
     __tablename__ = "audit_checkpoints"
 
     tree_size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     root: bytes
     signed: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditCosignature(SQLModel, table=True):
+    """A witness's cosignature line (tlog-cosignature) on the checkpoint of `tree_size`."""
+
+    __tablename__ = "audit_cosignatures"
+
+    tree_size: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    witness: str = Field(primary_key=True, max_length=300)
+    line: str
     created_at: datetime = Field(default_factory=utcnow)

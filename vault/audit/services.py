@@ -1,52 +1,39 @@
-"""The access log: append under a lock, checkpoint, prove and verify (RFC 9162 hashing, Ed25519 signatures)."""
+"""The access log: append without a log-wide lock, sequence in batches, sign checkpoints as C2SP notes, prove.
+
+Appends write the event in the caller's transaction (an action and its record commit together or not at all).
+The sequencer (the leader, or the CLI) gives events their indexes and adds them to the tiles; checkpoints sign the
+tree's size and root; witnesses cosign them (see witnessing.py); verify.py checks the database against them.
+"""
 
 from __future__ import annotations
 
-import json
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import nacl.signing
-from sqlalchemy import func, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from vault.audit import merkle
+from vault.audit import merkle, note, sequencer, tiles
+from vault.audit.errors import AuditError, NotIntegrated
 from vault.audit.events import Event
-from vault.audit.models import AuditCheckpoint, AuditEvent
+from vault.audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
+from vault.audit.verify import VerifyReport, verify_log
+from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
-from vault.crypto.errors import JwsError
-from vault.crypto.services import VAULT_SIGNING, KeyService
+from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
 
-_PG_APPEND_LOCK = 0x7661756C74  # any constant; every appender takes the same advisory lock
-CHECKPOINT_TYPE = "checkpoint+jwt"
-
-
-class AuditError(Exception):
-    """An event or checkpoint named does not exist, or a proof cannot be made."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    position: int
-    what: str
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    size: int
-    checkpoints: int
-    problem: Problem | None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
+SIGNER_TTL = 60.0
+__all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
 
 
 @dataclass(frozen=True)
 class InclusionProof:
+    """Everything an owner needs to check an event offline: entry, path, and the cosigned checkpoint note."""
+
     event_id: str
     leaf_index: int
     tree_size: int
@@ -55,96 +42,46 @@ class InclusionProof:
     root: str
     checkpoint: str
     entry: str
+    log_key: str
+    witness_keys: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
-        return self.__dict__.copy()
+        return {"format": "consent-vault-inclusion-proof/2", **self.__dict__}
 
 
-def _b64(data: bytes) -> str:
-    return jws.b64url_encode(data)
-
-
-def verify_entries(
-    rows: Sequence[tuple[int, bytes, bytes]],
-    checkpoints: Sequence[tuple[int, bytes, str]],
-    keys: dict[str, nacl.signing.VerifyKey],
-) -> VerifyReport:
-    """Check stored (index, entry, leaf_hash) rows and (size, root, signed) checkpoints; name the first fault.
-
-    Each entry carries its own index and its predecessor's leaf hash, so an edit, deletion, insertion or
-    reordering is caught at its position even when the attacker recomputes the stored leaf hashes.
-    """
-    hashes: list[bytes] = []
-    prev = ""
-    for position, (index, entry, stored_hash) in enumerate(rows):
-        if index != position:
-            return VerifyReport(len(rows), 0, Problem(position, f"expected event {position}, found {index}"))
-        try:
-            body = json.loads(entry)
-        except ValueError:
-            return VerifyReport(len(rows), 0, Problem(position, "entry is not valid JSON"))
-        if body.get("index") != position:
-            return VerifyReport(len(rows), 0, Problem(position, "entry was moved from another position"))
-        if body.get("prev") != prev:
-            return VerifyReport(len(rows), 0, Problem(position, "entry does not follow the one before it"))
-        computed = merkle.leaf_hash(entry)
-        if computed != stored_hash:
-            return VerifyReport(len(rows), 0, Problem(position, "entry does not match its leaf hash"))
-        hashes.append(computed)
-        prev = _b64(computed)
-    checked = 0
-    for size, stored_root, signed in checkpoints:
-        if size > len(hashes):
-            return VerifyReport(
-                len(rows), checked, Problem(len(hashes), f"checkpoint of size {size} names missing events")
-            )
-        problem = _check_checkpoint(signed, size, stored_root, merkle.root(hashes[:size]), keys)
-        if problem:
-            return VerifyReport(len(rows), checked, Problem(size - 1, problem))
-        checked += 1
-    return VerifyReport(len(rows), checked, None)
-
-
-def _check_checkpoint(
-    signed: str, size: int, stored_root: bytes, computed_root: bytes, keys: dict[str, nacl.signing.VerifyKey]
-) -> str | None:
-    try:
-        header = jws.decode_unverified(signed)[0]
-        key = keys.get(str(header.get("kid")))
-        if key is None:
-            return f"checkpoint of size {size} is signed by an unknown key"
-        claims = json.loads(jws.verify_compact(signed, key)[1])
-    except (JwsError, ValueError):
-        return f"checkpoint of size {size} has a bad signature"
-    if claims.get("size") != size or claims.get("root") != _b64(stored_root):
-        return f"checkpoint of size {size} does not match its signed statement"
-    if computed_root != stored_root:
-        return f"events up to {size} do not hash to the checkpointed root"
-    return None
+def origin_of(public_url: str) -> str:
+    """The checkpoint origin: the log's URL prefix without its scheme, as tlog-tiles recommends."""
+    return public_url.split("://", 1)[-1].rstrip("/") + "/log"
 
 
 class AuditLog:
-    """Appends events in the caller's transaction, so an action and its record commit together or not at all."""
+    """Appends events in the caller's transaction; the leader sequences, checkpoints, publishes and gets cosigned."""
 
-    def __init__(self, keys: KeyService, log_id: str) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        log_id: str,
+        *,
+        origin: str | None = None,
+        data_dir: Path | None = None,
+        witnesses: tuple[Witness, ...] = (),
+        transport: Transport = http_transport,
+    ) -> None:
         self.keys = keys
         self.log_id = log_id
+        self.origin = origin or origin_of(log_id.rsplit("/", 1)[0])
+        self.data_dir = data_dir
+        self.witnesses = witnesses
+        self.transport = transport
+        self._signer: tuple[float, Signer] | None = None
 
-    def _lock(self, session: Session) -> None:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
-        # SQLite: every transaction began with BEGIN IMMEDIATE, which already excludes other writers
+    # writing
 
     def append(self, session: Session, event: Event) -> AuditEvent:
-        self._lock(session)
-        last = session.execute(
-            select(AuditEvent.leaf_index, AuditEvent.leaf_hash).order_by(col(AuditEvent.leaf_index).desc()).limit(1)
-        ).first()
-        index, prev = (0, "") if last is None else (last[0] + 1, _b64(last[1]))
+        """Record the event now; it has no index until the sequencer integrates it (within about a second)."""
         event_id, at = uuid.uuid4(), utcnow()
-        entry = jws.canonical_json(event.body(event_id=event_id, index=index, prev=prev, at=at))
+        entry = jws.canonical_json(event.body(event_id=event_id, at=at))
         row = AuditEvent(
-            leaf_index=index,
             id=event_id,
             created_at=at,
             owner_id=event.owner_id,
@@ -157,28 +94,62 @@ class AuditLog:
         session.flush()
         return row
 
-    def size(self, session: Session) -> int:
-        return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+    def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:
+        return sequencer.integrate(session, limit)
 
-    def _leaf_hashes(self, session: Session, upto: int | None = None) -> list[bytes]:
-        query = select(AuditEvent.leaf_hash).order_by(col(AuditEvent.leaf_index))
-        if upto is not None:
-            query = query.where(col(AuditEvent.leaf_index) < upto)
-        return list(session.scalars(query))
+    def sequence(self, session: Session, limit: int = sequencer.BATCH) -> tuple[int, AuditCheckpoint | None]:
+        """One sequencer step: integrate a batch and sign the tree it makes, in one transaction."""
+        count = self.integrate(session, limit)
+        return count, self.checkpoint(session) if count else None
+
+    def size(self, session: Session) -> int:
+        return sequencer.tree_size(session)
+
+    def pending(self, session: Session) -> int:
+        return sequencer.pending_count(session)
+
+    def tree(self, session: Session, size: int | None = None) -> tiles.TiledTree:
+        return tiles.TiledTree(sequencer.tile_getter(session), self.size(session) if size is None else size)
+
+    # signing
+
+    def verifiers(self, session: Session) -> list[note.Verifier]:
+        """The log's note verifiers: every trusted signing key (derived from the wrapped secrets) under the origin."""
+        return [
+            note.Verifier(self.origin, note.ED25519, bytes(key))
+            for key in self.keys.trusted_public_keys(session, VAULT_SIGNING).values()
+        ]
+
+    def _current_signer(self, session: Session) -> Signer:
+        """The vault's signing key, unwrapped at most once a minute (a rotation shows within that minute)."""
+        now = time.monotonic()
+        if self._signer is None or now - self._signer[0] > SIGNER_TTL:
+            self._signer = (now, self.keys.signer(session, VAULT_SIGNING))
+        return self._signer[1]
+
+    def log_key(self, session: Session) -> str:
+        return note.verifier_of(self.origin, note.ED25519, self._current_signer(session).key).vkey
 
     def checkpoint(self, session: Session) -> AuditCheckpoint | None:
-        """Sign the current size and root; None when nothing was appended since the last checkpoint."""
-        self._lock(session)
-        hashes = self._leaf_hashes(session)
+        """Sign the current tree; None when nothing was integrated since the last checkpoint.
+
+        Refuses (AuditError) to sign a tree that no longer extends the last checkpoint: a truncated or rewritten
+        log is never signed over. Costs O(log n): the root and the old root come from the tiles.
+        """
+        size = self.size(session)
         latest = self.latest_checkpoint(session)
-        if not hashes or (latest is not None and latest.tree_size == len(hashes)):
+        if latest is not None and size < latest.tree_size:
+            raise AuditError(f"the tree has {size} events but checkpoint {latest.tree_size} signed more")
+        if size == 0 or (latest is not None and latest.tree_size == size):
             return None
-        root = merkle.root(hashes)
-        signer = self.keys.signer(session, VAULT_SIGNING)
-        at = utcnow()
-        claims = {"log": self.log_id, "size": len(hashes), "root": _b64(root), "iat": int(at.timestamp())}
-        signed = jws.sign_compact({"alg": "EdDSA", "typ": CHECKPOINT_TYPE, "kid": signer.kid}, claims, signer.key)
-        row = AuditCheckpoint(tree_size=len(hashes), root=root, signed=signed, created_at=at)
+        tree = self.tree(session, size)
+        if latest is not None and tree.root(latest.tree_size) != latest.root:
+            raise AuditError(f"the tree no longer matches checkpoint {latest.tree_size}: it will not be signed")
+        root = tree.root()
+        body = note.Checkpoint(self.origin, size, root).text()
+        signer = self._current_signer(session)
+        signed = note.Note(body, (note.sign(body, self.origin, signer.key),)).render()
+        row = AuditCheckpoint(tree_size=size, root=root, signed=signed, created_at=utcnow())
         session.add(row)
         session.flush()
         return row
@@ -192,40 +163,47 @@ class AuditLog:
             raise AuditError(f"there is no checkpoint of size {size}")
         return row
 
-    def verify(self, session: Session) -> VerifyReport:
-        rows = session.execute(
-            select(AuditEvent.leaf_index, AuditEvent.entry, AuditEvent.leaf_hash).order_by(col(AuditEvent.leaf_index))
+    def cosigned_note(self, session: Session, row: AuditCheckpoint) -> str:
+        """The checkpoint note with the cosignatures the witnesses returned for it."""
+        lines = session.scalars(
+            select(AuditCosignature.line)
+            .where(AuditCosignature.tree_size == row.tree_size)
+            .order_by(col(AuditCosignature.witness))
         ).all()
-        checkpoints = session.execute(
-            select(AuditCheckpoint.tree_size, AuditCheckpoint.root, AuditCheckpoint.signed).order_by(
-                col(AuditCheckpoint.tree_size)
-            )
-        ).all()
-        return verify_entries(
-            [(int(i), bytes(e), bytes(h)) for i, e, h in rows],
-            [(int(s), bytes(r), str(t)) for s, r, t in checkpoints],
-            self.keys.trusted_public_keys(session, VAULT_SIGNING),
-        )
+        if not lines or not row.signed.endswith("\n"):
+            return row.signed
+        return row.signed + "".join(lines)
+
+    def latest_cosigned(self, session: Session) -> AuditCheckpoint | None:
+        size = session.scalar(select(AuditCosignature.tree_size).order_by(col(AuditCosignature.tree_size).desc()))
+        return None if size is None else session.get(AuditCheckpoint, size)
+
+    # proving
 
     def prove(self, session: Session, event_id: uuid.UUID) -> InclusionProof:
-        """An inclusion proof of the event against the latest checkpoint, making one if none covers it yet."""
+        """The event's inclusion proof against the latest cosigned checkpoint that covers it (else the latest)."""
         event = session.scalars(select(AuditEvent).where(AuditEvent.id == event_id)).first()
         if event is None:
             raise AuditError("no such event in the log")
-        latest = self.latest_checkpoint(session)
-        if latest is None or latest.tree_size <= event.leaf_index:
-            latest = self.checkpoint(session) or self.latest_checkpoint(session)
-        assert latest is not None
-        hashes = self._leaf_hashes(session, latest.tree_size)
+        if event.leaf_index is None:
+            raise NotIntegrated("the event is recorded; its place in the tree is given within seconds")
+        row = self.latest_cosigned(session)
+        if row is None or row.tree_size <= event.leaf_index:
+            row = self.latest_checkpoint(session)
+        if row is None or row.tree_size <= event.leaf_index:
+            raise NotIntegrated("the event is in the tree; the checkpoint that covers it is signed within seconds")
+        path = self.tree(session, row.tree_size).inclusion_proof(event.leaf_index, row.tree_size)
         return InclusionProof(
             event_id=str(event.id),
             leaf_index=event.leaf_index,
-            tree_size=latest.tree_size,
-            leaf_hash=_b64(event.leaf_hash),
-            path=[_b64(h) for h in merkle.inclusion_proof(hashes, event.leaf_index)],
-            root=_b64(latest.root),
-            checkpoint=latest.signed,
+            tree_size=row.tree_size,
+            leaf_hash=note.b64(event.leaf_hash),
+            path=[note.b64(h) for h in path],
+            root=note.b64(row.root),
+            checkpoint=self.cosigned_note(session, row),
             entry=event.entry.decode("utf-8"),
+            log_key=self.log_key(session),
+            witness_keys=[w.verifier.vkey for w in self.witnesses],
         )
 
     def consistency(self, session: Session, old_size: int, new_size: int) -> list[str]:
@@ -233,5 +211,23 @@ class AuditLog:
         self.checkpoint_at(session, new_size)
         if old_size > new_size:
             raise AuditError("the old checkpoint must not be larger than the new one")
-        hashes = self._leaf_hashes(session, new_size)
-        return [_b64(h) for h in merkle.consistency_proof(hashes, old_size)]
+        return [note.b64(h) for h in self.tree(session, new_size).consistency_proof(old_size, new_size)]
+
+    # checking
+
+    def verify(self, bind: Session | Engine, *, full: bool = False) -> VerifyReport:
+        """Check the database against the witnesses, the published checkpoint and every signed checkpoint.
+
+        Works from its own read-only snapshot (never the caller's transaction), streaming; incremental from the
+        last verified checkpoint kept beside the published files unless `full`.
+        """
+        engine = bind.get_bind().engine if isinstance(bind, Session) else bind
+        return verify_log(
+            engine,
+            keys=self.keys,
+            origin=self.origin,
+            witnesses=self.witnesses,
+            transport=self.transport,
+            data_dir=self.data_dir,
+            full=full,
+        )

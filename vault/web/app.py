@@ -15,15 +15,17 @@ from starlette.routing import Route
 
 from vault import maintenance
 from vault.api import app as api
+from vault.audit import publishing, sequencer
 from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
 from vault.oauth import endpoints as oauth_endpoints
 from vault.web import consent as consent_pages
-from vault.web import grants_pages, pages, wellknown
+from vault.web import grants_pages, pages, tlog, wellknown
 from vault.wiring import Vault, build_vault
 
 log = logging.getLogger("vault.web")
+SEQUENCE_INTERVAL = 0.5  # seconds: an event's proof is ready about this long after it commits
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -65,12 +67,20 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         leadership = maintenance.leadership_for(the_vault)
         task = asyncio.create_task(maintenance.loop(the_vault, settings.checkpoint_interval_seconds, leadership))
+        sequencing = asyncio.create_task(  # the leader's sequencer, more often than maintenance rounds
+            sequencer.loop(
+                lambda: publishing.sequence_step(the_vault.audit, the_vault.db),
+                SEQUENCE_INTERVAL,
+                leading=lambda: leadership.held,
+            )
+        )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, sequencing):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             if leadership.held:  # a last signed checkpoint on the way out, by the leader only
                 await run_in_threadpool(maintenance.run_once, the_vault)
             leadership.release()
@@ -83,6 +93,7 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *wellknown.routes,
+            *tlog.routes,
             *oauth_endpoints.routes,
             *consent_pages.routes,
             *grants_pages.routes,

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from vault.audit import note
+from vault.audit.errors import NoteError
 from vault.audit.events import Action, Event
 from vault.audit.models import AuditEvent
 from vault.audit.services import VerifyReport
@@ -72,22 +74,32 @@ def latest_checkpoint(vault: Vault) -> CheckpointView | None:
         row = vault.audit.latest_checkpoint(db)
         if row is None:
             return None
-        try:
-            kid = jws.decode_unverified(row.signed)[0].get("kid")
-        except JwsError:
-            kid = None
+        kid = _key_id(row.signed)
         return CheckpointView(
             size=row.tree_size,
             root=jws.b64url_encode(row.root),
             created_at=row.created_at.astimezone(),
             signed=row.signed,
-            key_id=str(kid) if kid is not None else None,
+            key_id=kid,
         )
 
 
+def _key_id(signed: str) -> str | None:
+    """The signing key's id: the JWS `kid` of an old checkpoint, the note key id (hex) of a current one."""
+    if signed.startswith("ey"):
+        try:
+            kid = jws.decode_unverified(signed)[0].get("kid")
+        except JwsError:
+            return None
+        return str(kid) if kid is not None else None
+    try:
+        return note.parse_note(signed).signatures[0].key_id.hex()
+    except NoteError:
+        return None
+
+
 def verify(vault: Vault) -> VerifyReport:
-    with vault.db.session() as db:
-        return vault.audit.verify(db)
+    return vault.audit.verify(vault.db.engine, full=True)  # on demand: the whole log, from a snapshot
 
 
 async def _page(
@@ -173,25 +185,25 @@ def csv_chunks(vault: Vault, period: Period, upto: int | None = None) -> Iterato
                 .where(
                     col(AuditEvent.created_at) >= start,
                     col(AuditEvent.created_at) < end,
-                    col(AuditEvent.leaf_index) > after,
-                    col(AuditEvent.leaf_index) < (upto if upto is not None else 2**62),
+                    col(AuditEvent.seq) > after,
+                    col(AuditEvent.seq) < (upto if upto is not None else 2**62),
                 )
-                .order_by(col(AuditEvent.leaf_index))
+                .order_by(col(AuditEvent.seq))
                 .limit(EXPORT_BATCH)
             ).all()
             for row in rows:
                 writer.writerow(csv_row(row))
             if not rows:
                 return
-            after = rows[-1].leaf_index
+            after = rows[-1].seq or after
         yield buffer.getvalue().encode("utf-8")
 
 
 def record_export(vault: Vault, actor: str, period: Period) -> int:
-    """Record the export, committed before the first byte leaves (a failed record sends nothing); its leaf index."""
+    """Record the export, committed before the first byte leaves (a failed record sends nothing); its arrival number."""
     detail = {"export": "audit-events", "from": period.start.isoformat(), "to": period.end.isoformat()}
     with vault.db.session() as db:
-        return vault.audit.append(db, Event(Action.STAFF_EXPORTED, actor, detail=detail)).leaf_index
+        return int(vault.audit.append(db, Event(Action.STAFF_EXPORTED, actor, detail=detail)).seq or 0)
 
 
 async def export_csv(request: Request) -> Response:

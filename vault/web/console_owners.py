@@ -163,7 +163,7 @@ async def owner_page(request: Request) -> Response:
             events = db.scalars(
                 select(AuditEvent)
                 .where(AuditEvent.owner_id == owner_id)
-                .order_by(col(AuditEvent.leaf_index).desc())
+                .order_by(col(AuditEvent.seq).desc())
                 .limit(EVENTS_SHOWN)
             ).all()
             describe = _describer(vault, db, owner_id, lang)
@@ -199,7 +199,7 @@ async def grant_page(request: Request) -> Response:
             scanned = db.scalars(
                 select(AuditEvent)
                 .where(AuditEvent.owner_id == grant.owner_id)
-                .order_by(col(AuditEvent.leaf_index).desc())
+                .order_by(col(AuditEvent.seq).desc())
                 .limit(EVENTS_SCANNED)
             ).all()
             mine = [e for e in scanned if json.loads(e.entry).get("grant") == str(grant_id)][:EVENTS_SHOWN]

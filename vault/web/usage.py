@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vault import clock
+from vault.audit.errors import NotIntegrated
 from vault.audit.events import Action
 from vault.audit.models import AuditEvent
 from vault.audit.services import InclusionProof
@@ -44,6 +45,9 @@ from vault.wiring import Vault
 PER_PAGE = 50
 AGENCY = "agency:"
 NO_SUCH_EVENT = N_("There is no such event in this data space.")
+PROOF_PENDING = N_(
+    "This event is recorded. It is being sealed into the log now: its proof is ready within seconds. Reload the page."
+)
 BAD_DATE = N_("Write dates as yyyy-mm-dd; the period was not applied.")
 ACTIONS: dict[str, str] = {
     Action.CONSENT_APPROVED: N_("Consent given"),
@@ -190,7 +194,7 @@ def hidden_events(vault: Vault, db: Session, owner_id: uuid.UUID, now: datetime)
     if not deferrals:
         return set()
     rows = db.execute(
-        select(AuditEvent.leaf_index, AuditEvent.created_at, AuditEvent.entry).where(
+        select(AuditEvent.seq, AuditEvent.created_at, AuditEvent.entry).where(
             AuditEvent.owner_id == owner_id,
             col(AuditEvent.actor).startswith(AGENCY),
             col(AuditEvent.created_at) > now - timedelta(days=max(deferrals.values())),
@@ -206,7 +210,7 @@ def hidden_events(vault: Vault, db: Session, owner_id: uuid.UUID, now: datetime)
 
 def _visible(query: Select[Any], owner_id: uuid.UUID, hidden: set[int]) -> Select[Any]:
     query = query.where(col(AuditEvent.owner_id) == owner_id)
-    return query.where(col(AuditEvent.leaf_index).not_in(sorted(hidden))) if hidden else query
+    return query.where(col(AuditEvent.seq).not_in(sorted(hidden))) if hidden else query
 
 
 class Describer:
@@ -360,7 +364,7 @@ def activity_view(
         query = query.where(col(AuditEvent.created_at) < face.midnight(filters.end + timedelta(days=1)))
     total = int(db.scalar(select(func.count()).select_from(query.subquery())) or 0)
     page = db.scalars(
-        query.order_by(col(AuditEvent.leaf_index).desc()).offset((filters.page - 1) * PER_PAGE).limit(PER_PAGE)
+        query.order_by(col(AuditEvent.seq).desc()).offset((filters.page - 1) * PER_PAGE).limit(PER_PAGE)
     ).all()
     return ActivityView([describe.row(e) for e in page], agencies, total, filters)
 
@@ -387,23 +391,26 @@ def _event_id(request: Request) -> uuid.UUID:
         raise Forbidden(NO_SUCH_EVENT) from None
 
 
-async def _load_proof(request: Request) -> tuple[Space, EventRow, InclusionProof]:
+async def _load_proof(request: Request) -> tuple[Space, EventRow, InclusionProof | None]:
     """The event named in the path and its inclusion proof, if the event is visible in this data space."""
     user = await require_user(request)
     vault, lang, event_id = vault_of(request), current_lang(request, user), _event_id(request)
 
-    def load() -> tuple[Space, EventRow, InclusionProof]:
+    def load() -> tuple[Space, EventRow, InclusionProof | None]:
         with vault.db.session() as db:
             space = space_of(vault, db, user)
             event = db.scalars(select(AuditEvent).where(AuditEvent.id == event_id)).first()
             if (
                 event is None
                 or event.owner_id != space.owner_id
-                or event.leaf_index in hidden_events(vault, db, space.owner_id, clock.utcnow())
+                or event.seq in hidden_events(vault, db, space.owner_id, clock.utcnow())
             ):
                 raise Forbidden(NO_SUCH_EVENT)
-            # proving may sign a new checkpoint, committed with this unit of work
-            return space, Describer(vault, db, space, lang).row(event), vault.audit.prove(db, event_id)
+            row = Describer(vault, db, space, lang).row(event)
+            try:
+                return space, row, vault.audit.prove(db, event_id)
+            except NotIntegrated:  # committed, not yet sequenced: the page says so and the proof follows
+                return space, row, None
 
     return await run_in_threadpool(load)
 
@@ -415,13 +422,15 @@ def proof_json(proof: InclusionProof) -> str:
 async def proof_page(request: Request) -> Response:
     """GET /activity/{event_id}/proof: the event's inclusion proof against the latest signed checkpoint."""
     space, row, proof = await _load_proof(request)
-    context = {"space": space, "event": row, "proof": proof, "proof_json": proof_json(proof)}
+    context = {"space": space, "event": row, "proof": proof, "proof_json": proof_json(proof) if proof else ""}
     return await render(request, "proof.html", context)
 
 
 async def proof_download(request: Request) -> Response:
     """GET /activity/{event_id}/proof.json: the same proof as a file."""
     _space, _row, proof = await _load_proof(request)
+    if proof is None:
+        return Response(PROOF_PENDING, status_code=503, headers={"Retry-After": "1", "Cache-Control": "no-store"})
     headers = {"Content-Disposition": f'attachment; filename="inclusion-proof-{proof.event_id}.json"'}
     return Response(proof_json(proof), media_type="application/json", headers={**headers, "Cache-Control": "no-store"})
 

@@ -58,3 +58,22 @@ def test_postgres_url_gets_the_psycopg_driver() -> None:
 def test_readme_documents_every_variable() -> None:
     documented = set(re.findall(r"`(VAULT_[A-Z_]+)`", README.read_text()))
     assert set(VARIABLES) <= documented
+
+
+def test_witnesses_are_validated_and_parsed() -> None:
+    from vault.audit import note
+
+    key = note.Verifier("witness.test/w1", note.COSIGNATURE, b"\x05" * 32).vkey
+    other = note.Verifier("witness.test/w2", note.COSIGNATURE, b"\x06" * 32).vkey
+    s = load_settings({"VAULT_WITNESSES": f"http://127.0.0.1:8090 {key}, https://w2.test/ {other}"})
+    assert [w.url for w in s.witnesses] == ["http://127.0.0.1:8090", "https://w2.test"]
+    for bad, says in [
+        ("http://127.0.0.1:8090", "<url> <verifier key>"),
+        (f"ftp://w.test {key}", "http(s)"),
+        ("http://w.test witness+00000000+AAAA", "verifier key"),
+        (f"http://w.test {key[:-2]}xx", "verifier key"),
+        (f"http://a.test {key}, http://b.test {key}", "same name"),
+    ]:
+        with pytest.raises(ConfigError, match="VAULT_WITNESSES") as raised:
+            load_settings({"VAULT_WITNESSES": bad})
+        assert says in str(raised.value), (bad, str(raised.value))

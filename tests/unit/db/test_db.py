@@ -55,7 +55,7 @@ def test_newer_schema_is_refused(database_url: str) -> None:
 def test_the_database_refuses_to_change_the_log(vault: Vault, statement: str) -> None:
     with vault.db.session() as session:
         vault.owners.add_person(session, id_number="11010519491231002X", name="演示", actor="test")
-        vault.audit.checkpoint(session)
+        vault.audit.sequence(session)
     with pytest.raises(DBAPIError, match="append-only"), vault.db.session() as session:
         session.execute(text(statement))
     with vault.db.session() as session:

@@ -21,7 +21,7 @@ from vault.wiring import Vault
 
 def _actions(vault: Vault) -> list[str]:
     with vault.db.session() as session:
-        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.leaf_index)))
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
 
 
 def test_issue_stores_only_ciphertext_and_presents_exactly_the_chosen_fields(vault: Vault) -> None:

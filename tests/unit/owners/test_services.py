@@ -100,7 +100,7 @@ def test_erasure_destroys_only_that_owners_key(vault: Vault) -> None:
         assert session.scalars(select(Account).where(Account.owner_id == gone.id)).all() == []
         assert vault.owners.details(session, vault.owners.get(session, kept.id)).name == "演示公司"
         assert vault.audit.verify(session).ok
-        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.leaf_index)).all()
+        actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
         assert actions[-2:] == ["owner.erasure_requested", "owner.erased"]
         with pytest.raises(OwnerNotFound):
             vault.owners.request_erasure(session, gone.id, actor="test")

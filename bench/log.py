@@ -1,0 +1,297 @@
+"""The access log at scale: appends under 16 concurrent writers, the sequencer's integration throughput, and, for
+logs of 10^4, 10^6 (and 10^7 with --sizes) events built directly at the storage layer, the time to sign a
+checkpoint, inclusion and consistency proof time and size, and a full `verify`'s time and peak memory.
+
+    .venv/bin/python bench/log.py                                 # SQLite, 10^4 and 10^6: some minutes
+    .venv/bin/python bench/log.py --sizes 10000 1000000 10000000  # 10^7 takes long to build: run it when idle
+    VAULT_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/log.py
+
+PostgreSQL runs only when VAULT_BENCH_POSTGRES_URL names an account that may CREATE DATABASE; the benchmark makes
+its own databases and drops them. `verify` runs in a child process, so its peak memory (max RSS) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vault.audit import merkle, publishing, tiles  # noqa: E402
+from vault.audit.events import Action, Event  # noqa: E402
+from vault.config import load_settings  # noqa: E402
+from vault.crypto import jws  # noqa: E402
+from vault.db import make_engine, upgrade  # noqa: E402
+from vault.wiring import Vault, build_vault  # noqa: E402
+
+WRITERS = 16
+PER_WRITER = 40
+INTEGRATE = 20_000
+BUILD_CHUNK = 20_000
+
+
+def event(i: int) -> Event:
+    return Event(
+        Action.FIELDS_RELEASED,
+        f"agency:bench-{i % 7}",
+        owner_id=uuid.uuid4(),
+        licence_type="resident-id-card",
+        fields=("resident-id-card/name", "resident-id-card/birth_date"),
+        purpose="housing subsidy",
+        service_item="housing-subsidy",
+        grant_id=uuid.uuid4(),
+        decision="allow",
+        reason="policy:consented-read",
+        request_id=uuid.uuid4().hex,
+    )
+
+
+@contextmanager
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'vault.db'}"
+        return
+    admin_url = os.environ["VAULT_BENCH_POSTGRES_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"vault_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def open_vault(url: str, workdir: Path) -> Vault:
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    settings = load_settings({"VAULT_DATA_DIR": str(workdir), "VAULT_DATABASE_URL": url, "VAULT_LOG_LEVEL": "WARNING"})
+    return build_vault(settings)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def appends(vault: Vault) -> str:
+    """16 threads append one event per unit of work, released together."""
+    latencies: list[float] = []
+    guard = threading.Lock()
+    barrier = threading.Barrier(WRITERS)
+
+    def writer(w: int) -> None:
+        barrier.wait()
+        for i in range(PER_WRITER):
+            start = time.perf_counter()
+            with vault.db.session() as session:
+                vault.audit.append(session, event(w * PER_WRITER + i))
+            with guard:
+                latencies.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return (
+        f"append, {WRITERS} writers x {PER_WRITER}: p50 {ms(pct(latencies, 0.5))}, p99 {ms(pct(latencies, 0.99))}, "
+        f"{len(latencies) / wall:.0f} appends/s"
+    )
+
+
+def integration(vault: Vault) -> str:
+    """Pending events integrated by the sequencer: batches, tiles, a signed checkpoint each, files published."""
+    for first in range(0, INTEGRATE, 1000):
+        with vault.db.session() as session:
+            for i in range(first, first + 1000):
+                vault.audit.append(session, event(i))
+    start, cpu = time.perf_counter(), time.process_time()
+    count = publishing.sequence_step(vault.audit, vault.db)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return (
+        f"integration of {count} pending events: {wall:.2f} s, {count / wall:.0f} events/s "
+        f"({cpu:.2f} s of this process's CPU: {count / cpu:.0f} events per CPU second)"
+    )
+
+
+def build(vault: Vault, size: int) -> None:
+    """A log of `size` integrated events written straight into the tables, tiles included, then one checkpoint."""
+    engine = vault.db.engine
+    edge: dict[tuple[int, int], bytes] = {}
+    insert_event = text(
+        "INSERT INTO audit_events (leaf_index, id, created_at, owner_id, actor, action, entry, leaf_hash) "
+        "VALUES (:i, :id, :at, :owner, :actor, :action, :entry, :hash)"
+    )
+    upsert = text(
+        "INSERT INTO audit_tiles (level, idx, hashes) VALUES (:l, :i, :h) "
+        "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
+    )
+    now = datetime.now(UTC)
+    for first in range(0, size, BUILD_CHUNK):
+        rows, hashes = [], []
+        for i in range(first, min(size, first + BUILD_CHUNK)):
+            e, event_id = event(i), uuid.uuid4()
+            entry = jws.canonical_json(e.body(event_id=event_id, at=now))
+            hashed = merkle.leaf_hash(entry)
+            hashes.append(hashed)
+            rows.append(
+                {
+                    "i": i,
+                    "id": event_id.hex if engine.dialect.name == "sqlite" else event_id,
+                    "at": now,
+                    "owner": e.owner_id.hex if engine.dialect.name == "sqlite" and e.owner_id else e.owner_id,
+                    "actor": e.actor,
+                    "action": e.action.value,
+                    "entry": entry,
+                    "hash": hashed,
+                }
+            )
+        changed = tiles.append(lambda level, idx, known=edge: known.get((level, idx), b""), first, hashes)
+        with engine.begin() as conn:
+            conn.execute(insert_event, rows)
+            conn.execute(upsert, [{"l": k[0], "i": k[1], "h": v} for k, v in changed.items()])
+        edge = {k: v for k, v in {**edge, **changed}.items() if len(v) < tiles.FULL_TILE}
+    with vault.db.session() as session:
+        vault.audit.checkpoint(session)
+
+
+def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
+    lines = []
+    signing = []
+    for i in range(10):  # one more event each time: integrate it, then time the signature alone
+        with vault.db.session() as session:
+            vault.audit.append(session, event(i))
+        with vault.db.session() as session:
+            vault.audit.integrate(session)
+            start = time.perf_counter()
+            vault.audit.checkpoint(session)
+            signing.append(time.perf_counter() - start)
+    lines.append(f"  sign a checkpoint: median {ms(statistics.median(signing))}")
+    with vault.db.session() as session:
+        n = vault.audit.size(session)
+        ids = (
+            session.execute(
+                text("SELECT id FROM audit_events WHERE leaf_index IN :idx").bindparams(
+                    __import__("sqlalchemy").bindparam("idx", expanding=True)
+                ),
+                {"idx": random.sample(range(n), 30)},
+            )
+            .scalars()
+            .all()
+        )
+        times, sizes = [], []
+        for event_id in ids:
+            event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+            start = time.perf_counter()
+            proof = vault.audit.prove(session, event_uuid)
+            times.append(time.perf_counter() - start)
+            sizes.append(len(proof.path) * 32)
+        lines.append(
+            f"  inclusion proof: median {ms(statistics.median(times))}, {statistics.median(sizes):.0f} bytes of hashes"
+        )
+        times, sizes = [], []
+        for _ in range(30):
+            old = random.randrange(1, n)
+            start = time.perf_counter()
+            proof_hashes = vault.audit.tree(session, n).consistency_proof(old, n)
+            times.append(time.perf_counter() - start)
+            sizes.append(len(proof_hashes) * 32)
+        lines.append(
+            f"  consistency proof: median {ms(statistics.median(times))}, {statistics.median(sizes):.0f} bytes"
+        )
+    child = subprocess.run(
+        [sys.executable, __file__, "--verify", url, str(workdir)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    lines.append(
+        f"  verify --full: {result['seconds']:.1f} s ({result['size'] / result['seconds']:.0f} events/s), "
+        f"ok={result['ok']}, peak RSS {result['rss_mb']:.0f} MB (interpreter and imports: {result['base_mb']:.0f} MB)"
+    )
+    return lines
+
+
+def verify_child(url: str, workdir: str) -> None:
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    settings = load_settings({"VAULT_DATA_DIR": workdir, "VAULT_DATABASE_URL": url, "VAULT_LOG_LEVEL": "WARNING"})
+    vault = build_vault(settings)
+    start = time.perf_counter()
+    report = vault.audit.verify(vault.db.engine, full=True)
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "size": report.size, "ok": report.ok, "rss_mb": rss, "base_mb": base}))
+
+
+def run(backend: str, sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory(prefix="vault-bench-log-") as tmp:
+        workdir = Path(tmp) / "live"
+        with database(backend, workdir) as url:
+            vault = open_vault(url, workdir)
+            print(f"{backend}: {appends(vault)}")
+            publishing.sequence_step(vault.audit, vault.db)
+            print(f"{backend}: {integration(vault)}")
+            vault.close()
+        for size in sizes:
+            workdir = Path(tmp) / f"n{size}"
+            with database(backend, workdir) as url:
+                vault = open_vault(url, workdir)
+                start = time.perf_counter()
+                build(vault, size)
+                print(f"{backend}: {size:,} events (built directly in {time.perf_counter() - start:.0f} s)")
+                for line in at_size(vault, size, url, workdir):
+                    print(f"{backend}:{line}")
+                vault.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 1_000_000])
+    parser.add_argument("--backends", nargs="*", default=["sqlite", "postgres"])
+    parser.add_argument("--verify", nargs=2, metavar=("URL", "DATA_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.verify:
+        verify_child(*args.verify)
+        return 0
+    load = os.getloadavg()
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {os.cpu_count()} CPUs ({platform.machine()}), "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    for backend in args.backends:
+        if backend == "postgres" and not os.environ.get("VAULT_BENCH_POSTGRES_URL"):
+            print("postgres: skipped (VAULT_BENCH_POSTGRES_URL is not set)")
+            continue
+        run(backend, args.sizes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The tree's hashes as C2SP tlog-tiles: level-L tile N holds up to 256 hashes of complete subtrees of 256**L leaves.
+
+Only the bottom row of each 8-level tile is stored; the hashes between are recomputed (at most 255 per tile), so
+any subtree root, the tree's root, an inclusion or a consistency proof reads O(log n) tiles, and appending a batch
+rewrites only the tiles on the tree's right edge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from vault.audit import merkle
+from vault.audit.errors import TileError
+
+HEIGHT = 8
+WIDTH = 1 << HEIGHT
+HASH_SIZE = 32
+FULL_TILE = WIDTH * HASH_SIZE
+
+TileGetter = Callable[[int, int], bytes]
+"""(level, index) -> the stored tile's bytes (a partial tile is shorter), b"" when there is none."""
+
+_PATH = re.compile(r"^(0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?$")
+
+
+def tile_path(level: int, index: int, width: int = WIDTH) -> str:
+    """`<L>/<N>[.p/<W>]` as tlog-tiles spells it: N in 3-digit groups, all but the last prefixed with x."""
+    digits = f"{index:03d}"
+    digits = "0" * (-len(digits) % 3) + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    name = "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
+    return f"{level}/{name}" + ("" if width == WIDTH else f".p/{width}")
+
+
+def parse_tile_path(path: str) -> tuple[int, int, int]:
+    """(level, index, width) of a tile path; raises ValueError naming what is wrong."""
+    match = _PATH.match(path)
+    if not match or int(match.group(1)) > 63:
+        raise ValueError("a tile path is <level>/<index in x000/ groups>[.p/<width 1-255>]")
+    width = int(match.group(3)) if match.group(3) else WIDTH
+    if width >= WIDTH:
+        raise ValueError("a partial tile is 1 to 255 hashes wide")
+    return int(match.group(1)), int(match.group(2).replace("x", "").replace("/", "")), width
+
+
+def hashes_up(row: Sequence[bytes]) -> bytes:
+    """The root over a power-of-two row of hashes."""
+    level = list(row)
+    while len(level) > 1:
+        level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def split_hashes(data: bytes) -> list[bytes]:
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def tile_width(level: int, index: int, size: int) -> int:
+    """How many hashes tile (level, index) holds in a tree of `size` leaves (0 when it does not exist yet)."""
+    count = size >> (HEIGHT * level)
+    return max(0, min(WIDTH, count - index * WIDTH))
+
+
+class TiledTree:
+    """Reads a tree of `size` leaves through its tiles, each tile fetched at most once per instance."""
+
+    def __init__(self, get: TileGetter, size: int) -> None:
+        self._get = get
+        self.size = size
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    def tile(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        if key not in self._cache:
+            self._cache[key] = self._get(level, index)
+        return self._cache[key]
+
+    def node(self, height: int, index: int) -> bytes:
+        """MTH of the complete subtree of 2**height leaves starting at leaf index * 2**height."""
+        level, rest = divmod(height, HEIGHT)
+        first = index << rest
+        count = 1 << rest
+        data = self.tile(level, first >> HEIGHT)
+        offset = (first & (WIDTH - 1)) * HASH_SIZE
+        if len(data) < offset + count * HASH_SIZE:
+            raise TileError(f"tile {tile_path(level, first >> HEIGHT)} is missing hashes the tree needs")
+        return hashes_up(split_hashes(data[offset : offset + count * HASH_SIZE]))
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) from the complete subtrees that make it up, joined from the right."""
+        if lo == hi:
+            return merkle.EMPTY_ROOT
+        nodes: list[bytes] = []
+        position = lo
+        while position < hi:
+            height = (hi - position).bit_length() - 1
+            if position:
+                height = min(height, (position & -position).bit_length() - 1)
+            nodes.append(self.node(height, position >> height))
+            position += 1 << height
+        acc = nodes[-1]
+        for left in reversed(nodes[:-1]):
+            acc = merkle.node_hash(left, acc)
+        return acc
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.subtree(0, self.size if size is None else size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof_from(size, index, self.subtree)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof_from(new_size, old_size, self.subtree)
+
+
+def append(get: TileGetter, size: int, leaf_hashes: Iterable[bytes]) -> dict[tuple[int, int], bytes]:
+    """The tiles that change when leaf_hashes are added to a tree of `size` leaves, with their new contents.
+
+    A tile that fills up sends its root to the tile above, as tlog-tiles says: partial tiles are never hashed up.
+    """
+    changed: dict[tuple[int, int], bytearray] = {}
+    incoming, level, start = list(leaf_hashes), 0, size
+    while incoming:
+        formed: list[bytes] = []
+        position, taken = start, 0
+        while taken < len(incoming):
+            key = (level, position >> HEIGHT)
+            if key not in changed:
+                changed[key] = bytearray(get(*key))
+            data, slot = changed[key], position & (WIDTH - 1)
+            if len(data) != slot * HASH_SIZE:
+                raise TileError(
+                    f"tile {tile_path(*key)} holds {len(data) // HASH_SIZE} hashes, the tree's size needs {slot}"
+                )
+            count = min(WIDTH - slot, len(incoming) - taken)
+            data += b"".join(incoming[taken : taken + count])
+            taken, position = taken + count, position + count
+            if len(data) == FULL_TILE:
+                formed.append(hashes_up(split_hashes(bytes(data))))
+        incoming, level, start = formed, level + 1, start >> HEIGHT
+    return {key: bytes(value) for key, value in changed.items()}
+
+
+@dataclass
+class CompactRange:
+    """The right frontier of a tree being rebuilt leaf by leaf: O(log n) roots, enough for the root at any size.
+
+    `push` also reports each full-tile root it forms (a hash of level >= 1 in tile terms), so a verifier can
+    compare the stored upper tiles without keeping them.
+    """
+
+    size: int = 0
+    nodes: list[bytes] = field(default_factory=list)  # roots of the complete subtrees in size's binary form
+
+    def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        formed: list[tuple[int, int, bytes]] = []
+        node, height, position = leaf, 0, self.size
+        while position & 1:
+            node = merkle.node_hash(self.nodes.pop(), node)
+            height += 1
+            position >>= 1
+            if height % HEIGHT == 0:
+                formed.append((height // HEIGHT, position, node))
+        self.nodes.append(node)
+        self.size += 1
+        return formed
+
+    def root(self) -> bytes:
+        if not self.nodes:
+            return merkle.EMPTY_ROOT
+        acc = self.nodes[-1]
+        for left in reversed(self.nodes[:-1]):
+            acc = merkle.node_hash(left, acc)
+        return acc
