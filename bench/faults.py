@@ -155,7 +155,7 @@ def run(
                     clients = [threading.Thread(target=a.run, args=(vault, population, stop)) for a in actors]
                     for c in clients:
                         c.start()
-                    time.sleep(rng.uniform(1.0, 4.0))
+                    time.sleep(rng.uniform(1.5, 5.0))
                     server.kill()  # every worker at once, mid-request: a power cut
                     stop.set()
                     for c in clients:
