@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--pause", type=float, default=2.0, help="kill up to this many seconds after writes flow")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server where a throw-away database is made")
     parser.add_argument("--start", choices=START_MODES, default="fork", help="how workers start (bench/processes.py)")
     parser.add_argument("--log", type=Path, help="append the server's output here (default: a temporary file)")
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         out=lambda line: print(line, flush=True),
         start=args.start,
         log=args.log,
+        pause=(0.0, args.pause),
     )
     print(
         f"\ndatabase:           {args.database}, {workers} worker(s), seed {args.seed}, {args.threads} client threads"
@@ -122,6 +124,8 @@ def run(
     out: Callable[[str], None] = print,
     start: str = "fork",
     log: Path | None = None,
+    citizens: int = 12,
+    pause: tuple[float, float] = (0.0, 2.0),
 ) -> Result:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, _database(database, postgres_url) as url:
@@ -134,13 +138,13 @@ def run(
         engine.dispose()
         vault = build_vault(settings)
         try:
-            population = traffic.populate(vault, erasable=max(40, kills))
+            population = traffic.populate(vault, citizens=citizens, erasable=max(10, kills))
             ledger = Ledger()
             server = Server(env, workers, log=log or Path(tmp) / "server.log", start=start)
             out(f"server: {server.describe()}, {database}")
-            citizens = population.citizens
+            logins = population.citizens
             actors = [
-                Actor(server.base, ledger, random.Random(seed * 1009 + i), citizens[i % len(citizens) :: threads])
+                Actor(server.base, ledger, random.Random(seed * 1009 + i), logins[i % len(logins) :: threads])
                 for i in range(threads)
             ]
             survived, violations = 0, []
@@ -155,7 +159,12 @@ def run(
                     clients = [threading.Thread(target=a.run, args=(vault, population, stop)) for a in actors]
                     for c in clients:
                         c.start()
-                    time.sleep(rng.uniform(1.5, 5.0))
+                    # kill at a random moment once this round's traffic is flowing: a few writes acknowledged
+                    progress, wanted = ledger.total(), rng.randint(1, 6)
+                    deadline = time.monotonic() + 120
+                    while ledger.total() < progress + wanted and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    time.sleep(rng.uniform(*pause))
                     server.kill()  # every worker at once, mid-request: a power cut
                     stop.set()
                     for c in clients:

@@ -93,6 +93,11 @@ class Ledger:
             "erasure requests": len(self.erasures),
         }
 
+    def total(self) -> int:
+        """Acknowledged writes so far (reads with data count too: each wrote its access event)."""
+        with self.lock:
+            return sum(self.counts().values())
+
     def summary(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.counts().items())
 

@@ -101,8 +101,8 @@ class Zygote:
 class Server:
     """N worker processes serving one vault on one port; `kill()` is a power cut for all of them.
 
-    start="serve": `vault serve --workers N` when this checkout has it, else N cold `bench/processes.py worker`
-    processes; start="fork": N workers forked from a zygote (see Zygote).
+    start="serve": `vault serve` (with `--workers N` when this checkout has it, else N cold `bench/processes.py
+    worker` processes); start="fork": N workers forked from a zygote (see Zygote), the quick restart.
     """
 
     def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None, start: str = "fork") -> None:
@@ -129,8 +129,8 @@ class Server:
     def describe(self) -> str:
         if self.mode == "fork":
             return f"{self.workers} worker(s) forked from a zygote, each its own SO_REUSEPORT socket"
-        if serve_has_workers():
-            return f"vault serve --workers {self.workers}"
+        if serve_has_workers() or self.workers == 1:
+            return f"vault serve --workers {self.workers}" if self.workers > 1 else "vault serve"
         return f"{self.workers} worker process(es), each its own SO_REUSEPORT socket"
 
     def start(self, timeout: float = 120.0) -> None:
@@ -138,16 +138,16 @@ class Server:
             self.popens = []
             self.pgids = [self.zygote.fork() for _ in range(self.workers)]
         else:
-            if serve_has_workers():
-                argv = [sys.executable, "-m", "vault.cli", "serve", "--workers", str(self.workers)]
-                self.popens = [self._spawn(argv)]
+            if serve_has_workers() or self.workers == 1:
+                argv = [sys.executable, "-m", "vault.cli", "serve"]
+                self.popens = [self._spawn(argv + (["--workers", str(self.workers)] if self.workers > 1 else []))]
             else:
                 worker = [sys.executable, str(Path(__file__).resolve()), "worker"]
                 self.popens = [self._spawn(worker) for _ in range(self.workers)]
             self.pgids = [p.pid for p in self.popens]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.worker_pids()) < (1 if self.popens and serve_has_workers() else len(self.pgids)):
+            if len(self.worker_pids()) < len(self.pgids):
                 self.kill()
                 raise RuntimeError(f"the server exited while starting (see {self.log or 'its output'})")
             if self._ready():
