@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
+from sqlalchemy.exc import OperationalError
 
 from bench import traffic
 from bench.invariants import Held, Ledger, LicenceAck, check
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=6)
-    parser.add_argument("--pause", type=float, default=2.0, help="kill up to this many seconds after writes flow")
+    parser.add_argument("--pause", type=float, default=3.0, help="kill up to this many seconds after writes flow")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server where a throw-away database is made")
     parser.add_argument("--start", choices=START_MODES, default="fork", help="how workers start (bench/processes.py)")
     parser.add_argument("--log", type=Path, help="append the server's output here (default: a temporary file)")
@@ -125,7 +126,7 @@ def run(
     start: str = "fork",
     log: Path | None = None,
     citizens: int = 12,
-    pause: tuple[float, float] = (0.0, 2.0),
+    pause: tuple[float, float] = (0.0, 3.0),
 ) -> Result:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, _database(database, postgres_url) as url:
@@ -227,7 +228,7 @@ class Actor:
             getattr(self, action)(vault, population)
         except httpx.TransportError:
             time.sleep(0.05)  # the server is down (killed): the harness restarts it
-        except (traffic.Unexpected, KeyError, ValueError, TypeError) as error:
+        except (traffic.Unexpected, KeyError, ValueError, TypeError, OperationalError) as error:
             with self.ledger.lock:
                 self.ledger.refused[f"{action}: {type(error).__name__} {error}"[:100]] += 1
             time.sleep(0.01)  # a refused step (a lost race, a killed session): go on with another

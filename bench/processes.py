@@ -72,7 +72,7 @@ START_MODES = ("fork", "serve")
 class Zygote:
     """A process that has imported the server's code once and forks fresh workers on demand.
 
-    Each forked worker is a new process in its own session that builds the vault and its app from scratch, as a
+    Each forked worker is a new process in its own process group that builds the vault and its app from scratch, as a
     cold start would; only the Python imports are shared, which saves many seconds per restart on a busy machine.
     The zygote itself never opens the database.
     """
@@ -293,7 +293,7 @@ def zygote(log: str) -> None:
     for _ in sys.stdin:
         pid = os.fork()
         if pid == 0:
-            os.setsid()
+            os.setpgid(0, 0)
             out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             os.dup2(out, 1)
             os.dup2(out, 2)
@@ -303,6 +303,8 @@ def zygote(log: str) -> None:
                 worker()
             finally:
                 os._exit(0)
+        with suppress(OSError):  # both sides set the group, so it is set before the pid is handed out
+            os.setpgid(pid, pid)
         sys.stdout.write(f"{pid}\n")
         sys.stdout.flush()
 

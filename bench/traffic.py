@@ -99,9 +99,11 @@ class Stats:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.statuses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def record(self, kind: str, status: str, seconds: float) -> None:
+    def record(self, kind: str, status: str, seconds: float | None) -> None:
+        """One outcome; `seconds` None for a request never sent (it has no latency)."""
         with self.lock:
-            self.latencies[kind].append(seconds)
+            if seconds is not None:
+                self.latencies[kind].append(seconds)
             self.statuses[kind][status] += 1
 
 
