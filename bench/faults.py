@@ -22,7 +22,9 @@ Prints kills survived and violations; exits 1 on any violation.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,10 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=6)
     parser.add_argument("--pause", type=float, default=3.0, help="kill up to this many seconds after writes flow")
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server where a throw-away database is made")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("VAULT_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES,
+        help="a server where a throw-away database is made",
+    )
     parser.add_argument("--start", choices=START_MODES, default="fork", help="how workers start (bench/processes.py)")
     parser.add_argument("--log", type=Path, help="append the server's output here (default: a temporary file)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every worker on the way out, not only on ^C
     workers = args.workers or (2 if args.database == "postgresql" else 1)
     started = time.monotonic()
     result = run(

@@ -19,7 +19,9 @@ SQLite runs one worker, PostgreSQL two (a throw-away database), unless --workers
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -319,9 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every arrival rate")
     parser.add_argument("--verify-storm", action="store_true", help="six 1,000-presentation verifications throughout")
     parser.add_argument("--citizens", type=int, default=20)
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--postgres-url", default=os.environ.get("VAULT_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES)
     parser.add_argument("--log", type=Path, help="append the server's output here")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every worker on the way out, not only on ^C
     workers = args.workers or (2 if args.database == "postgresql" else 1)
 
     with tempfile.TemporaryDirectory(prefix="vault-load-") as tmp, _database(args.database, args.postgres_url) as url:

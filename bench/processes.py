@@ -1,8 +1,9 @@
 """The vault's server as real processes, for the fault and load harnesses: start N workers, kill them all at once.
 
-`vault serve --workers N` is used when the installed command line has it. Otherwise each worker is started here
-the way it does it: its own process, its own listening socket on the same port with SO_REUSEPORT (so the kernel
-spreads connections and every accepted socket keeps TCP_NODELAY), every process in one process group per server.
+Two ways to start: "serve" runs `vault serve --workers N` itself (cold: every restart imports everything again);
+"fork" forks N workers from a zygote that imported the code once, each running vault.serving.run_worker, the very
+function `vault serve --workers N` runs in each of its workers (its own SO_REUSEPORT socket, its own app, the same
+leader election for maintenance). Every process of a server is in a process group the harness kills at once.
 
     python bench/processes.py worker        # one worker, settings from VAULT_* (what Server starts N times)
     python bench/processes.py zygote LOG    # import once, fork a worker per line on stdin (Server's "fork" start)
@@ -267,19 +268,13 @@ def postgres_database(admin_url: str = DEFAULT_POSTGRES) -> Iterator[str]:
 
 
 def worker() -> None:
-    """One worker: its own SO_REUSEPORT socket on VAULT_HOST:VAULT_PORT, serving server:app."""
+    """One worker, exactly as `vault serve --workers N` runs each of its N (settings from VAULT_*)."""
     sys.path.insert(0, str(PROJECT_ROOT))
-    import uvicorn
-
     from vault.config import load_settings
+    from vault.serving import run_worker
 
     settings = load_settings()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((settings.host, settings.port))
-    config = uvicorn.Config("server:app", host=settings.host, port=settings.port, log_level="warning")
-    uvicorn.Server(config).run(sockets=[sock])
+    run_worker(settings.host, settings.port, settings.log_level)
 
 
 def zygote(log: str) -> None:
@@ -287,6 +282,7 @@ def zygote(log: str) -> None:
     sys.path.insert(0, str(PROJECT_ROOT))
     import uvicorn  # noqa: F401 -- imported here so each forked worker has it already
 
+    import vault.serving
     import vault.web.app  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps killed workers
