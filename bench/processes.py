@@ -37,6 +37,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _is_helper(pid: int) -> bool:
+    """multiprocessing's resource tracker, which `vault serve --workers N` starts beside its workers."""
+    try:
+        return b"resource_tracker" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def server_env(data: Path, port: int, database_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a server on loopback `port` with its data in `data` (and the database given, if any)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
@@ -204,7 +212,7 @@ class Server:
                 parents.add(int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1]))
             except OSError:
                 continue
-        return [p for p in pids if p not in parents]
+        return [p for p in pids if p not in parents and not _is_helper(p)]
 
     def rss(self) -> dict[int, int]:
         """Resident set size in bytes of each worker process."""

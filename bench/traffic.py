@@ -58,7 +58,10 @@ def populate(vault: Vault, citizens: int = 12, erasable: int = 40, presentations
     """The demo population, plus `citizens` citizens and `erasable` owners of our own (synthetic, like the demo's)."""
     demo.create_demo(vault)
     accounts = AccountService(vault.keys)
-    logins, erase, presented, names = [], [], [], {}
+    logins: list[str] = []
+    erase: list[uuid.UUID] = []
+    presented: list[str] = []
+    names: dict[str, str] = {}
     with vault.db.session() as session:
         for i in range(citizens + erasable):
             region = "110101" if i < citizens else "110102"
