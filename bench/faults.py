@@ -31,8 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +48,6 @@ from bench.processes import (
     START_MODES,
     Server,
     free_port,
-    postgres_database,
     server_env,
     vault_settings_env,
 )
@@ -113,15 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if result.violations or result.kills < args.kills else 0
 
 
-@contextmanager
-def _database(kind: str, postgres_url: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-    else:
-        with postgres_database(postgres_url) as url:
-            yield url
-
-
 def run(
     database: str,
     kills: int,
@@ -136,7 +125,7 @@ def run(
     pause: tuple[float, float] = (0.0, 3.0),
 ) -> Result:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, _database(database, postgres_url) as url:
+    with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, database(database, postgres_url) as url:
         env = server_env(
             Path(tmp) / "var", free_port(), url, VAULT_ERASURE_GRACE_DAYS="0", VAULT_CHECKPOINT_INTERVAL="1"
         )

@@ -27,9 +27,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,8 @@ from bench import traffic
 from bench.processes import (
     DEFAULT_POSTGRES,
     Server,
+    database,
     free_port,
-    postgres_database,
     server_env,
     vault_settings_env,
 )
@@ -275,7 +275,7 @@ def _storage(vault: Vault) -> dict[str, int]:
     found = {f"rows {table}": _scalar(vault, f"SELECT count(*) FROM {table}") for table in TABLES}  # noqa: S608 -- our own table names
     engine = vault.db.engine
     if engine.dialect.name == "postgresql":
-        found["bytes database"] = _scalar(vault, "SELECT pg_database_size(current_database())")
+        found["bytes database"] = _scalar(vault, "SELECT pg_database_size(currentdatabase())")
         for table in TABLES:
             found[f"bytes {table}"] = _scalar(vault, "SELECT pg_total_relation_size(:t)", t=table)
     elif engine.url.database:
@@ -303,15 +303,6 @@ def _rss(server: Server) -> str:
     return f"{sum(sizes.values()) / 2**20:.1f} MiB in sum ({per})"
 
 
-@contextmanager
-def _database(kind: str, postgres_url: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-    else:
-        with postgres_database(postgres_url) as url:
-            yield url
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
@@ -327,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every worker on the way out, not only on ^C
     workers = args.workers or (2 if args.database == "postgresql" else 1)
 
-    with tempfile.TemporaryDirectory(prefix="vault-load-") as tmp, _database(args.database, args.postgres_url) as url:
+    with tempfile.TemporaryDirectory(prefix="vault-load-") as tmp, database(args.database, args.postgres_url) as url:
         env = server_env(Path(tmp) / "var", free_port(), url)
         settings = load_settings(vault_settings_env(env))
         engine = make_engine(settings.database_url)

@@ -275,6 +275,16 @@ def postgres_database(admin_url: str = DEFAULT_POSTGRES) -> Iterator[str]:
         engine.dispose()
 
 
+@contextmanager
+def database(kind: str, postgres_url: str = DEFAULT_POSTGRES) -> Iterator[str | None]:
+    """None for SQLite (the data directory's file), else a throw-away PostgreSQL database's URL."""
+    if kind == "sqlite":
+        yield None
+    else:
+        with postgres_database(postgres_url) as url:
+            yield url
+
+
 def worker() -> None:
     """One worker, exactly as `vault serve --workers N` runs each of its N (settings from VAULT_*)."""
     sys.path.insert(0, str(PROJECT_ROOT))
