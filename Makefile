@@ -48,7 +48,7 @@ faults: $(STAMP) ## kill -9 every worker KILLS times (20) under traffic, check i
 load: $(STAMP) ## open-loop HTTP mix for MINUTES (2) on SQLite and PostgreSQL, then /readyz under 6x1,000 verifications
 	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes $(MINUTES)
 	$(BIN)/python bench/load.py --database postgresql --workers 2 --minutes $(MINUTES) --postgres-url $(BENCH_POSTGRES)
-	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes 1 --verify-storm
+	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes 1 --warmup 0 --scale 0 --verify-storm
 
 SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
 	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \

@@ -8,7 +8,8 @@ answered, so a slow server shows up as latency and errors rather than as a polit
 citizen pages (signed in), redirect consent flows (PAR, the consent page, approval, code redemption), agency reads
 under repeated-use grants, issuer mutations (issue, suspend, reinstate), presentation verification (10 per call)
 and /readyz. With --verify-storm, six clients also send 1,000-presentation verifyLicences calls back to back for
-the whole measured period, and /readyz is probed ten times a second: its p99 is printed on its own line.
+the whole measured period, and /readyz is probed ten times a second: its p99 is printed on its own line
+(`--scale 0 --verify-storm`: the storm and the probe alone).
 
 Printed: throughput; p50/p95/p99 per kind; responses by status; server RSS per worker and in sum at start, after
 warm-up and at the end; database and table growth; and whether the access log holds exactly one fields.released
@@ -244,9 +245,12 @@ def _drive(mix: Mix, seconds: float, scale: float, storm: bool, late: dict[str, 
         threads = [
             threading.Thread(target=_arrivals, args=(kind, rate * scale, mix, pool, deadline, late))
             for kind, rate in RATES.items()
+            if rate * scale > 0
         ]
         if storm:
             threads.append(threading.Thread(target=_storm, args=(mix, deadline)))
+        if not threads:  # --scale 0 without the storm: the warm-up is only a pause
+            time.sleep(seconds)
         for t in threads:
             t.start()
         for t in threads:
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--minutes", type=float, default=2.0, help="measured time, after the warm-up")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds of the same mix before measuring")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every arrival rate")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every arrival rate (0: none, storm only)")
     parser.add_argument("--verify-storm", action="store_true", help="six 1,000-presentation verifications throughout")
     parser.add_argument("--citizens", type=int, default=20)
     parser.add_argument("--postgres-url", default=os.environ.get("VAULT_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES)
