@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="default: 1 on SQLite, 2 on PostgreSQL")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--trigger", choices=("any", "flow"), default="any", help="what must be acknowledged first")
     parser.add_argument("--pause", type=float, default=3.0, help="kill up to this many seconds after writes flow")
     parser.add_argument(
         "--postgres-url",
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         start=args.start,
         log=args.log,
         pause=(0.0, args.pause),
+        trigger=args.trigger,
     )
     print(
         f"\ndatabase:           {args.database}, {workers} worker(s), seed {args.seed}, {args.threads} client threads"
@@ -123,6 +125,7 @@ def run(
     log: Path | None = None,
     citizens: int = 12,
     pause: tuple[float, float] = (0.0, 3.0),
+    trigger: str = "any",
 ) -> Result:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, database(database, postgres_url) as url:
@@ -157,9 +160,11 @@ def run(
                     for c in clients:
                         c.start()
                     # kill at a random moment once this round's traffic is flowing: a few writes acknowledged
-                    progress, wanted = ledger.total(), rng.randint(1, 6)
+                    # (trigger "any"), or a whole flow through (an approval, token set, read or revocation: "flow")
+                    measure = ledger.total if trigger == "any" else ledger.flows
+                    progress, wanted = measure(), rng.randint(1, 6) if trigger == "any" else 1
                     deadline = time.monotonic() + 120
-                    while ledger.total() < progress + wanted and time.monotonic() < deadline:
+                    while measure() < progress + wanted and time.monotonic() < deadline:
                         time.sleep(0.02)
                     time.sleep(rng.uniform(*pause))
                     server.kill()  # every worker at once, mid-request: a power cut

@@ -98,6 +98,11 @@ class Ledger:
         with self.lock:
             return sum(self.counts().values())
 
+    def flows(self) -> int:
+        """Acknowledged ends of whole flows: approvals, token sets, reads with values, revocations."""
+        with self.lock:
+            return len(self.approved) + len(self.tokens) + sum(self.reads.values()) + len(self.revoked)
+
     def summary(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in self.counts().items())
 
