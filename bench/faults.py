@@ -128,7 +128,7 @@ def run(
     trigger: str = "any",
 ) -> Result:
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, database(database, postgres_url) as url:
+    with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, throwaway_database(database, postgres_url) as url:
         env = server_env(
             Path(tmp) / "var", free_port(), url, VAULT_ERASURE_GRACE_DAYS="0", VAULT_CHECKPOINT_INTERVAL="1"
         )

@@ -44,9 +44,9 @@ from bench import traffic
 from bench.processes import (
     DEFAULT_POSTGRES,
     Server,
-    database,
     free_port,
     server_env,
+    throwaway_database,
     vault_settings_env,
 )
 from vault.audit.events import Action
@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every worker on the way out, not only on ^C
     workers = args.workers or (2 if args.database == "postgresql" else 1)
 
-    with tempfile.TemporaryDirectory(prefix="vault-load-") as tmp, database(args.database, args.postgres_url) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="vault-load-") as tmp,
+        throwaway_database(args.database, args.postgres_url) as url,
+    ):
         env = server_env(Path(tmp) / "var", free_port(), url)
         settings = load_settings(vault_settings_env(env))
         engine = make_engine(settings.database_url)

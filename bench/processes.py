@@ -276,7 +276,7 @@ def postgres_database(admin_url: str = DEFAULT_POSTGRES) -> Iterator[str]:
 
 
 @contextmanager
-def database(kind: str, postgres_url: str = DEFAULT_POSTGRES) -> Iterator[str | None]:
+def throwaway_database(kind: str, postgres_url: str = DEFAULT_POSTGRES) -> Iterator[str | None]:
     """None for SQLite (the data directory's file), else a throw-away PostgreSQL database's URL."""
     if kind == "sqlite":
         yield None
