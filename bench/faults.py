@@ -49,6 +49,7 @@ from bench.processes import (
     Server,
     free_port,
     server_env,
+    throwaway_database,
     vault_settings_env,
 )
 from vault.config import load_settings
