@@ -102,8 +102,9 @@ class Zygote:
         return int(line)
 
     def close(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
         self.process.wait(timeout=10)
 
 
