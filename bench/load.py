@@ -80,6 +80,7 @@ class Mix:
     lock: threading.Lock = field(default_factory=threading.Lock)
     reads_with_data: int = 0
     tokens: dict[str, str] = field(default_factory=dict)
+    issued: dict[str, float] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def client(self) -> traffic.Client:
@@ -108,14 +109,17 @@ def _consent_flow(mix: Mix, http: traffic.Client, item: str = traffic.REPEATED_I
 def _read(mix: Mix, http: traffic.Client) -> None:
     with mix.lock:
         token = mix.rng.choice(mix.held)
-    _, released = http.read(token)
+    response, released = http.read(token)
+    if response.status_code == 401:  # access tokens live 10 minutes: read with the newer ones consent flows add
+        with mix.lock, suppress(ValueError):
+            mix.held.remove(token)
     if released:
         with mix.lock:
             mix.reads_with_data += 1
 
 
 def _issue(mix: Mix, http: traffic.Client) -> None:
-    token = mix.tokens["issuer"]
+    token = _client_token(mix, http, "issuer")
     with mix.lock:
         pick = mix.rng.randrange(len(mix.licences)) if mix.licences and mix.rng.random() < 0.6 else None
         chosen = mix.licences.pop(pick) if pick is not None else None
@@ -135,9 +139,23 @@ def _issue(mix: Mix, http: traffic.Client) -> None:
 def _verify(mix: Mix, http: traffic.Client, count: int, kind: str) -> None:
     presented = mix.population.presentations
     batch = [presented[i % len(presented)] for i in range(count)]
-    response = http.graphql(kind, mix.tokens["verifier"], traffic.VERIFY, {"presentations": batch})
+    response = http.graphql(kind, _client_token(mix, http, "verifier"), traffic.VERIFY, {"presentations": batch})
     if response.status_code == 200 and not (response.json().get("data") or {}).get("verifyLicences"):
         raise traffic.Unexpected("verifyLicences answered without results")
+
+
+CLIENTS = {"issuer": (traffic.ISSUER, "licences:issue"), "verifier": (traffic.HALL, "licences:verify")}
+
+
+def _client_token(mix: Mix, http: traffic.Client, name: str) -> str:
+    """A client-credentials token, renewed every 5 minutes (they live 10)."""
+    with mix.lock:
+        token, issued = mix.tokens.get(name, ""), mix.issued.get(name, 0.0)
+    if not token or time.monotonic() - issued > 300:
+        token = http.client_token(*CLIENTS[name])
+        with mix.lock:
+            mix.tokens[name], mix.issued[name] = token, time.monotonic()
+    return token
 
 
 def _page(mix: Mix, http: traffic.Client) -> None:
@@ -232,8 +250,8 @@ def _prepare(mix: Mix, grants: int) -> None:
         client.sign_in(login)
         mix.citizens[login] = client
     http = mix.client()
-    mix.tokens["issuer"] = http.client_token(traffic.ISSUER, "licences:issue")
-    mix.tokens["verifier"] = http.client_token(traffic.HALL, "licences:verify")
+    for name in CLIENTS:
+        _client_token(mix, http, name)
     for _ in range(grants):
         _consent_flow(mix, http)
     http.close()
