@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from bench.traffic import Stats
 from vault.audit.events import Action
@@ -108,7 +109,9 @@ class Ledger:
 
 
 def _events(session: Session) -> dict[Action, list[dict[str, Any]]]:
-    rows = session.execute(select(AuditEvent.action, AuditEvent.entry).where(AuditEvent.action.in_(WATCHED)))
+    rows = session.execute(
+        select(col(AuditEvent.action), col(AuditEvent.entry)).where(col(AuditEvent.action).in_(WATCHED))
+    )
     found: dict[Action, list[dict[str, Any]]] = defaultdict(list)
     for action, entry in rows:
         found[Action(action)].append(json.loads(entry))
@@ -136,10 +139,10 @@ def _grants(session: Session, events: dict[Action, list[dict[str, Any]]], ledger
     problems = []
     grants = {str(g.id): g for g in session.scalars(select(Grant))}
     approving = Counter(str(r.grant_id) for r in session.scalars(select(ConsentRequest)) if r.grant_id is not None)
-    for request in session.scalars(select(ConsentRequest).where(ConsentRequest.state == "approved")):
+    for request in session.scalars(select(ConsentRequest).where(col(ConsentRequest.state) == "approved")):
         if str(request.grant_id) not in grants:
             problems.append(f"consent request {request.id} is approved without its grant")
-    by_grant: dict[Action, Counter[str]] = {a: Counter(e.get("grant") for e in events[a]) for a in WATCHED}
+    by_grant: dict[Action, Counter[Any]] = {a: Counter(e.get("grant") for e in events[a]) for a in WATCHED}
     for gid, grant in grants.items():
         if approving[gid] != 1:
             problems.append(f"grant {gid} comes from {approving[gid]} consent requests, not one")
@@ -160,12 +163,12 @@ def _grants(session: Session, events: dict[Action, list[dict[str, Any]]], ledger
     for code in session.scalars(select(AuthorizationCode)):
         if str(code.grant_id) not in grants:
             problems.append(f"an authorization code has no grant {code.grant_id}")
-    for token in session.scalars(select(Token).where(Token.grant_id.is_not(None))):  # type: ignore[union-attr]
-        grant = grants.get(str(token.grant_id))
-        if grant is None:
+    for token in session.scalars(select(Token).where(col(Token.grant_id).is_not(None))):
+        holder = grants.get(str(token.grant_id))
+        if holder is None:
             problems.append(f"token {token.id} has no grant {token.grant_id}")
-        elif grant.state != "active" and token.revoked_at is None and token.access_expires_at > _now():
-            problems.append(f"token {token.id} is still live under {grant.state} grant {grant.id}")
+        elif holder.state != "active" and token.revoked_at is None and token.access_expires_at > _now():
+            problems.append(f"token {token.id} is still live under {holder.state} grant {holder.id}")
     return problems
 
 
@@ -174,7 +177,7 @@ def _acknowledged(session: Session, ledger: Ledger) -> list[str]:
     requests = {str(r.id): r for r in session.scalars(select(ConsentRequest))}
     hashes = {r.auth_req_hash for r in requests.values() if r.auth_req_hash}
     grants = {str(g.id): g for g in session.scalars(select(Grant))}
-    codes = set(session.scalars(select(AuthorizationCode.code_hash)))
+    codes = set(session.scalars(select(col(AuthorizationCode.code_hash))))
     tokens = {t.access_hash: t for t in session.scalars(select(Token))}
     with ledger.lock:
         acknowledged_requests = set(ledger.requests)
@@ -261,10 +264,10 @@ def _owners(session: Session, events: dict[Action, list[dict[str, Any]]], ledger
             )
     with ledger.lock:
         acked = set(ledger.erasures)
-    for oid in acked:
-        owner = owners.get(str(oid))
-        if owner is None or owner.erase_requested_at is None or str(oid) not in requested:
-            problems.append(f"acknowledged erasure request for {oid} is missing")
+    for owner_id in acked:
+        asked = owners.get(str(owner_id))
+        if asked is None or asked.erase_requested_at is None or str(owner_id) not in requested:
+            problems.append(f"acknowledged erasure request for {owner_id} is missing")
     return problems
 
 
