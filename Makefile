@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 export VAULT_DATA_DIR ?= ./var
 
-.PHONY: help install run serve demo test lint unit bench bench-log schema screenshots clean
+.PHONY: help install run serve demo test lint unit bench bench-log faults load schema screenshots clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -39,6 +39,19 @@ bench: $(STAMP) ## benchmarks; each prints its figures (a few minutes at the def
 
 bench-log: $(STAMP) ## the access log at 10^4 and 10^6 events: appends, integration, proofs, verify (SIZES= to change)
 	$(BIN)/python bench/log.py $(if $(SIZES),--sizes $(SIZES))
+
+KILLS ?= 20
+MINUTES ?= 2
+BENCH_POSTGRES ?= $(or $(VAULT_BENCH_POSTGRES_URL),postgresql://postgres@127.0.0.1:5432/postgres)
+
+faults: $(STAMP) ## kill -9 every worker KILLS times (20) under traffic, check invariants; SQLite, then PostgreSQL
+	$(BIN)/python bench/faults.py --database sqlite --workers 1 --kills $(KILLS)
+	$(BIN)/python bench/faults.py --database postgresql --workers 2 --kills $(KILLS) --postgres-url $(BENCH_POSTGRES)
+
+load: $(STAMP) ## open-loop HTTP mix for MINUTES (2) on SQLite and PostgreSQL, then /readyz under 6x1,000 verifications
+	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes $(MINUTES)
+	$(BIN)/python bench/load.py --database postgresql --workers 2 --minutes $(MINUTES) --postgres-url $(BENCH_POSTGRES)
+	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes 1 --warmup 0 --scale 0 --verify-storm
 
 SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backchannel-zh-360 inbox-zh-360 \
 	grants-zh-360 activity-zh-360 proof-zh-360 representatives-zh-360 consent-enterprise-zh-360 \

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -38,11 +39,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_options(log_level: str) -> dict[str, Any]:
-    from vault.config import PROJECT_ROOT
-
     return {
         "app": "server:app",
-        "app_dir": str(PROJECT_ROOT),  # server.py sits at the project root, which a console script has not on sys.path
         "log_level": log_level.lower(),
         "proxy_headers": False,  # a forwarded address is trusted only through VAULT_TRUSTED_PROXIES
         "server_header": False,
@@ -53,6 +51,11 @@ def run_worker(host: str, port: int, log_level: str) -> None:
     """One worker: its own socket on the shared port, its own event loop, thread pool and connection pool."""
     import uvicorn
 
+    from vault.config import PROJECT_ROOT
+
+    # server.py sits at the project root, which a console script has not on sys.path (uvicorn.Config has no app_dir)
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
     sock = listening_socket(host, port)
     config = uvicorn.Config(**uvicorn_options(log_level))
     uvicorn.Server(config).run(sockets=[sock])

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from sqlalchemy import select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is run from the checkout, not installed
+from bench.processes import Server, free_port, server_env
 from tests.oauth_helpers import details
 from vault.audit import publishing
 from vault.config import load_settings
@@ -26,35 +24,6 @@ from vault.wiring import build_vault
 
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 AGENCY = ("traffic-police-vehicle-office", "demo-secret-traffic-police-vehicle-office")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(data: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
-    env.update(VAULT_DATA_DIR=str(data), VAULT_PORT=str(port), VAULT_LOG_LEVEL="WARNING")
-    return env
-
-
-def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "serve"],
-        env=_env(data, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    server.kill()
-    raise AssertionError("server did not start")
 
 
 def _writer(base: str, acknowledged: list[str], stop: threading.Event) -> None:
@@ -74,24 +43,24 @@ def _writer(base: str, acknowledged: list[str], stop: threading.Event) -> None:
 
 
 def test_acknowledged_writes_survive_kill_9_and_the_log_verifies(tmp_path: Path) -> None:
-    data, port = tmp_path / "var", _free_port()
+    data = tmp_path / "var"
+    env = server_env(data, free_port())
     for args in (["db", "upgrade"], ["demo"]):
-        subprocess.run(
-            [sys.executable, "-m", "vault.cli", *args], env=_env(data, port), check=True, capture_output=True
-        )
+        subprocess.run([sys.executable, "-m", "vault.cli", *args], env=env, check=True, capture_output=True)
     acknowledged: list[str] = []
     rng = random.Random(20261127)
+    server = Server(env, workers=1, start="serve")  # `vault serve` itself, started cold each time
     for _ in range(3):
-        server = _serve(data, port)
-        stop = threading.Event()
-        writers = [
-            threading.Thread(target=_writer, args=(f"http://127.0.0.1:{port}", acknowledged, stop)) for _ in range(3)
-        ]
+        server.start()
+        before, stop = len(acknowledged), threading.Event()
+        writers = [threading.Thread(target=_writer, args=(server.base, acknowledged, stop)) for _ in range(3)]
         for w in writers:
             w.start()
-        time.sleep(rng.uniform(0.5, 2.0))
-        os.kill(server.pid, signal.SIGKILL)  # no shutdown, no last checkpoint: a power cut
-        server.wait()
+        for _ in range(600):  # on a busy machine the first answers take a while: kill once writes flow
+            if stop.wait(0.1) or len(acknowledged) > before:
+                break
+        stop.wait(rng.uniform(0.5, 2.0))
+        server.kill()  # no shutdown, no last checkpoint: a power cut
         stop.set()
         for w in writers:
             w.join()
