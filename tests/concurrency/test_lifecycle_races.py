@@ -98,9 +98,14 @@ def test_one_maintenance_leader_at_a_time(vault: Vault) -> None:
             leader.release()
 
 
-def test_parallel_checkpoints_sign_one_tree_head(vault: Vault) -> None:
+def test_parallel_sequencer_steps_integrate_each_event_once_and_sign_once(vault: Vault) -> None:
     with vault.db.session() as session:
-        vault.audit.append(session, Event(Action.KEYS_ROTATED, "operator:test"))  # something new to sign
-    outcome = race(vault.db, lambda session, i: vault.audit.checkpoint(session))
-    signed = [c for c in outcome.won if c is not None]
-    assert len(signed) == 1, (outcome.won, outcome.lost)
+        for n in range(5):  # something new to integrate and sign
+            vault.audit.append(session, Event(Action.KEYS_ROTATED, f"operator:test-{n}"))
+    outcome = race(vault.db, lambda session, i: vault.audit.sequence(session))
+    assert not outcome.lost, outcome.lost
+    integrated = [count for count, _ in outcome.won if count]
+    signed = [checkpoint for _, checkpoint in outcome.won if checkpoint is not None]
+    assert len(integrated) == 1 and integrated[0] >= 5 and len(signed) == 1
+    with vault.db.session() as session:
+        assert vault.audit.pending(session) == 0

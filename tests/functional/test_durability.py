@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is run from the checkout, not installed
-from bench.processes import Server, free_port, server_env
+from bench.processes import Server, free_port, server_env, vault_settings_env
 from tests.oauth_helpers import details
 from vault.audit import publishing
 from vault.config import load_settings
@@ -66,7 +66,7 @@ def test_acknowledged_writes_survive_kill_9_and_the_log_verifies(tmp_path: Path)
             w.join()
     assert len(acknowledged) > 10
 
-    vault = build_vault(load_settings({"VAULT_DATA_DIR": str(data), "VAULT_LOG_LEVEL": "WARNING"}))
+    vault = build_vault(load_settings(vault_settings_env(env)))  # the same log (its origin) as the server's
     try:
         with vault.db.session() as session:
             stored = set(session.scalars(select(ConsentRequest.auth_req_hash)))
