@@ -11,7 +11,15 @@ from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE
 from tests.unit.api.support import HALL, client_token, errors_by_code, gql, identifier, police_token
-from vault.api.limits import MAX_ALIASES, MAX_BODY_BYTES, MAX_DEPTH, MAX_PRESENTATIONS, MAX_TOKENS
+from vault.api.limits import (
+    MAX_ALIASES,
+    MAX_BODY_BYTES,
+    MAX_COST,
+    MAX_DEPTH,
+    MAX_FIELDS,
+    MAX_PRESENTATIONS,
+    MAX_TOKENS,
+)
 from vault.config import Mode
 from vault.web.app import create_app
 from vault.wiring import Vault
@@ -68,6 +76,45 @@ def test_fragments_that_multiply_are_measured_without_expanding_them(http: TestC
     query = "{ licences { ...F0 } } " + chain + " fragment F12 on Licence { t: type }"
     body = gql(http, token, query).json()
     assert body["data"] is None and any("aliases" in m for m in messages(body))
+
+
+@pytest.mark.parametrize("depth", [12, 30, 80])
+def test_a_fragment_bomb_is_refused_before_validation_or_execution(http: TestClient, token: str, depth: int) -> None:
+    # no alias anywhere: only the expanded field count catches it (at 20 levels it used to run for a minute)
+    chain = " ".join(f"fragment F{i} on Licence {{ ...F{i + 1} ...F{i + 1} }}" for i in range(depth))
+    query = f"{{ licences {{ ...F0 }} }} {chain} fragment F{depth} on Licence {{ type }}"
+    response = gql(http, token, query)
+    body = response.json()
+    assert response.status_code == 200 and body["data"] is None
+    assert [m for m in messages(body) if f"the limit is {MAX_FIELDS}" in m], messages(body)
+
+
+def test_list_sizes_multiply_the_cost(http: TestClient) -> None:
+    token = client_token(http, HALL, "licences:verify")
+    aliases = " ".join(f"f{i}: fields {{ name value }}" for i in range(MAX_ALIASES))
+    query = f"query($p: [String!]!) {{ verifyLicences(presentations: $p) {{ valid reason {aliases} }} }}"
+    assert 1 + MAX_PRESENTATIONS * (2 + 3 * MAX_ALIASES) > MAX_COST  # 1,000 entries of 47 fields
+    body = gql(http, token, query, {"p": ["x"] * MAX_PRESENTATIONS}).json()
+    assert body["data"] is None and any(f"the limit is {MAX_COST}" in m for m in messages(body))
+    assert "errors" not in gql(http, token, query, {"p": ["x"] * 10}).json()
+
+
+def test_aliases_of_typename_count(http: TestClient, token: str) -> None:
+    fields = " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES + 1))
+    body = gql(http, token, f"{{ {fields} }}").json()
+    assert body["data"] is None and any(f"the limit is {MAX_ALIASES}" in m for m in messages(body))
+
+
+def test_several_operations_without_an_operation_name_are_refused(http: TestClient, token: str) -> None:
+    document = "query A { a: __typename } query B { b: __typename }"
+    body = gql(http, token, document).json()
+    assert body["data"] is None and any("operationName" in m for m in messages(body))
+    named = http.post(
+        "/graphql",
+        json={"query": document, "operationName": "B"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert named.json() == {"data": {"b": "Query"}}
 
 
 def test_aliases_are_limited(http: TestClient, token: str) -> None:
