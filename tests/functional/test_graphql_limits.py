@@ -22,6 +22,7 @@ from vault.api.limits import (
     MAX_TOKENS,
 )
 from vault.config import Mode
+from vault.jsonbounds import MAX_DEPTH as MAX_JSON_DEPTH
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -142,6 +143,15 @@ def test_the_request_body_is_capped(http: TestClient, token: str) -> None:
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_a_deeply_nested_body_is_a_clear_400(http: TestClient, depth: int) -> None:
+    # no token needed; without jsonbounds 100,000 levels were a RecursionError (a 500 or a dropped connection)
+    body = '{"query": "{ __typename }", "variables": {"a": ' + "[" * depth + "]" * depth + "}}"
+    response = http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert f"more than {MAX_JSON_DEPTH} levels deep" in response.json()["errors"][0]["message"]
 
 
 def test_batching_is_refused(http: TestClient, token: str) -> None:
