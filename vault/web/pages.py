@@ -16,7 +16,7 @@ from vault.web.csrf import check_form_post, field
 from vault.web.errors import CsrfRejected, Forbidden, LoginRequired
 from vault.web.i18n import N_
 from vault.web.rendering import redirect, render
-from vault.web.security import SecurityHeadersMiddleware, security_headers
+from vault.web.security import RefuseTokensInUrl, SecurityHeadersMiddleware, security_headers
 from vault.web.sessions import CookieMiddleware, vault_of
 
 NOT_FOUND = N_("There is no page at this address.")
@@ -85,4 +85,8 @@ exception_handlers = {
 def middleware(settings: Settings) -> list[Middleware]:
     """Outermost first: security headers (and the CSP nonce), then the cookies handlers queued."""
     https = settings.public_url.startswith("https://")
-    return [Middleware(SecurityHeadersMiddleware, https=https), Middleware(CookieMiddleware)]
+    return [
+        Middleware(SecurityHeadersMiddleware, https=https),
+        Middleware(RefuseTokensInUrl),
+        Middleware(CookieMiddleware),
+    ]
