@@ -14,6 +14,7 @@ from sqlmodel import func, select
 
 from vault import clock, demo_history
 from vault.config import ConfigError, Settings
+from vault.owners.accounts import AccountService
 from vault.owners.identifiers import synthetic_credit_code, synthetic_resident_id
 from vault.owners.models import AccountRole, Owner, RepresentativeRole
 from vault.wiring import Vault
@@ -302,6 +303,7 @@ def create_demo(vault: Vault, *, only_if_empty: bool = False, history: bool = Fa
 
 
 def _create_population(vault: Vault, session: Any) -> str:
+    accounts = AccountService(vault.keys)
     persons = {
         p.key: vault.owners.add_person(session, id_number=p.id_number, name=p.name, actor=ACTOR) for p in PERSONS
     }
