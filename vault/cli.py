@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from vault import cli_owners
 from vault.audit import publishing
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditError
-from vault.config import ConfigError, load_settings
+from vault.config import ConfigError, Settings, load_settings
 from vault.consent.errors import ConsentError
 from vault.crypto.errors import CryptoError
 from vault.crypto.free_text import check_text
@@ -48,17 +51,34 @@ EXPECTED_ERRORS = (
 Handler = Callable[[Vault, argparse.Namespace], int]
 
 
-def _open(check: bool = True) -> Vault:
+def _open(check: bool = True, *, initialise: bool = False) -> Vault:
+    """The vault the settings name; unless `initialise`, one that exists (never a second, empty one by mistake)."""
     settings = load_settings()
+    if not initialise:
+        _refuse_missing_vault(settings)
     configure(settings.log_level, settings.log_dir)
     return build_vault(settings, check=check)
+
+
+def _refuse_missing_vault(settings: Settings) -> None:
+    missing = []
+    if settings.master_keys is None and not settings.key_file.exists():
+        missing.append(f"no key file {settings.key_file}")
+    database = make_url(settings.database_url).database
+    if settings.database_url.startswith("sqlite") and database and not Path(database).exists():
+        missing.append(f"no database {database}")
+    if missing:
+        raise ConfigError(
+            f"there is no vault here ({' and '.join(missing)}): check VAULT_DATA_DIR, "
+            "or create a new vault with `vault db upgrade`"
+        )
 
 
 # db
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    vault = _open(check=False)
+    vault = _open(check=False, initialise=True)
     try:
         upgrade(vault.db.engine)
         print(f"database at revision {current_revision(vault.db.engine)}")
@@ -260,10 +280,19 @@ def licences_issue(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+NOT_IN_FORCE = ("suspended", "revoked", "expired")
+
+
 def licences_present(vault: Vault, args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.fields.split(",") if f.strip()]
     with vault.db.session() as session:
-        print(vault.licences.present(session, uuid.UUID(args.licence), fields, actor=OPERATOR))
+        state = str(vault.licences.get(session, args.licence).state)
+        if state in NOT_IN_FORCE:
+            print(f"warning: licence {args.licence} is {state}: a verifier will refuse it", file=sys.stderr)
+            if not args.force:
+                print("not presented; pass --force to present it anyway", file=sys.stderr)
+                return 3
+        print(vault.licences.present(session, args.licence, fields, actor=OPERATOR))
     return 0
 
 
@@ -287,7 +316,7 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
     from vault.licences.lifecycle import Step
 
     with vault.db.session() as session:
-        licence = vault.licences.get(session, uuid.UUID(args.licence))
+        licence = vault.licences.get(session, args.licence)
         if args.step == "renew":
             vault.licences.renew(session, licence.id, issuer_code=licence.issuer_code, changes=_set_values(args.set))
         else:
@@ -431,15 +460,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings.host, settings.port, args.workers, settings.log_level)
 
 
-def _with_vault(handler: Handler) -> Callable[[argparse.Namespace], int]:
+def _with_vault(handler: Handler, *, initialise: bool = False) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        vault = _open()
+        vault = _open(initialise=initialise)
         try:
             return handler(vault, args)
         finally:
             vault.close()
 
     return run
+
+
+def _licence_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a licence id (a UUID, as `vault licences list` shows)"
+        ) from None
 
 
 def _date(text: str) -> date:
@@ -522,15 +560,16 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a field value (repeatable)")
     issue.set_defaults(run=_with_vault(licences_issue))
     present = lic.add_parser("present", help="print an SD-JWT presentation disclosing only the chosen fields")
-    present.add_argument("licence")
+    present.add_argument("licence", type=_licence_id)
     present.add_argument("--fields", required=True, help="comma-separated field names")
+    present.add_argument("--force", action="store_true", help="present a suspended, revoked or expired licence")
     present.set_defaults(run=_with_vault(licences_present))
     verify = lic.add_parser("verify", help="verify a presentation (a file, or - for standard input)")
     verify.add_argument("file")
     verify.set_defaults(run=_with_vault(licences_verify))
     for step in ("suspend", "reinstate", "revoke", "renew"):
         change = lic.add_parser(step, help=f"{step} a licence on behalf of its issuer")
-        change.add_argument("licence")
+        change.add_argument("licence", type=_licence_id)
         change.add_argument("--reason", help="recorded in the access log")
         change.add_argument("--set", action="append", metavar="FIELD=VALUE", help="renew: changed values")
         change.set_defaults(run=_with_vault(licences_change), step=step)
@@ -587,13 +626,23 @@ def parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--no-history", action="store_true", help="the population only, without 60 days of history"
     )
-    demo_parser.set_defaults(run=_with_vault(demo))
+    demo_parser.set_defaults(run=_with_vault(demo, initialise=True))
     serve_parser = groups.add_parser("serve", help="serve the web app and APIs")
     serve_parser.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the port (default 1; see docs/deployment.md)"
     )
     serve_parser.set_defaults(run=cmd_serve)
     return top
+
+
+def _log_to_file_only(message: str, error: BaseException) -> None:
+    """The traceback for the log file; the terminal gets one sentence (the stderr handler is skipped)."""
+    record = logging.getLogger("vault.cli").makeRecord(
+        "vault.cli", logging.ERROR, __file__, 0, message, (), (type(error), error, error.__traceback__)
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -603,6 +652,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EXPECTED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: its traceback goes to the log, a sentence to the operator
+        error_id = uuid.uuid4().hex
+        _log_to_file_only(f"internal_error correlation_id={error_id}", exc)
+        print(f"error: the command failed unexpectedly; the log has the details under {error_id}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ A bad value stops start-up with a message naming the variable; nothing else in t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vault.audit.witnessing import Witness, parse_witnesses
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Mode(StrEnum):
@@ -40,11 +43,25 @@ class Settings:
     checkpoint_interval_seconds: int
     timezone: str = "Asia/Shanghai"
     witnesses: tuple[Witness, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
         return self.mode is Mode.PRODUCTION
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Secure, __Host- cookies: served over https, which production mode requires."""
+        return self.is_production or self.public_url.startswith("https://")
+
+    def trusts_proxy(self, address: str | None) -> bool:
+        """Whether the direct peer at `address` is a proxy whose X-Forwarded-For may be believed."""
+        try:
+            peer = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(peer in network for network in self.trusted_proxies)
 
     @property
     def key_file(self) -> Path:
@@ -81,6 +98,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
         "witnesses that cosign the access log, comma separated, each `<url> <verifier key>` (`vault witness init`)",
     ),
     "VAULT_TIMEZONE": ("Asia/Shanghai", "IANA time zone the web pages show times in, labelled (owners' local time)"),
+    "VAULT_TRUSTED_PROXIES": (
+        "(unset: trust none)",
+        "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma separated",
+    ),
 }
 
 
@@ -126,6 +147,19 @@ def _timezone(env: Mapping[str, str]) -> str:
     return name
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    raw = env.get("VAULT_TRUSTED_PROXIES") or ""
+    networks = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"VAULT_TRUSTED_PROXIES must list IP addresses or CIDRs, got {entry!r}") from None
+    return tuple(networks)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every VAULT_* variable; raises ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -148,6 +182,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     master_keys = env.get("VAULT_MASTER_KEYS") or None
     if mode is Mode.PRODUCTION and master_keys is None:
         raise ConfigError("VAULT_MASTER_KEYS must be set in production mode (the key file is for development)")
+    public_url = _public_url(env, host, port)
+    if mode is Mode.PRODUCTION and not public_url.startswith("https://"):
+        raise ConfigError(f"VAULT_PUBLIC_URL must be an https URL in production mode, got {public_url!r}")
     policies_dir = Path(env.get("VAULT_POLICIES_DIR") or PROJECT_ROOT / "policies").resolve()
     if not policies_dir.is_dir():
         raise ConfigError(f"VAULT_POLICIES_DIR is not a directory: {policies_dir}")
@@ -158,13 +195,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mode=mode,
         host=host,
         port=port,
-        public_url=_public_url(env, host, port),
+        public_url=public_url,
         erasure_grace_days=_int(env, "VAULT_ERASURE_GRACE_DAYS", 30, 0, 3650),
         log_level=log_level,
         policies_dir=policies_dir,
         checkpoint_interval_seconds=_int(env, "VAULT_CHECKPOINT_INTERVAL", 60, 1, 86400),
         timezone=_timezone(env),
         witnesses=_witnesses(env),
+        trusted_proxies=_trusted_proxies(env),
     )
 
 

@@ -21,6 +21,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from vault.files import private_dir, private_file
+
 MODEL_MODULES = (
     "vault.crypto.models",
     "vault.owners.models",
@@ -88,7 +90,8 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(parsed.database).parent, ours=False)  # it may be a shared directory
+            private_file(Path(parsed.database))  # before SQLite opens it: its WAL and shm take the same mode
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},

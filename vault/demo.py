@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import func, select
 
 from vault import clock, demo_history
-from vault.config import Settings
+from vault.config import ConfigError, Settings
 from vault.owners.accounts import AccountService
 from vault.owners.identifiers import synthetic_credit_code, synthetic_resident_id
 from vault.owners.models import AccountRole, Owner, RepresentativeRole
@@ -282,8 +282,11 @@ def create_demo(vault: Vault, *, only_if_empty: bool = False, history: bool = Fa
     """Create the demo population; with only_if_empty, leave a database that has owners alone.
 
     With history, the population is created a hundred days ago and sixty days of requests, reads and revocations
-    follow (vault.demo_history), so every page and chart has something to show.
+    follow (vault.demo_history), so every page and chart has something to show. Refused in production mode
+    (ConfigError): its logins and agency secrets are printed in the README.
     """
+    if vault.settings.is_production:
+        raise ConfigError("the demo population is refused in production mode (VAULT_MODE=production)")
     with vault.db.session() as session:
         if only_if_empty and session.scalar(select(func.count()).select_from(Owner)):
             return "demo population: database already has owners, left as it is"
@@ -353,6 +356,10 @@ def banner(settings: Settings) -> str:
         f"  GraphQL API                               {url}/graphql",
         f"  health                                    {url}/healthz   readiness {url}/readyz",
         "",
+    ]
+    if settings.is_production:
+        return "\n".join(lines)  # never the demo credentials: production refuses the demo population
+    lines += [
         "Demo logins (synthetic people; every citizen's password is " + repr(CITIZEN_PASSWORD) + "):",
     ]
     reps = {p: f"{r.value.replace('_', ' ')} of {e}" for e, p, r in REPRESENTATIVES}

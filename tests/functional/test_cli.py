@@ -157,3 +157,62 @@ def test_demo_licences_list_present_verify_and_audit(data_dir: Path, tmp_path: P
     illegal = vault_cli(data_dir, "licences", "reinstate", licence, check=False)
     assert illegal.returncode == 2 and "that is revoked" in illegal.stderr
     assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
+
+
+def test_a_directory_without_a_vault_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    # without _refuse_missing_vault a mistyped VAULT_DATA_DIR silently became a second, empty vault
+    wrong = tmp_path / "typo"
+    result = vault_cli(wrong, "owners", "list", check=False)
+    assert result.returncode == 2 and "there is no vault here" in result.stderr and "VAULT_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (wrong / "master.keys").exists() and not (wrong / "vault.db").exists()
+    assert vault_cli(wrong, "db", "upgrade").returncode == 0  # asked to initialise: it does
+    assert vault_cli(wrong, "owners", "list").returncode == 0
+
+
+def test_presenting_a_licence_not_in_force_warns_and_needs_force(data_dir: Path) -> None:
+    # without the state check a suspended licence was presented silently, exit status 0
+    vault_cli(data_dir, "demo")
+    listing = vault_cli(data_dir, "licences", "list", "--owner", PERSONS[0].id_number).stdout
+    licence = next(line.split()[0] for line in listing.splitlines() if "driving-licence" in line)
+    vault_cli(data_dir, "licences", "suspend", licence, "--reason", "test")
+    refused = vault_cli(data_dir, "licences", "present", licence, "--fields", "name", check=False)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "suspended" in refused.stderr and "--force" in refused.stderr
+    forced = vault_cli(data_dir, "licences", "present", licence, "--fields", "name", "--force")
+    assert forced.stdout.count("~") == 2 and "suspended" in forced.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (("licences", "present", "--fields", "colour"), "the licence has no field 'colour'"),
+        (("licences", "present", "not-a-licence", "--fields", "name"), "'not-a-licence' is not a licence id"),
+        (("licences", "suspend", "12", "--reason", "x"), "'12' is not a licence id"),
+    ],
+)
+def test_errors_are_sentences_not_python(data_dir: Path, args: tuple[str, ...], sentence: str) -> None:
+    # without UnknownField's message and _licence_id these printed "error: colour" and a UUID parser's complaint
+    if "--fields" in args and args[2] == "--fields":
+        vault_cli(data_dir, "demo")
+        listing = vault_cli(data_dir, "licences", "list", "--owner", PERSONS[0].id_number).stdout
+        args = (*args[:2], listing.split()[0], *args[2:])
+    result = vault_cli(data_dir, *args, check=False)
+    assert result.returncode == 2 and sentence in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unexpected_failure_is_a_sentence_with_a_correlation_id(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vault import cli
+
+    def broken(*args: object) -> str:
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setenv("VAULT_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(cli, "current_revision", broken)
+    assert cli.main(["db", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "failed unexpectedly" in err and "internal detail" not in err and "Traceback" not in err
+    error_id = err.strip().rsplit(" ", 1)[-1]
+    assert error_id in (data_dir / "logs" / "vault.log").read_text()

@@ -128,6 +128,21 @@ def test_approving_nothing_is_refused_and_nothing_is_granted(vault: Vault, agenc
     assert "consent.approved" not in _actions(vault)
 
 
+@pytest.mark.parametrize("decision", [None, "", "yes", "APPROVE", "deny ", ["deny", "approve"]])
+def test_only_approve_or_deny_decides(vault: Vault, agency: AgencyClient, decision: object) -> None:
+    # without the DECISIONS check anything but "deny" approved the request
+    request_id = agency.start("vehicle-registration", {"resident-id-card": ["name"]})
+    citizen = _signed_in(vault, PERSONS[0].id_number)
+    form: dict[str, object] = {"field": "resident-id-card/name"}
+    if decision is not None:
+        form["decision"] = decision
+    before = _actions(vault)
+    response = post(citizen, vault, f"/consent/{request_id}", form, form_page=f"/consent/{request_id}")  # type: ignore[arg-type]
+    assert response.status_code == 400 and "请选择同意或拒绝此请求" in response.text
+    assert _actions(vault) == before
+    assert citizen.get(f"/consent/{request_id}").status_code == 200  # still waiting for a decision
+
+
 def test_a_forged_field_cannot_widen_the_request(vault: Vault, agency: AgencyClient) -> None:
     request_id = agency.start("vehicle-registration", {"resident-id-card": ["name"]})
     citizen = _signed_in(vault, PERSONS[0].id_number)

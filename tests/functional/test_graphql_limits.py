@@ -5,14 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE
 from tests.unit.api.support import HALL, client_token, errors_by_code, gql, identifier, police_token
-from vault.api.limits import MAX_ALIASES, MAX_BODY_BYTES, MAX_DEPTH, MAX_PRESENTATIONS, MAX_TOKENS
+from vault.api.limits import (
+    MAX_ALIASES,
+    MAX_BODY_BYTES,
+    MAX_COST,
+    MAX_DEPTH,
+    MAX_FIELDS,
+    MAX_PRESENTATIONS,
+    MAX_TOKENS,
+)
 from vault.config import Mode
+from vault.jsonbounds import MAX_DEPTH as MAX_JSON_DEPTH
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -42,8 +52,8 @@ def token(http: TestClient) -> str:
     return police_token(http)
 
 
-def messages(body: dict[str, object]) -> list[str]:
-    return [str(e["message"]) for e in body.get("errors") or []]  # type: ignore[union-attr,index]
+def messages(body: dict[str, Any]) -> list[str]:
+    return [str(e["message"]) for e in body.get("errors") or []]
 
 
 def test_depth_is_limited(http: TestClient, token: str) -> None:
@@ -70,6 +80,45 @@ def test_fragments_that_multiply_are_measured_without_expanding_them(http: TestC
     assert body["data"] is None and any("aliases" in m for m in messages(body))
 
 
+@pytest.mark.parametrize("depth", [12, 30, 80])
+def test_a_fragment_bomb_is_refused_before_validation_or_execution(http: TestClient, token: str, depth: int) -> None:
+    # no alias anywhere: only the expanded field count catches it (at 20 levels it used to run for a minute)
+    chain = " ".join(f"fragment F{i} on Licence {{ ...F{i + 1} ...F{i + 1} }}" for i in range(depth))
+    query = f"{{ licences {{ ...F0 }} }} {chain} fragment F{depth} on Licence {{ type }}"
+    response = gql(http, token, query)
+    body = response.json()
+    assert response.status_code == 200 and body["data"] is None
+    assert [m for m in messages(body) if f"the limit is {MAX_FIELDS}" in m], messages(body)
+
+
+def test_list_sizes_multiply_the_cost(http: TestClient) -> None:
+    token = client_token(http, HALL, "licences:verify")
+    aliases = " ".join(f"f{i}: fields {{ name value }}" for i in range(MAX_ALIASES))
+    query = f"query($p: [String!]!) {{ verifyLicences(presentations: $p) {{ valid reason {aliases} }} }}"
+    assert 1 + MAX_PRESENTATIONS * (2 + 3 * MAX_ALIASES) > MAX_COST  # 1,000 entries of 47 fields
+    body = gql(http, token, query, {"p": ["x"] * MAX_PRESENTATIONS}).json()
+    assert body["data"] is None and any(f"the limit is {MAX_COST}" in m for m in messages(body))
+    assert "errors" not in gql(http, token, query, {"p": ["x"] * 10}).json()
+
+
+def test_aliases_of_typename_count(http: TestClient, token: str) -> None:
+    fields = " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES + 1))
+    body = gql(http, token, f"{{ {fields} }}").json()
+    assert body["data"] is None and any(f"the limit is {MAX_ALIASES}" in m for m in messages(body))
+
+
+def test_several_operations_without_an_operation_name_are_refused(http: TestClient, token: str) -> None:
+    document = "query A { a: __typename } query B { b: __typename }"
+    body = gql(http, token, document).json()
+    assert body["data"] is None and any("operationName" in m for m in messages(body))
+    named = http.post(
+        "/graphql",
+        json={"query": document, "operationName": "B"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert named.json() == {"data": {"b": "Query"}}
+
+
 def test_aliases_are_limited(http: TestClient, token: str) -> None:
     fields = " ".join(f"a{i}: licences(owner: $o) {{ type }}" for i in range(MAX_ALIASES + 1))
     body = gql(http, token, f"query($o: String!) {{ {fields} }}", {"o": identifier()}).json()
@@ -94,6 +143,15 @@ def test_the_request_body_is_capped(http: TestClient, token: str) -> None:
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_a_deeply_nested_body_is_a_clear_400(http: TestClient, depth: int) -> None:
+    # no token needed; without jsonbounds 100,000 levels were a RecursionError (a 500 or a dropped connection)
+    body = '{"query": "{ __typename }", "variables": {"a": ' + "[" * depth + "]" * depth + "}}"
+    response = http.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert f"more than {MAX_JSON_DEPTH} levels deep" in response.json()["errors"][0]["message"]
 
 
 def test_batching_is_refused(http: TestClient, token: str) -> None:

@@ -14,6 +14,8 @@ from starlette.testclient import TestClient
 from tests.oauth_helpers import BASE
 from vault.crypto import jws
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.clients import MAX_ASSERTION_LIFETIME
+from vault.oauth.errors import AgencyError
 from vault.web.app import create_app
 from vault.wiring import Vault
 
@@ -117,4 +119,48 @@ def test_hmac_and_none_algorithms_are_refused(http: TestClient) -> None:
         jws.canonical_json({"iss": CLIENT, "sub": CLIENT, "aud": TOKEN_URL, "exp": now + 60, "jti": "x"})
     )
     response = token(http, f"{header}.{body}.")
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+def test_an_assertion_naming_a_client_without_keys_is_401(http: TestClient) -> None:
+    # police-investigation authenticates with a secret: no keys to resolve (was a 500 from MissingKeyError)
+    response = token(http, assertion(iss="police-investigation", sub="police-investigation"))
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    ("claim", "offset"),
+    [("exp", 10 * 365 * 86400), ("exp", MAX_ASSERTION_LIFETIME + 120), ("iat", -MAX_ASSERTION_LIFETIME - 120)],
+    ids=["ten-years", "seven-minutes-ahead", "issued-seven-minutes-ago"],
+)
+def test_long_lived_or_old_assertions_are_refused(http: TestClient, claim: str, offset: int) -> None:
+    # without check_lifetime all three authenticated
+    response = token(http, assertion(**{claim: int(time.time()) + offset}))
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    assert f"{MAX_ASSERTION_LIFETIME} seconds" in response.json()["error_description"]
+
+
+def test_symmetric_keys_are_refused_at_registration_and_at_use(demo_vault: Vault, http: TestClient) -> None:
+    shared = {"kty": "oct", "k": jws.b64url_encode(b"0" * 32), "kid": "k1"}
+    with unit_of_work(demo_vault.db) as session, pytest.raises(AgencyError, match="symmetric"):
+        demo_vault.agencies.register(
+            session,
+            client_id="oct-agency",
+            name_zh="共享密钥机构",
+            name_en="Shared-key agency",
+            category="police",
+            department="public-security",
+            service_items=[],
+            redirect_uris=[],
+            grant_types=["client_credentials"],
+            scopes=["licences:verify"],
+            auth_method="private_key_jwt",
+            jwks={"keys": [shared]},
+            actor="test",
+        )
+    with unit_of_work(demo_vault.db) as session:  # a row written before registration checked its keys
+        agency = demo_vault.agencies.get(session, CLIENT)
+        assert agency is not None
+        agency.jwks = {"keys": [shared]}
+    response = token(http, assertion())
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"

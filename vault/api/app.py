@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import uuid
@@ -35,6 +34,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from vault import jsonbounds
 from vault.api.context import Context, RequestInfo, bearer_token, get_context
 from vault.api.errors import (
     AccessLogUnavailable,
@@ -229,7 +229,9 @@ class GraphQLView(GraphQL[RequestInfo, None]):
         if content_type != "application/json":
             raise HTTPException(415, "GraphQL operations are sent as application/json")
         try:
-            data = json.loads(await request.get_body())
+            data = jsonbounds.loads(await request.get_body())
+        except jsonbounds.TooDeep as error:
+            raise HTTPException(400, str(error)) from None
         except ValueError:
             raise HTTPException(400, "the body is not JSON") from None
         if isinstance(data, list):

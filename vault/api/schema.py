@@ -14,7 +14,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -25,12 +24,11 @@ from vault.api.cases import CaseMutations
 from vault.api.errors import internal_error, is_expected, without_suggestions
 from vault.api.issuers import IssuerMutations
 from vault.api.licences import LicenceQueries
-from vault.api.limits import MAX_TOKENS, QueryShapeLimiter
+from vault.api.limits import CACHED_DOCUMENTS, MAX_TOKENS, GuardedValidation
 from vault.api.representatives import RepresentativeMutations
 from vault.api.verification import VerificationQueries
 
 log = logging.getLogger("vault.api")
-CACHED_DOCUMENTS = 256  # parsed and validated documents kept: agencies send the same few operations
 
 Query = merge_types("Query", (LicenceQueries, VerificationQueries))
 Mutation = merge_types("Mutation", (IssuerMutations, RepresentativeMutations, BackchannelMutations, CaseMutations))
@@ -73,8 +71,7 @@ def build_schema(*, production: bool) -> VaultSchema:
     extensions: list[Any] = [
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(ParserCache, maxsize=CACHED_DOCUMENTS),
-        QueryShapeLimiter,
-        partial(ValidationCache, maxsize=CACHED_DOCUMENTS),
+        GuardedValidation,
         ErrorPolicy,
     ]
     if production:

@@ -72,7 +72,7 @@ class UnknownField(LicenceError, LookupError):
     """A presentation asked for a field the SD-JWT has no disclosure for; `name` is that field."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(f"the licence has no field {name!r}")
         self.name = name
 
 

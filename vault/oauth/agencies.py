@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -19,6 +21,8 @@ from vault.oauth.errors import AgencyError
 from vault.oauth.models import Agency
 from vault.oauth.scopes import AuthMethod, GrantType, Scope
 from vault.policy.engine import AgencyInfo, PolicyEngine
+
+ASSERTION_KEY_TYPES = ("OKP", "EC")  # what private_key_jwt's algorithms verify with; never a shared (oct) key
 
 
 def hash_secret(secret: str) -> bytes:
@@ -34,6 +38,28 @@ def check_redirect_uri(uri: str) -> str:
     if parts.fragment or parts.username or parts.password:
         raise AgencyError(f"redirect URI may not have a fragment or user info: {uri}")
     return uri
+
+
+def check_jwks(jwks: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An agency's keys: public OKP or EC keys only; a shared (oct) key or a private key is refused."""
+    if jwks is None:
+        return None
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list):
+        raise AgencyError("jwks must be a JSON object with a list of keys")
+    for key in keys:
+        kty = key.get("kty") if isinstance(key, dict) else None
+        if kty == "oct":
+            raise AgencyError("jwks may not hold symmetric (oct) keys: register public OKP or EC keys")
+        if kty not in ASSERTION_KEY_TYPES:
+            raise AgencyError(f"jwks keys must be OKP or EC public keys, got kty {kty!r}")
+        if "d" in key:
+            raise AgencyError("jwks holds a private key: register the public key only")
+    try:
+        KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    except (JoseError, ValueError) as error:
+        raise AgencyError(f"jwks cannot be read: {error}") from None
+    return jwks
 
 
 class AgencyRegistry:
@@ -73,6 +99,7 @@ class AgencyRegistry:
                 if entry not in {e.value for e in enum}:
                     raise AgencyError(f"unknown {what} {entry!r}")
         method = AuthMethod(auth_method)
+        jwks = check_jwks(jwks)
         if method is AuthMethod.PRIVATE_KEY_JWT and not (jwks and jwks.get("keys")):
             raise AgencyError("private_key_jwt needs the agency's public keys (jwks)")
         if GrantType.AUTHORIZATION_CODE in grant_types and not redirect_uris:

@@ -16,11 +16,12 @@ from sqlalchemy.exc import IntegrityError
 
 from vault.clock import utcnow
 from vault.oauth.adapter import current_session
-from vault.oauth.agencies import secret_matches
+from vault.oauth.agencies import ASSERTION_KEY_TYPES, secret_matches
 from vault.oauth.models import Agency, ClientAssertion, Token
 from vault.oauth.scopes import AuthMethod, GrantType
 
 ASSERTION_ALGORITHMS = ["Ed25519", "EdDSA", "ES256"]
+MAX_ASSERTION_LIFETIME = 300  # seconds: an assertion expires, and was issued, within five minutes of use (FAPI 2.0)
 
 
 class Client(ClientMixin):
@@ -115,10 +116,19 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         except JoseError as error:
             raise InvalidClientError(description=error.description) from error
         self.verify_claims(token.claims)
+        check_lifetime(token.claims, int(utcnow().timestamp()), self.leeway)
         return token.claims
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
-        return KeySet.import_key_set(client.agency.jwks or {"keys": []})  # type: ignore[arg-type]
+        keys = (client.agency.jwks or {}).get("keys") or []
+        if not keys:
+            raise InvalidClientError(description="the client has no registered keys")
+        if any(not isinstance(key, dict) or key.get("kty") not in ASSERTION_KEY_TYPES for key in keys):
+            raise InvalidClientError(description="the client's keys must be OKP or EC public keys")
+        try:
+            return KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError) as error:
+            raise InvalidClientError(description="the client's registered keys cannot be used") from error
 
     def validate_jti(self, claims: Any, jti: str) -> bool:
         session = current_session()
@@ -132,3 +142,12 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         except IntegrityError:
             return False
         return True
+
+
+def check_lifetime(claims: Any, now: int, leeway: int) -> None:
+    """Refuse an assertion valid for more than MAX_ASSERTION_LIFETIME from now, or issued longer ago than that."""
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or exp - now > MAX_ASSERTION_LIFETIME + leeway:
+        raise InvalidClientError(description=f"the assertion must expire within {MAX_ASSERTION_LIFETIME} seconds")
+    if iat is not None and (not isinstance(iat, int) or now - iat > MAX_ASSERTION_LIFETIME + leeway):
+        raise InvalidClientError(description=f"the assertion must be issued within {MAX_ASSERTION_LIFETIME} seconds")

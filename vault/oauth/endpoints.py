@@ -76,11 +76,21 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(await in_unit_of_work(vault.db, load), headers={"Cache-Control": "public, max-age=300"})
 
 
+UNSAFE_DESCRIPTION = "Error description contains forbidden characters"  # Authlib's ValueError for non-ASCII
+
+
 def _endpoint(step: Callable[[OAuthService, VaultOAuth2Request], Any]) -> Callable[[Request], Any]:
     async def handle(request: Request) -> Response:
         vault = _vault(request)
         oauth_request = await from_starlette(request, vault.settings.public_url)
-        return _as_response(await in_unit_of_work(vault.db, step, vault.oauth, oauth_request))
+        try:
+            return _as_response(await in_unit_of_work(vault.db, step, vault.oauth, oauth_request))
+        except ValueError as error:
+            if not str(error).startswith(UNSAFE_DESCRIPTION):
+                raise
+            # an error message that echoed the client's non-ASCII input: nothing was done (rolled back)
+            body = {"error": "invalid_request", "error_description": "a parameter holds characters it may not"}
+            return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
 
     return handle
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from authlib.oauth2.rfc6749 import OAuth2Error
+
+
+def ascii_description(text: str) -> str:
+    """`text` as an RFC 6749 error_description may carry it (%x20-21 / %x23-5B / %x5D-7E): others as U+XXXX."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else f"U+{ord(c):04X}" for c in text)
 
 
 class InvalidAuthorizationDetailsError(OAuth2Error):
     """RFC 9396 §5: authorization_details malformed, of an unknown type, or asking beyond its service item."""
 
     error = "invalid_authorization_details"
+
+    def __init__(self, description: str | None = None, **kwargs: Any) -> None:
+        super().__init__(ascii_description(description) if description else description, **kwargs)
 
 
 class AuthorizationPendingError(OAuth2Error):

@@ -10,11 +10,11 @@ legal_mandate   {"type": "legal_mandate", "mandate": "<id>", "case_reference": "
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vault import jsonbounds
 from vault.oauth.errors import InvalidAuthorizationDetailsError
 
 LICENCE_ACCESS = "licence_access"
@@ -47,7 +47,9 @@ def _parse(raw: str | None) -> dict[str, Any]:
     if not raw:
         raise InvalidAuthorizationDetailsError("authorization_details is required")
     try:
-        details = json.loads(raw)
+        details = jsonbounds.loads(raw)
+    except jsonbounds.TooDeep as error:
+        raise InvalidAuthorizationDetailsError(f"authorization_details: {error}") from None
     except ValueError:
         raise InvalidAuthorizationDetailsError("authorization_details is not valid JSON") from None
     if not isinstance(details, list) or len(details) != 1 or not isinstance(details[0], dict):

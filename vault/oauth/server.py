@@ -26,7 +26,7 @@ from vault.crypto.free_text import OwnerTexts
 from vault.oauth import rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session
 from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
-from vault.oauth.errors import InvalidAuthorizationDetailsError, safe_description
+from vault.oauth.errors import InvalidAuthorizationDetailsError, ascii_description, safe_description
 from vault.oauth.grants import (
     AUTH_METHODS,
     NO_STORE,
@@ -159,7 +159,9 @@ class VaultAuthorizationServer(AuthorizationServer):
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         status, body, headers = error(self.get_error_uri(request, error))
-        headers = list(headers)
+        if isinstance(body, dict) and body.get("error_description"):
+            body["error_description"] = ascii_description(str(body["error_description"]))  # echoes client input
+        headers = [(k, v) for k, v in headers if k.lower() != "www-authenticate"]
         if isinstance(error, InvalidClientError):
             status = 401  # every client-authentication failure, whatever the method (RFC 6749 §5.2)
             headers.append(("WWW-Authenticate", 'Basic realm="vault"'))
@@ -190,7 +192,7 @@ class OAuthService:
     def _no_duplicates(self, request: VaultOAuth2Request) -> None:
         duplicated = request.payload.duplicates()
         if duplicated:
-            raise InvalidRequestError(f"parameter {duplicated[0]!r} appears more than once")
+            raise InvalidRequestError(ascii_description(f"parameter '{duplicated[0]}' appears more than once"))
 
     def _client(self, request: VaultOAuth2Request) -> Client:
         client: Client = self.server.authenticate_client(request, AUTH_METHODS, "token")

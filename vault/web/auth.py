@@ -104,7 +104,8 @@ async def login_submit(request: Request) -> Response:
     if not login or not password:
         return await _login_form(request, next_path, login=login, error="missing")
     vault = vault_of(request)
-    address = request.client.host if request.client else "unknown"
+    peer = request.client.host if request.client else None
+    address = throttle.client_address(peer, request.headers.get("x-forwarded-for"), vault.settings)
     lang = current_lang(request, await current_user(request))
     old = sessions.session_token(request)
     outcome = await run_in_threadpool(sign_in, vault, login, password, address, old, lang)

@@ -38,6 +38,8 @@ from vault.wiring import Vault
 NOT_YOURS = N_("This request is not for you, or you may not decide for this owner.")
 GONE = N_("This request no longer waits for a decision.")
 NO_FIELD = N_("Tick at least one field, or deny the request.")
+NO_DECISION = N_("Choose to approve or to deny the request.")
+DECISIONS = ("approve", "deny")
 STAFF_CANNOT = N_("Compliance staff cannot give consent.")
 DONE = {
     "denied": N_("You refused the request. The agency was told; nothing was released."),
@@ -211,6 +213,8 @@ async def consent_decision(request: Request) -> Response:
     vault, request_id = vault_of(request), _request_id(request)
     if request_id is None:
         return redirect("/consent/unknown")
+    if form.getlist("decision") != [decision] or decision not in DECISIONS:
+        return await _again(request, request_id, user, NO_DECISION)  # deny by default: nothing else approves
 
     def decide() -> str:
         with unit_of_work(vault.db) as db:
@@ -241,14 +245,14 @@ async def consent_decision(request: Request) -> Response:
     return redirect(location)
 
 
-async def _again(request: Request, request_id: uuid.UUID, user: SignedIn) -> Response:
+async def _again(request: Request, request_id: uuid.UUID, user: SignedIn, problem: str = NO_FIELD) -> Response:
     vault, lang = vault_of(request), current_lang(request, user)
 
     def load() -> Outcome:
         with vault.db.session() as db:
             return _outcome(vault, db, user, request_id, lang)
 
-    return await _show(request, await run_in_threadpool(load), NO_FIELD, status=400)
+    return await _show(request, await run_in_threadpool(load), problem, status=400)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -14,13 +14,13 @@ from vault.config import Settings
 from vault.web import auth, citizen, console, home, i18n, sessions
 from vault.web.csrf import check_form_post, field
 from vault.web.errors import CsrfRejected, Forbidden, LoginRequired
+from vault.web.failures import ErrorBoundary, correlation_id, internal_error_response, log_failure
 from vault.web.i18n import N_
 from vault.web.rendering import redirect, render
-from vault.web.security import SecurityHeadersMiddleware, security_headers
+from vault.web.security import RefuseTokensInUrl, SecurityHeadersMiddleware, security_headers
 from vault.web.sessions import CookieMiddleware, vault_of
 
 NOT_FOUND = N_("There is no page at this address.")
-SERVER_ERROR = "<!doctype html><title>Error · 错误</title><h1>Something went wrong · 出错了</h1>"
 
 
 async def switch_language(request: Request) -> Response:
@@ -57,11 +57,16 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    # answered outside every middleware, so it carries the security headers itself, and touches nothing that
-    # might be what failed (database, templates)
+    # reached only when ErrorBoundary itself could not answer: outside every middleware, so it carries the
+    # security headers itself, and touches nothing that might be what failed (database, templates)
+    error_id = correlation_id()
+    log_failure(request.scope, error_id, exc)
+    response = internal_error_response(request.scope, error_id)
     nonce = getattr(request.state, "csp_nonce", "") or "none"
-    headers = security_headers(nonce, https=request.app.state.vault.settings.public_url.startswith("https://"))
-    return HTMLResponse(SERVER_ERROR, status_code=500, headers={**headers, "Cache-Control": "no-store"})
+    response.headers.update(
+        security_headers(nonce, https=request.app.state.vault.settings.public_url.startswith("https://"))
+    )
+    return response
 
 
 routes: list[BaseRoute] = [
@@ -83,6 +88,11 @@ exception_handlers = {
 
 
 def middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: security headers (and the CSP nonce), then the cookies handlers queued."""
+    """Outermost first: security headers (and the CSP nonce), the error boundary, then cookies handlers queued."""
     https = settings.public_url.startswith("https://")
-    return [Middleware(SecurityHeadersMiddleware, https=https), Middleware(CookieMiddleware)]
+    return [
+        Middleware(SecurityHeadersMiddleware, https=https),
+        Middleware(ErrorBoundary),
+        Middleware(RefuseTokensInUrl),
+        Middleware(CookieMiddleware),
+    ]

@@ -7,8 +7,10 @@ already carries one of these headers keeps its own value: a page that needs a di
 from __future__ import annotations
 
 import secrets
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()"
@@ -61,3 +63,27 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+TOKEN_PARAMETERS = frozenset({"access_token", "refresh_token"})
+TOKEN_IN_URL = {
+    "error": "invalid_request",
+    "error_description": "tokens are sent in the Authorization header or a POST body, never in the URL",
+}
+
+
+class RefuseTokensInUrl:
+    """RFC 9700 §4.3.2 / RFC 6750 §5.3: a URL ends up in logs and histories, so a token in a query is refused."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        names = {name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)} if query else set()
+        if names & TOKEN_PARAMETERS:
+            await JSONResponse(TOKEN_IN_URL, status_code=400, headers={"Cache-Control": "no-store"})(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)

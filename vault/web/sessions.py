@@ -60,7 +60,7 @@ class SignedIn:
 
 
 def is_https(vault: Vault) -> bool:
-    return vault.settings.public_url.startswith("https://")
+    return vault.settings.secure_cookies  # https, or production mode (which requires https)
 
 
 def session_cookie_name(vault: Vault) -> str:

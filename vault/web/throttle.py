@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault import clock
+from vault.config import Settings
 from vault.crypto.blind_index import blind_index
 from vault.web.models import LoginAttempt
 
@@ -25,6 +26,24 @@ WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 5
 ACCOUNT = "account"
 ADDRESS = "address"
+
+
+def client_address(peer: str | None, forwarded_for: str | None, settings: Settings) -> str:
+    """The address sign-ins are counted under: the direct peer, unless it is a trusted proxy (VAULT_TRUSTED_PROXIES).
+
+    Behind trusted proxies, the right-most X-Forwarded-For entry that is not itself a trusted proxy: everything
+    left of it was written by the client and proves nothing.
+    """
+    address = peer or "unknown"
+    if not forwarded_for or not settings.trusts_proxy(peer):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not hop:
+            break
+        address = hop
+        if not settings.trusts_proxy(hop):
+            break
+    return address
 
 
 @dataclass(frozen=True)

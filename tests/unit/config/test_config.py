@@ -77,3 +77,28 @@ def test_witnesses_are_validated_and_parsed() -> None:
         with pytest.raises(ConfigError, match="VAULT_WITNESSES") as raised:
             load_settings({"VAULT_WITNESSES": bad})
         assert says in str(raised.value), (bad, str(raised.value))
+
+
+def test_production_requires_an_https_public_url() -> None:
+    # without the check production ran on http, so its cookies went without Secure
+    keys = {"VAULT_MODE": "production", "VAULT_MASTER_KEYS": "k1:" + "A" * 43 + "="}
+    with pytest.raises(ConfigError, match="VAULT_PUBLIC_URL must be an https URL in production mode"):
+        load_settings(keys)
+    settings = load_settings({**keys, "VAULT_PUBLIC_URL": "https://vault.example"})
+    assert settings.is_production and settings.secure_cookies
+
+
+def test_trusted_proxies_default_to_none_and_parse_addresses_and_cidrs() -> None:
+    assert load_settings({}).trusted_proxies == ()
+    assert not load_settings({}).trusts_proxy("127.0.0.1")
+    settings = load_settings({"VAULT_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1"})
+    assert [settings.trusts_proxy(a) for a in ("10.1.2.3", "192.0.2.1", "192.0.2.2", "::1", "junk", None)] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+    with pytest.raises(ConfigError, match="VAULT_TRUSTED_PROXIES"):
+        load_settings({"VAULT_TRUSTED_PROXIES": "10.0.0.0/8,proxy.example"})
