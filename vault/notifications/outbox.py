@@ -14,7 +14,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from vault.clock import utcnow
+from vault import clock
 from vault.db import Database
 from vault.notifications.errors import DeliveryFailed
 from vault.notifications.interfaces import Message, Renderer, Sender
@@ -130,7 +130,7 @@ class Outbox:
     def deliver_one(self, message_id: uuid.UUID, worker: str) -> str:
         """Claim, send and record one message; returns its new state, or "lost" when another worker had it."""
         with self.db.session() as session:
-            if not claim(session, message_id, worker, utcnow()):
+            if not claim(session, message_id, worker, clock.utcnow()):
                 return "lost"
             prepared = self._prepare(session, message_id)
             senders = self.senders(session) if prepared else {}
@@ -146,13 +146,13 @@ class Outbox:
             failure = exc
             log.warning("notification %s not delivered by %s: %s", message_id, prepared.channel, exc.reason)
         with self.db.session() as session:
-            return finish(session, message_id, worker, utcnow(), failure)
+            return finish(session, message_id, worker, clock.utcnow(), failure)
 
     def drain(self, worker: str | None = None, limit: int = BATCH) -> int:
         """Deliver every due message once; returns how many were handed over."""
         worker = worker or uuid.uuid4().hex
         with self.db.session() as session:
-            ids = due(session, utcnow(), limit)
+            ids = due(session, clock.utcnow(), limit)
         return sum(self.deliver_one(i, worker) == OutboxState.SENT.value for i in ids)
 
     def run(self) -> int:

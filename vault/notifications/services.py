@@ -18,8 +18,8 @@ from sqlalchemy import ColumnElement, and_, func, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from vault import clock
 from vault.audit.events import Action, Event
-from vault.clock import utcnow
 from vault.consent.models import Grant
 from vault.crypto.envelope import FieldContext
 from vault.crypto.errors import CryptoError
@@ -83,7 +83,8 @@ class NotificationService:
     # what causes a notification
 
     def on_event(self, session: Session, event: Event, at: datetime, event_id: uuid.UUID) -> None:
-        """The audit log's listener: runs inside the transaction that appends `event`."""
+        """The audit log's listener: runs inside the transaction that appends `event` (stamped `at`)."""
+        at = clock.utcnow()  # the vault's clock, which tests move; the event's stamp differs by a moment at most
         owner_id = event.owner_id
         if owner_id is None or event.decision == "deny":
             return
@@ -124,7 +125,7 @@ class NotificationService:
 
     def sweep_expiring(self, session: Session, now: datetime | None = None) -> int:
         """Tell owners about active consents ending within EXPIRY_WARNING; each grant once."""
-        now = now or utcnow()
+        now = now or clock.utcnow()
         grants = session.scalars(
             select(Grant).where(
                 Grant.state == "active",
@@ -216,19 +217,19 @@ class NotificationService:
         return and_(col(Notification.owner_id) == owner_id, col(Notification.visible_at) <= now)
 
     def visible(self, session: Session, owner_id: uuid.UUID, now: datetime | None = None) -> list[Notification]:
-        now = now or utcnow()
+        now = now or clock.utcnow()
         query = select(Notification).where(self._visible(owner_id, now))
         return list(session.scalars(query.order_by(col(Notification.visible_at).desc()).limit(LIST_LIMIT)))
 
     def unread(self, session: Session, owner_id: uuid.UUID, now: datetime | None = None) -> int:
-        now = now or utcnow()
+        now = now or clock.utcnow()
         query = select(func.count()).select_from(Notification)
         query = query.where(self._visible(owner_id, now), col(Notification.read_at).is_(None))
         return int(session.scalar(query) or 0)
 
     def mark_read(self, session: Session, owner_id: uuid.UUID, now: datetime | None = None) -> int:
         """Mark every visible notification of the data space read; a deferred one stays unseen and unread."""
-        now = now or utcnow()
+        now = now or clock.utcnow()
         result = session.execute(
             update(Notification)
             .where(self._visible(owner_id, now), col(Notification.read_at).is_(None))
@@ -276,7 +277,7 @@ class NotificationService:
         row.channels = sorted(prefs.channels)
         row.kinds = sorted(prefs.kinds)
         row.quiet_start, row.quiet_end, row.lang = prefs.quiet_start, prefs.quiet_end, prefs.lang
-        row.updated_at = utcnow()
+        row.updated_at = clock.utcnow()
         session.add(row)
         session.flush()
 

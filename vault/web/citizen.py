@@ -16,6 +16,7 @@ from vault.web.dataspace import Space, owner_name, space_of
 from vault.web.errors import Forbidden
 from vault.web.i18n import N_
 from vault.web.licences_pages import routes as licence_routes
+from vault.web.notifications_pages import routes as notification_routes
 from vault.web.rendering import render
 from vault.web.representatives import PROBLEMS, is_legal_representative
 from vault.web.representatives import routes as representative_routes
@@ -88,6 +89,7 @@ async def representatives(request: Request) -> Response:
 routes: list[BaseRoute] = [
     *licence_routes,
     *usage_routes,
+    *notification_routes,
     Route("/representatives", representatives, methods=["GET"]),
     *representative_routes,
 ]
