@@ -22,6 +22,7 @@ from vault.web.representatives import PROBLEMS, is_legal_representative
 from vault.web.representatives import routes as representative_routes
 from vault.web.sessions import require_user, today, vault_of
 from vault.web.usage import routes as usage_routes
+from vault.web.verify_pages import routes as verify_routes
 
 ENTERPRISES_ONLY = N_("Switch to an enterprise you represent to see who may act for it.")
 
@@ -90,6 +91,7 @@ routes: list[BaseRoute] = [
     *licence_routes,
     *usage_routes,
     *notification_routes,
+    *verify_routes,
     Route("/representatives", representatives, methods=["GET"]),
     *representative_routes,
 ]
