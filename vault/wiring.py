@@ -30,6 +30,7 @@ from vault.oauth.server import OAuthService
 from vault.oauth.tokens import TokenService
 from vault.owners.services import OwnerService
 from vault.policy.engine import PolicyEngine
+from vault.portability.services import ExportService
 from vault.web.erasure import end_sessions_for_owner
 from vault.web.notices import NoticeRenderer
 
@@ -53,6 +54,7 @@ class Vault:
     oauth: OAuthService
     notifications: NotificationService
     outbox: Outbox
+    exports: ExportService
 
     def close(self) -> None:
         self.db.dispose()
@@ -94,6 +96,11 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
     owners.erasure_listeners.append(end_sessions_for_owner)
     oauth = OAuthService(OAuthContext(consent, tokens, audit, agencies, policy, settings.public_url))
     notifications, outbox = _notifications(settings, db, keys, audit, agencies, policy, catalogue)
+    licences = LicenceService(keys, audit, catalogue, issuers, status_lists)
+    mandates = policy.catalogue.mandates
+    exports = ExportService(
+        keys, audit, licences, catalogue, status_lists, lambda m: mandates[m].deferral_days if m in mandates else 0
+    )
     return Vault(
         settings=settings,
         db=db,
@@ -104,7 +111,7 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
         catalogue=catalogue,
         issuers=issuers,
         status_lists=status_lists,
-        licences=LicenceService(keys, audit, catalogue, issuers, status_lists),
+        licences=licences,
         policy=policy,
         agencies=agencies,
         tokens=tokens,
@@ -112,6 +119,7 @@ def build_vault(settings: Settings, *, check: bool = True) -> Vault:
         oauth=oauth,
         notifications=notifications,
         outbox=outbox,
+        exports=exports,
     )
 
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from vault.owners.models import Representative
 from vault.web.dataspace import Space, owner_name, space_of
 from vault.web.errors import Forbidden
+from vault.web.export_pages import routes as export_routes
 from vault.web.i18n import N_
 from vault.web.licences_pages import routes as licence_routes
 from vault.web.notifications_pages import routes as notification_routes
@@ -92,6 +93,7 @@ routes: list[BaseRoute] = [
     *usage_routes,
     *notification_routes,
     *verify_routes,
+    *export_routes,
     Route("/representatives", representatives, methods=["GET"]),
     *representative_routes,
 ]
