@@ -35,6 +35,7 @@ from vault.notifications.models import (
     OutboxState,
 )
 from vault.notifications.quiet import release_time
+from vault.owners.models import Owner
 
 EXPIRY_WARNING = timedelta(days=3)
 LIST_LIMIT = 100
@@ -167,8 +168,11 @@ class NotificationService:
         ref: str | None = None,
         urgent: bool = False,
         visible_at: datetime | None = None,
-    ) -> Notification:
-        """Record the notification and queue it for each channel the owner chose for its kind."""
+    ) -> Notification | None:
+        """Record the notification and queue it for each channel the owner chose for its kind; nothing for an
+        owner id that names no owner (an event about a denied guess must not fail for want of one)."""
+        if session.get(Owner, owner_id) is None:
+            return None
         note = Notification(
             owner_id=owner_id,
             kind=kind.value,
