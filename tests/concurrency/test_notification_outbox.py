@@ -17,11 +17,10 @@ from tests.conftest import settings_for
 from tests.mailbox import Mailbox, smtp_server
 from vault import clock
 from vault.audit.events import Action, Event
-from vault.config import Settings
 from vault.notifications.models import Kind, OutboxMessage
 from vault.notifications.outbox import claim, due
 from vault.notifications.services import Preferences
-from vault.wiring import Vault
+from vault.wiring import Vault, build_vault
 
 
 @pytest.fixture
@@ -30,8 +29,11 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, mailbox: Mailbox) -> Settings:
-    return settings_for(tmp_path, database_url, VAULT_SMTP_URL=mailbox.url)
+def vault(demo_vault: Vault, tmp_path: Path, mailbox: Mailbox) -> Iterator[Vault]:
+    """The demo vault, opened again with a local SMTP server to deliver to."""
+    built = build_vault(settings_for(tmp_path, demo_vault.settings.database_url, VAULT_SMTP_URL=mailbox.url))
+    yield built
+    built.close()
 
 
 def _notified(vault: Vault, count: int) -> uuid.UUID:
