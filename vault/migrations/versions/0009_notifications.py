@@ -1,7 +1,7 @@
 """notifications, their outbox and each data space's preferences
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
