@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from tests.functional.test_citizen_pages import housing_read, person, police_read, signed_in
 from tests.oauth_helpers import BASE
 from tests.webclient import browser, page_token
+from vault.audit import publishing
 from vault.cli import main as cli
 from vault.crypto.services import VAULT_SIGNING
 from vault.portability.verify import verify_export
@@ -35,6 +36,7 @@ def http(vault: Vault) -> Iterator[TestClient]:
 
 
 def download(vault: Vault, key: str = "a") -> bytes:
+    publishing.sequence_step(vault.audit, vault.db)  # what the leader does within a second: events get proofs
     client = signed_in(vault, key)
     answer = client.post(
         "/export", data={"csrf_token": page_token(client, "/licences")}, headers={"Origin": vault.settings.public_url}
@@ -147,3 +149,32 @@ def test_the_verify_page_checks_an_export_file(vault: Vault) -> None:
     assert bad.status_code == 200 and 'data-verdict="export_bad"' in bad.text
     assert upload(b"hello").status_code == 400
     assert re.search(r"不是本库的导出文件", upload(b"{}").text)
+
+
+def test_each_events_proof_is_checked_against_the_vaults_checkpoint_note(vault: Vault, http: TestClient) -> None:
+    import base64
+
+    import nacl.signing
+
+    from vault.audit import note
+    from vault.portability.verify import check_proof
+
+    housing_read(vault, http)
+    bundle = json.loads(download(vault))["bundle"]
+    event = next(e for e in bundle["events"] if e["proof"] and e["proof"]["path"])
+    entry, proof, keys = event["entry"], event["proof"], trusted(vault)
+    assert check_proof(entry, proof, keys) is None
+    hashes = [base64.b64decode(h) for h in proof["path"]]
+    moved = {**proof, "path": [note.b64(bytes([hashes[0][0] ^ 1]) + hashes[0][1:]), *proof["path"][1:]]}
+    assert check_proof(entry, moved, keys) == "the entry is not in the tree the proof names"
+    signed = note.parse_note(proof["checkpoint"])
+    forger = nacl.signing.SigningKey.generate()
+    origin = note.parse_checkpoint(signed.text).origin
+    forged = note.Note(signed.text, (note.sign(signed.text, origin, forger),)).render()
+    assert check_proof(entry, {**proof, "checkpoint": forged}, keys) == "the checkpoint is not signed by the vault"
+    first = signed.signatures[0]
+    broken = note.Signature(first.name, first.key_id, bytes([first.data[0] ^ 1]) + first.data[1:])
+    garbled = note.Note(signed.text, (broken,)).render()
+    assert check_proof(entry, {**proof, "checkpoint": garbled}, keys) == "a signature on the checkpoint does not verify"
+    old = {k: v for k, v in proof.items() if k != "format"}
+    assert check_proof(entry, old, keys) == "the proof is not in the access log's proof format"

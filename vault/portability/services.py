@@ -94,7 +94,7 @@ class ExportService:
         rows = session.execute(
             select(AuditEvent.id, AuditEvent.entry, AuditEvent.created_at)
             .where(AuditEvent.owner_id == owner_id)
-            .order_by(col(AuditEvent.created_at))
+            .order_by(col(AuditEvent.seq))
         ).all()
         out = []
         for event_id, entry, created_at in rows:
@@ -102,7 +102,7 @@ class ExportService:
                 continue
             try:
                 proof: dict[str, Any] | None = self.audit.prove(session, event_id).as_json()
-            except AuditError:  # not yet in a checkpoint: the event is exported, its proof comes with a later one
+            except AuditError:  # not sequenced or checkpointed yet (about a second): its proof comes in a later export
                 proof = None
             out.append({"entry": bytes(entry).decode("utf-8"), "proof": proof})
         return out

@@ -2,7 +2,8 @@
 
 Checks: the vault's signature over the whole bundle; every licence against its issuer's signature and the status
 list at export time; every receipt's vault signature and that it is the grant's; every event's inclusion proof
-against a vault-signed checkpoint. A report names each problem by its place in the file.
+against a vault-signed checkpoint note and the witnesses' cosignatures on it. A report names each problem by its
+place in the file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import nacl.signing
 
-from vault.audit import merkle
+from vault.audit import merkle, note
+from vault.audit.errors import NoteError
 from vault.crypto import jws
 from vault.crypto.errors import CryptoError, JwsError
 from vault.licences.verify import verify_offline
@@ -22,6 +24,7 @@ from vault.portability.errors import ExportError
 from vault.portability.services import FORMAT, signing_input
 
 Keys = Mapping[str, nacl.signing.VerifyKey]
+PROOF_FORMAT = "consent-vault-inclusion-proof/2"  # InclusionProof.as_json
 
 
 @dataclass
@@ -64,24 +67,34 @@ def _jws_claims(token: object, keys: Keys) -> dict[str, Any] | None:
 
 
 def check_proof(entry: str, proof: Mapping[str, Any], keys: Keys) -> str | None:
-    """Why an event's inclusion proof does not hold, or None. The one place that knows the proof's format
-    (AuditLog.prove): leaf hash of the entry, the audit path to the root, and a vault-signed checkpoint of it."""
+    """Why an event's inclusion proof does not hold, or None. The one place here that knows the proof's format
+    (AuditLog.prove, docs/audit.md): the entry's leaf hash, the RFC 9162 path to the root of a C2SP checkpoint
+    note signed by the vault, and any witness cosignatures on that note."""
     try:
+        if proof.get("format") != PROOF_FORMAT:
+            return "the proof is not in the access log's proof format"
         leaf = merkle.leaf_hash(entry.encode("utf-8"))
-        if proof.get("entry") != entry or jws.b64url_decode(str(proof["leaf_hash"])) != leaf:
+        if proof.get("entry") != entry or note.unb64(str(proof["leaf_hash"]), "the leaf hash") != leaf:
             return "the proof is for another entry"
-        path = [jws.b64url_decode(str(h)) for h in proof["path"]]
-        root = jws.b64url_decode(str(proof["root"]))
+        path = [note.unb64(str(h), "a path hash") for h in proof["path"]]
         index, size = int(proof["leaf_index"]), int(proof["tree_size"])
-    except (KeyError, TypeError, ValueError):
+        signed = note.parse_note(str(proof["checkpoint"]))
+        checkpoint = note.parse_checkpoint(signed.text)
+        witnesses = [note.parse_vkey(str(k), note.COSIGNATURE) for k in proof.get("witness_keys") or []]
+    except (KeyError, TypeError, ValueError):  # NoteError is a ValueError
         return "the proof is malformed"
-    if not merkle.verify_inclusion(leaf, index, size, path, root):
-        return "the entry is not in the tree the proof names"
-    claims = _jws_claims(proof.get("checkpoint"), keys)
-    if claims is None:
-        return "the checkpoint is not signed by the vault"
-    if claims.get("size") != size or claims.get("root") != proof.get("root"):
+    if checkpoint.size != size or proof.get("root") != note.b64(checkpoint.root):
         return "the checkpoint does not sign this tree"
+    if not merkle.verify_inclusion(leaf, index, size, path, checkpoint.root):
+        return "the entry is not in the tree the proof names"
+    # the checkpoint names its log (origin); the vault's keys are trusted under that name, never the proof's log_key
+    vault_keys = [note.Verifier(checkpoint.origin, note.ED25519, bytes(key)) for key in keys.values()]
+    try:
+        if not note.verified_by(signed, vault_keys):
+            return "the checkpoint is not signed by the vault"
+        note.verified_by(signed, witnesses)  # a cosignature that is there must hold; one still to come is no fault
+    except NoteError:
+        return "a signature on the checkpoint does not verify"
     return None
 
 
