@@ -29,6 +29,7 @@ from vault.oauth.errors import AgencyError
 from vault.owners.errors import OwnerError
 from vault.owners.models import RepresentativeRole
 from vault.policy.errors import PolicyError
+from vault.portability.errors import ExportError
 from vault.wiring import Vault, build_vault
 from vault.witness import cli as witness_cli
 
@@ -44,6 +45,7 @@ EXPECTED_ERRORS = (
     AgencyError,
     PolicyError,
     ConsentError,
+    ExportError,
     ValueError,
     OSError,
 )
@@ -428,6 +430,29 @@ def mandates_register_case(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_verify(args: argparse.Namespace) -> int:
+    """Offline: needs no settings, database or keys of the vault; --keys pins the vault's published JWKS."""
+    from vault.portability.verify import keys_from_jwks, verify_export
+
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    trusted = keys_from_jwks(json.loads(Path(args.keys).read_text(encoding="utf-8"))) if args.keys else None
+    report = verify_export(data, trusted_keys=trusted)
+    print(f"vault keys: {report.key_source}")
+    print(f"licences {report.licences}, grants {report.grants}, events {report.events} ({report.proofs} with proofs)")
+    for licence, reason in report.licence_states.items():
+        print(f"  licence {licence}: {explain_reason(reason)}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    print("the export verifies" if report.ok else "the export does NOT verify")
+    return 0 if report.ok else 1
+
+
+def explain_reason(reason: str) -> str:
+    from vault.licences.verify import REASON_TEXT
+
+    return REASON_TEXT.get(reason, reason)
+
+
 def cmd_graphql_export(args: argparse.Namespace) -> int:
     from vault.api.export import export_schema
     from vault.config import PROJECT_ROOT
@@ -620,6 +645,12 @@ def parser() -> argparse.ArgumentParser:
     export = graphql.add_parser("export", help="write the schema as SDL (default graphql/schema.graphql)")
     export.add_argument("path", nargs="?")
     export.set_defaults(run=cmd_graphql_export)
+
+    exports = group("export", "an owner's exported data (PIPL art. 45)")
+    export_verify = exports.add_parser("verify", help="check an export file offline (a file, or - for stdin)")
+    export_verify.add_argument("file")
+    export_verify.add_argument("--keys", help="the vault's published keys (a JWKS file from /oauth/jwks) to trust")
+    export_verify.set_defaults(run=cmd_export_verify)
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")

@@ -44,6 +44,8 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     witnesses: tuple[Witness, ...] = ()
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    smtp_url: str | None = None
+    webhook_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +103,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "VAULT_TRUSTED_PROXIES": (
         "(unset: trust none)",
         "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma separated",
+    ),
+    "VAULT_SMTP_URL": (
+        "(unset: no e-mail)",
+        "`smtp://`, `smtp+starttls://` or `smtps://[user:password@]host[:port][?from=address]` for notification e-mail",
+    ),
+    "VAULT_WEBHOOK_URL": (
+        "(unset)",
+        "where notifications are POSTed (signed) for people who chose a webhook but gave none",
     ),
 }
 
@@ -160,6 +170,33 @@ def _trusted_proxies(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def _smtp_url(env: Mapping[str, str], public_url: str) -> str | None:
+    url = env.get("VAULT_SMTP_URL") or None
+    if url is not None:
+        from vault.notifications.channels import SmtpServer  # the one parser of these URLs
+
+        try:
+            SmtpServer.parse(url, default_sender(public_url))
+        except ValueError as exc:
+            raise ConfigError(f"VAULT_SMTP_URL is not usable: {exc}") from None
+    return url
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("VAULT_WEBHOOK_URL") or None
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise ConfigError(f"VAULT_WEBHOOK_URL must be an absolute http(s) URL without a fragment, got {url!r}")
+    return url
+
+
+def default_sender(public_url: str) -> str:
+    """The From address of notification e-mail when VAULT_SMTP_URL names none."""
+    host = urlsplit(public_url).hostname or "localhost"
+    return f"noreply@{host if '.' in host else host + '.localdomain'}"
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every VAULT_* variable; raises ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -203,6 +240,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         timezone=_timezone(env),
         witnesses=_witnesses(env),
         trusted_proxies=_trusted_proxies(env),
+        smtp_url=_smtp_url(env, public_url),
+        webhook_url=_webhook_url(env),
     )
 
 

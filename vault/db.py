@@ -32,6 +32,7 @@ MODEL_MODULES = (
     "vault.consent.models",
     "vault.oauth.models",
     "vault.mandates.models",
+    "vault.notifications.models",
 )
 BUSY_TIMEOUT_MS = 15_000
 SQLITE_PRAGMAS = {

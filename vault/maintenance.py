@@ -56,12 +56,18 @@ def checkpoint(vault: Vault) -> int:
     return publishing.leader_round(vault.audit, vault.db)
 
 
+def notify(vault: Vault) -> int:
+    """Note consents about to end, then send what the outbox holds (each message claimed in its own transaction)."""
+    return vault.outbox.run()
+
+
 STEPS: list[tuple[str, Callable[[Vault], int]]] = [
     ("expired", expire_licences),
     ("grants_expired", expire_grants),
     ("requests_expired", expire_requests),
     ("erased", erase_due),
     ("checkpointed", checkpoint),
+    ("notified", notify),
 ]
 
 

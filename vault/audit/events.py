@@ -43,6 +43,7 @@ class Action(StrEnum):
     OWNER_ERASED = "owner.erased"
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
     OWNER_LOOKED_UP = "owner.looked_up"
+    OWNER_EXPORTED = "owner.exported"
     REPRESENTATIVE_ADDED = "representative.added"
     REPRESENTATIVE_ENDED = "representative.ended"
     REPRESENTATIVE_LIMITED = "representative.limited"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -74,6 +76,8 @@ class AuditLog:
         self.witnesses = witnesses
         self.transport = transport
         self._signer: tuple[float, Signer] | None = None
+        # called inside the appending transaction (notifications written with the event that caused them)
+        self.listeners: list[Callable[[Session, Event, datetime, uuid.UUID], None]] = []
 
     # writing
 
@@ -92,6 +96,8 @@ class AuditLog:
         )
         session.add(row)
         session.flush()
+        for listener in self.listeners:
+            listener(session, event, at, event_id)
         return row
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:

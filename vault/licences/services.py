@@ -14,13 +14,14 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
+from vault import clock
 from vault.audit.events import Action, Event
 from vault.audit.services import AuditLog
 from vault.clock import utcnow
 from vault.crypto.blind_index import blind_index
 from vault.crypto.envelope import DataKey, FieldContext
 from vault.crypto.free_text import OwnerTexts
-from vault.crypto.services import KeyService
+from vault.crypto.services import VAULT_SIGNING, KeyService
 from vault.licences import sdjwt
 from vault.licences.errors import (
     DuplicateLicence,
@@ -36,6 +37,7 @@ from vault.licences.issuers import IssuerRegistry
 from vault.licences.lifecycle import STATUS_BITS, TRANSITIONS, LicenceState, Step, transition
 from vault.licences.models import Licence, LicenceField, LicenceVersion
 from vault.licences.sdjwt import StatusRef, Verified
+from vault.licences.showing import check_showing, make_showing, verdict
 from vault.licences.status import StatusLists
 from vault.licences.status_list import INVALID
 from vault.licences.types import FieldValue, LicenceCatalogue, LicenceType
@@ -549,6 +551,23 @@ class LicenceService:
             ),
         )
         return presentation_of(jwt, disclosures.values())
+
+    def show(
+        self, session: Session, licence_id: uuid.UUID, fields: Iterable[str], *, actor: str, nonce: str | None = None
+    ) -> tuple[str, int]:
+        """A showing: present() with a vault-signed expiry (and the counter's code) appended; text and expiry."""
+        presentation = self.present(session, licence_id, fields, actor=actor)
+        signer = self.keys.signer(session, VAULT_SIGNING)
+        return make_showing(presentation, signer, now=int(clock.utcnow().timestamp()), nonce=nonce)
+
+    def check_showing(self, session: Session, text: str, *, nonce: str | None = None) -> tuple[str, Verified | None]:
+        """The counter's verdict (showing.VERDICTS) on a pasted or scanned text, and the licence's own result."""
+        now = int(clock.utcnow().timestamp())
+        check = check_showing(
+            text, vault_keys=self.keys.trusted_public_keys(session, VAULT_SIGNING), now=now, nonce=nonce
+        )
+        result = self.verify(session, check.presentation, now) if check.presentation else None
+        return verdict(check, result.reason if result else None), result
 
     # verifying
 

@@ -14,13 +14,16 @@ from starlette.routing import BaseRoute, Route
 from vault.owners.models import Representative
 from vault.web.dataspace import Space, owner_name, space_of
 from vault.web.errors import Forbidden
+from vault.web.export_pages import routes as export_routes
 from vault.web.i18n import N_
 from vault.web.licences_pages import routes as licence_routes
+from vault.web.notifications_pages import routes as notification_routes
 from vault.web.rendering import render
 from vault.web.representatives import PROBLEMS, is_legal_representative
 from vault.web.representatives import routes as representative_routes
 from vault.web.sessions import require_user, today, vault_of
 from vault.web.usage import routes as usage_routes
+from vault.web.verify_pages import routes as verify_routes
 
 ENTERPRISES_ONLY = N_("Switch to an enterprise you represent to see who may act for it.")
 
@@ -88,6 +91,9 @@ async def representatives(request: Request) -> Response:
 routes: list[BaseRoute] = [
     *licence_routes,
     *usage_routes,
+    *notification_routes,
+    *verify_routes,
+    *export_routes,
     Route("/representatives", representatives, methods=["GET"]),
     *representative_routes,
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import segno
 from markupsafe import Markup
@@ -25,6 +25,7 @@ from vault.licences.lifecycle import LicenceState
 from vault.licences.masking import REDACTED, MaskKind, parse_mask_rule
 from vault.licences.models import Licence, LicenceField, LicenceVersion
 from vault.licences.services import LicenceSummary, presentation_fields
+from vault.licences.showing import normalise_nonce
 from vault.licences.types import FieldDef, LicenceType, Sensitivity
 from vault.web import i18n
 from vault.web.csrf import field, require_post
@@ -38,6 +39,7 @@ from vault.wiring import Vault
 ON_FILE = N_("On file with the issuer; not shown here")
 NO_SUCH_LICENCE = N_("There is no such licence in this data space.")
 NO_FIELD = N_("Tick at least one field to present.")
+BAD_COUNTER_CODE = N_("The counter code is six letters and digits, as the counter's screen shows it.")
 NOT_IN_FORCE = N_("Only a licence in force can be presented: a presentation of this one would not verify.")
 MEDIA_TYPE = "application/dc+sd-jwt"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -79,6 +81,9 @@ class Presentation:
     text: str
     labels: list[str]
     qr: Markup | None  # None when the text is too long for a QR code
+    expires: int  # unix seconds: after this the showing no longer verifies
+    expires_label: str  # the same, as local time for the page
+    nonce: str | None  # the counter's code it was made for
 
     @property
     def data_url(self) -> str:
@@ -239,8 +244,12 @@ async def present(request: Request) -> Response:
     ticked = {v for v in form.getlist("field") if isinstance(v, str)}
     download = field(form, "as", 20) == "download"
     vault, lang, licence_id = vault_of(request), current_lang(request, user), _licence_id(request)
+    typed = field(form, "nonce", 20).strip()
+    nonce = normalise_nonce(typed) if typed else None
+    if typed and nonce is None:
+        return await _detail_page(request, user, reveal=False, problem=BAD_COUNTER_CODE, status_code=400)
 
-    def make() -> tuple[LicenceCard, str] | None:
+    def make() -> tuple[LicenceCard, str, int] | None:
         with vault.db.session() as db:
             space = space_of(vault, db, user)
             row = _licence(vault, db, space, licence_id)
@@ -249,19 +258,25 @@ async def present(request: Request) -> Response:
                 return None
             if row.state != LicenceState.ACTIVE:
                 raise Forbidden(NOT_IN_FORCE)
-            text = vault.licences.present(db, row.id, names, actor=space.actor)
-            return _card(vault, _summary(row, vault.licences.current_version(db, row)), lang), text
+            if download:  # a file handed over is a plain presentation, as before
+                text, expires = vault.licences.present(db, row.id, names, actor=space.actor), 0
+            else:
+                text, expires = vault.licences.show(db, row.id, names, actor=space.actor, nonce=nonce)
+            return _card(vault, _summary(row, vault.licences.current_version(db, row)), lang), text, expires
 
     made = await run_in_threadpool(make)
     if made is None:
         return await _detail_page(request, user, reveal=False, problem=NO_FIELD, status_code=400)
-    card, text = made
+    card, text, expires = made
     if download:
         headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{filename(card)}"'}
         return Response(text, media_type=MEDIA_TYPE, headers=headers)
     licence_type = vault.catalogue.type(card.type_code)
-    labels = [_label(licence_type.field(name), lang) for name in presentation_fields(text)]
-    presentation = Presentation(card, text, labels, await run_in_threadpool(qr_code, text))
+    labels = [_label(licence_type.field(name), lang) for name in presentation_fields(text.rpartition("~")[0] + "~")]
+    zone = vault.notifications.config.timezone
+    label = datetime.fromtimestamp(expires, UTC).astimezone(zone).strftime("%H:%M:%S")
+    qr = await run_in_threadpool(qr_code, text)
+    presentation = Presentation(card, text, labels, qr, expires, f"{label} ({zone})", nonce)
     context = {"presentation": presentation, "section": f"/licences/{card.id}"}
     return await render(request, "presentation.html", context, headers=NO_STORE)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
@@ -45,7 +46,8 @@ async def render(
 
     Besides `context`, every template sees: user (SignedIn or None), lang, html_lang, languages, csrf_token (put it
     in a hidden `csrf_token` field of every POST form), csp_nonce (for any inline <script nonce> or <style nonce>),
-    current_path, `clock` (a Clockface: times in VAULT_TIMEZONE, labelled), and `_` / `ngettext` for text.
+    current_path, `clock` (a Clockface: times in VAULT_TIMEZONE, labelled), unread_notifications (signed-in
+    people), and `_` / `ngettext` for text.
     """
     user = await current_user(request)
     lang = current_lang(request, user)
@@ -60,6 +62,10 @@ async def render(
         "current_path": current_path(request),
         "clock": clockface(request, lang),
     }
+    if user is not None and not user.is_staff:
+        from vault.web.notifications_pages import unread_count  # the pages module renders through here too
+
+        values["unread_notifications"] = await run_in_threadpool(unread_count, request.app.state.vault, user)
     values.update(context or {})
     html = i18n.environment(lang).get_template(template).render(values)
     return HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
