@@ -109,12 +109,15 @@ class Ledger:
 
 
 def _events(session: Session) -> dict[Action, list[dict[str, Any]]]:
+    """The watched events, each with its arrival order as "index" (entries carry no index since the log batches)."""
     rows = session.execute(
-        select(col(AuditEvent.action), col(AuditEvent.entry)).where(col(AuditEvent.action).in_(WATCHED))
+        select(col(AuditEvent.action), col(AuditEvent.entry), col(AuditEvent.seq)).where(
+            col(AuditEvent.action).in_(WATCHED)
+        )
     )
     found: dict[Action, list[dict[str, Any]]] = defaultdict(list)
-    for action, entry in rows:
-        found[Action(action)].append(json.loads(entry))
+    for action, entry, seq in rows:
+        found[Action(action)].append({**json.loads(entry), "index": int(seq)})
     return found
 
 
