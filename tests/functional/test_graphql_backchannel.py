@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE
@@ -19,6 +20,8 @@ from tests.unit.api.support import (
     register_client,
     secret,
 )
+from vault.consent.errors import NotAuthorisedToConsent
+from vault.consent.models import ConsentRequest
 from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
 from vault.oauth.server import binding_message
@@ -100,9 +103,18 @@ def test_refusals_come_back_as_results(http: TestClient, token: str, variables: 
     assert refused["__typename"] == "ConsentRequestRefused" and refused["error"] == error and refused["message"]
 
 
-def test_an_owner_not_in_the_vault_looks_like_any_other(http: TestClient, token: str) -> None:
+def test_an_owner_not_in_the_vault_looks_like_any_other(vault: Vault, http: TestClient, token: str) -> None:
     started = start(http, token, owner="110101199001011237")  # a well-formed number nobody in the vault has
     assert started["__typename"] == "ConsentRequestStarted" and started["interval"] == 5
+    # nobody may answer it: a backchannel request names its owner, and this one names nobody in the vault
+    person = demo_person(vault)
+    with unit_of_work(vault.db) as session:
+        [request] = session.scalars(select(ConsentRequest).where(col(ConsentRequest.owner_id).is_(None))).all()
+        with pytest.raises(NotAuthorisedToConsent):
+            vault.consent.approve(session, request.id, Decider(person, person), request.fields)
+    poll = {"grant_type": CIBA, "auth_req_id": started["authReqId"]}
+    pending = http.post("/oauth/token", auth=(COUNTER, secret(COUNTER)), data=poll)
+    assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
 
 
 def test_requesting_consent_needs_its_scope(http: TestClient) -> None:

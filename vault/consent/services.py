@@ -227,6 +227,8 @@ class ConsentService:
         owner = self.owners.get(session, decider.owner_id)
         if request.owner_id is not None and request.owner_id != owner.id:
             raise NotAuthorisedToConsent("this request is for another owner")
+        if request.owner_id is None and request.kind == "backchannel":  # it named someone not in the vault
+            raise NotAuthorisedToConsent("this request is for another owner")
         if owner.kind == OwnerKind.PERSON:
             if owner.id != decider.person_id:
                 raise NotAuthorisedToConsent("a person decides only for themself")
