@@ -237,16 +237,13 @@ async def consent_decision(request: Request) -> Response:
                 return f"/consent/{request_id}"  # the page says what happened to it
             item = vault.policy.catalogue.item(pending.service_item)
             agency = vault.agencies.display_name(db, pending.client_id, lang)
-            about = {
-                "agency": agency,
-                "item": item.name_en if lang == "en" else item.name_zh,
-                "space": reachable_spaces(vault, db, decider.person_id).get(decider.owner_id),
-            }
+            item_name = item.name_en if lang == "en" else item.name_zh
+            space = reachable_spaces(vault, db, decider.person_id).get(decider.owner_id)
             if decision == "deny":
                 denied = vault.consent.deny(db, request_id, decider)
                 if denied.kind != "redirect":
                     return "/inbox?done=denied"
-                return Returning(vault.oauth.denied(denied), approved=False, **about)
+                return Returning(vault.oauth.denied(denied), False, agency, item_name, space)
             fields: dict[str, list[str]] = {}
             for value in ticked:
                 type_code, _, name = value.partition("/")
@@ -255,7 +252,7 @@ async def consent_decision(request: Request) -> Response:
             if pending.kind != "redirect":
                 return f"/grants?done=approved&grant={grant.id}#grant-{grant.id}"
             view = grant_view(vault, db, grant, lang)
-            return Returning(vault.oauth.approved(pending, grant), approved=True, grant=view, **about)
+            return Returning(vault.oauth.approved(pending, grant), True, agency, item_name, space, view)
 
     try:
         outcome = await run_in_threadpool(decide)
