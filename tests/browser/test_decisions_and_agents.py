@@ -5,7 +5,6 @@ company: the company leaves the agent's switcher and the agent's 同意 on a com
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -124,7 +123,7 @@ def test_a_refusal_is_confirmed_and_the_person_may_stay_before_going_back(
     page.click("#stay")
     assert not page.locator("#auto-continue").is_visible()
     check(page, f"consent-refused-{lang}-{width}")
-    time.sleep(CONTINUE_AFTER_SECONDS + 1)
+    page.wait_for_timeout((CONTINUE_AFTER_SECONDS + 1) * 1000)  # (events are handled while it waits)
     assert not arrived and page.url.startswith(base), page.url  # stayed, as asked
     page.click("#continue")
     page.wait_for_url(REDIRECT + "?*")
