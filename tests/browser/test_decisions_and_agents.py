@@ -135,8 +135,8 @@ def test_a_refusal_is_confirmed_and_the_person_may_stay_before_going_back(
 def test_a_legal_representative_ends_an_agent_who_then_cannot_act_for_the_company(
     live: tuple[str, Vault], page_factory: Any, lang: str, width: int, height: int
 ) -> None:
-    # protection removed to see this fail: the representation check when a session's acting_for is loaded
-    # (vault/web/sessions.py) together with the one in _decider (vault/web/consent.py)
+    # protection removed to see this fail: `ended_at is None` in Representative.in_force (the ended agent then
+    # still had the company in the switcher and approved for it)
     base, vault = live
     with vault.db.session() as session:
         company = vault.owners.find(session, OwnerKind.ENTERPRISE, ENTERPRISES[1].credit_code)
@@ -178,7 +178,9 @@ def test_a_legal_representative_ends_an_agent_who_then_cannot_act_for_the_compan
 
     agent.click("button[value=approve]")  # the page the agent still has open
     agent.wait_for_load_state()
-    assert ("此申请不是发给您的" if lang == "zh" else "This request is not for you") in agent.inner_text("main")
+    said = agent.inner_text("main")  # names the company, and that nothing was released
+    assert ("您已不再代表演示科技有限公司" if lang == "zh" else "You no longer act for 演示科技有限公司") in said
+    assert agent.locator("main a[href='/']").count() == 1  # and a way on
     check(agent, f"consent-agent-ended-{lang}-{width}")
     with vault.db.session() as session:
         assert vault.consent.grants_of(session, company_id) == []

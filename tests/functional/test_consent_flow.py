@@ -242,7 +242,8 @@ def test_only_a_representative_approves_for_an_enterprise(vault: Vault, agency: 
         [request] = vault.consent.inbox(session, company.id)
     refused = post(outsider, vault, "/acting-for", {"owner": str(company.id)}, form_page="/")
     assert refused.status_code == 403
-    assert outsider.get(f"/consent/{request.id}").status_code == 403
+    refused_page = outsider.get(f"/consent/{request.id}")
+    assert refused_page.status_code == 403 and ENTERPRISES[0].name not in refused_page.text  # says no more than that
 
     representative = _signed_in(vault, PERSONS[0].id_number)  # legal representative of the transport company
     assert post(representative, vault, "/acting-for", {"owner": str(company.id)}, form_page="/").status_code == 303

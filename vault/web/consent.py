@@ -27,7 +27,7 @@ from vault.oauth.adapter import unit_of_work
 from vault.oauth.server import binding_message
 from vault.policy.catalogue import ServiceItem, ServiceUse
 from vault.web.csrf import require_post
-from vault.web.dataspace import SpaceChoice, reachable_spaces
+from vault.web.dataspace import SpaceChoice, owner_name, reachable_spaces
 from vault.web.errors import Forbidden
 from vault.web.explain import goes_out_masked
 from vault.web.i18n import N_
@@ -83,7 +83,8 @@ class Outcome:
     view: RequestView | None = None
     here: SpaceChoice | None = None  # the data space the person acts in now
     switch_to: list[SpaceChoice] = field(default_factory=list)  # set: the request belongs elsewhere
-    gone: str | None = None  # unknown, expired, approved, denied
+    gone: str | None = None  # unknown, expired, approved, denied, no_longer (a representation that ended)
+    former: str | None = None  # no_longer: the enterprise the person acted for, by name (None once erased)
 
 
 def _decider(vault: Vault, db: Session, user: SignedIn) -> Decider:
@@ -166,15 +167,17 @@ def _outcome(vault: Vault, db: Session, user: SignedIn, request_id: uuid.UUID | 
     if pending.owner_id in spaces:
         target = spaces[pending.owner_id]
         return Outcome(view=request_view(vault, db, pending, lang, target), here=here, switch_to=[target])
+    if vault.owners.acted_for_until(db, decider.person_id, pending.owner_id, today()):
+        # a former representative knows the enterprise: say that their part ended, rather than "not yours"
+        return Outcome(here=here, gone="no_longer", former=owner_name(vault, db, pending.owner_id))
     raise Forbidden(NOT_YOURS)
 
 
 async def _show(request: Request, outcome: Outcome, problem: str | None = None, status: int = 200) -> Response:
     if outcome.view is None:
-        status = 404 if outcome.gone == "unknown" else 410
-        return await render(
-            request, "consent_gone.html", {"gone": outcome.gone, "acting_in": outcome.here}, status_code=status
-        )
+        status = {"unknown": 404, "no_longer": 403}.get(outcome.gone or "", 410)
+        what = {"gone": outcome.gone, "acting_in": outcome.here, "former": outcome.former}
+        return await render(request, "consent_gone.html", what, status_code=status)
     context = {
         "request_view": outcome.view,
         "problem": problem,
