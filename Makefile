@@ -60,7 +60,10 @@ SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backcha
 	consent-full-or-masked-zh-360 link-expired-zh-360 consent-expired-zh-360 inbox-company-badge-zh-360 \
 	consent-switch-zh-360 grants-approved-zh-360 grants-withdraw-all-zh-360 grants-withdrawn-zh-360 \
 	grants-history-en-1280 activity-history-zh-360 activity-history-en-1280 console-owner-en-1280 \
-	console-grant-zh-360 console-charts-history-en-1280
+	console-grant-zh-360 console-charts-history-en-1280 \
+	consent-done-zh-360 consent-done-en-1280 consent-refused-zh-360 representatives-ended-zh-360 \
+	consent-agent-ended-zh-360 home-agent-ended-zh-360 verify-in-force-zh-360 showing-expired-zh-360 \
+	verify-export_ok-en-1280 notifications-zh-360 notification-settings-zh-360
 
 screenshots: $(STAMP) ## refresh docs/screenshots from the browser tests
 	$(BIN)/pytest -q tests/browser

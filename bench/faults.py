@@ -247,8 +247,8 @@ class Actor:
         request_id, verifier = self.agency.par(client_id, item)
         with self.ledger.lock:
             self.ledger.requests.add(request_id)
-        approved = self.agency.expect(self.citizen(login).approve(request_id), 303)
-        code = traffic.code_of(approved.headers["location"])
+        approved = self.agency.expect(self.citizen(login).approve(request_id), 200)
+        code = traffic.code_of(traffic.returning_to(approved))
         if code is None:
             raise traffic.Unexpected("approval without a code")
         with self.ledger.lock:

@@ -95,8 +95,8 @@ def _consent_flow(mix: Mix, http: traffic.Client, item: str = traffic.REPEATED_I
     _, citizen = mix.citizen()
     client_id = traffic.ITEM_AGENCY[item]
     request_id, verifier = http.par(client_id, item)
-    approved = http.expect(citizen.approve(request_id), 303)
-    code = traffic.code_of(approved.headers["location"])
+    approved = http.expect(citizen.approve(request_id), 200)
+    code = traffic.code_of(traffic.returning_to(approved))
     if code is None:
         raise traffic.Unexpected("approval without a code")
     token = str(http.expect(http.redeem(client_id, code, verifier), 200).json()["access_token"])

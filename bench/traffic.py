@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
 import secrets
@@ -44,6 +45,7 @@ ITEM_AGENCY = {ONCE_ITEM: TRAFFIC, REPEATED_ITEM: HOUSING}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _FIELD = re.compile(r'name="field" value="([^"]+)"')
 _CONSENT_LINK = re.compile(r'href="/consent/([0-9a-f-]{36})"')
+_CONTINUE = re.compile(r'id="continue" href="([^"]+)"')
 
 
 @dataclass
@@ -161,7 +163,8 @@ class Client:
             self.signed_in = True
 
     def approve(self, request_id: str) -> httpx.Response:
-        """Approve on the consent page with every field ticked; 303 back to the agency (or to /grants)."""
+        """Approve on the consent page with every field ticked: a redirect request's answer is the confirmation page
+        (200, see `returning_to`), a backchannel request's a 303 to /grants."""
         page = self.request("consent page", "GET", f"/consent/{request_id}")
         if page.status_code == 303 and "/login" in page.headers.get("location", ""):
             self.signed_in = False
@@ -260,6 +263,14 @@ def agency(client_id: str) -> tuple[str, str]:
 
 def details(item: str) -> str:
     return json.dumps([{"type": "licence_access", "service_item": item}])
+
+
+def returning_to(confirmation: httpx.Response) -> str:
+    """Where a redirect request's confirmation page sends the browser back to: the agency, with code or error."""
+    found = _CONTINUE.search(confirmation.text)
+    if found is None:
+        raise Unexpected("a confirmation page without the way back to the agency")
+    return html.unescape(found.group(1))
 
 
 def code_of(location: str) -> str | None:

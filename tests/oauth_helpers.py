@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -79,6 +81,14 @@ def mandate_details(
         **extra,
     }
     return json.dumps([detail])
+
+
+def returning_to(confirmation: Any) -> str:
+    """The way back to the agency on a redirect request's confirmation page (the answer to the consent POST)."""
+    assert confirmation.status_code == 200, confirmation.text
+    found = re.search(r'id="continue" href="([^"]+)"', confirmation.text)
+    assert found is not None, confirmation.text
+    return html.unescape(found.group(1))
 
 
 def query_of(location: str) -> dict[str, str]:

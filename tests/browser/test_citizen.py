@@ -65,6 +65,9 @@ def test_citizen_approves_with_a_field_unticked_and_revokes(live: tuple[str, Vau
     page.uncheck("input[value='resident-id-card/id_number']")
     page.click("button[value=approve]")
     page.wait_for_load_state()
+    assert not landed and page.locator("main a[href$='/receipt']").count() == 1  # confirmed in the vault first
+    with page.expect_request(lambda request: request.url.startswith(REDIRECT)):
+        page.click("#continue")
     assert landed, "the browser was not sent back to the agency"
     params = query_of(landed[0])
     assert params["state"] == state and params["iss"] == base

@@ -111,7 +111,7 @@ def test_withdrawing_takes_no_more_taps_than_consenting(
     withdrawing = Taps(page)
     withdrawing.tap("nav.space-nav a[href='/grants']")
     withdrawing.tap("details.withdraw-all summary")
-    shot(page, f"grants-withdraw-all-{lang}-{width}")
+    check(page, f"grants-withdraw-all-{lang}-{width}")
     withdrawing.tap("details.withdraw-all button[type=submit]")
     assert "done=withdrawn" in page.url
     check(page, f"grants-withdrawn-{lang}-{width}")

@@ -3,6 +3,7 @@ are saved; an enterprise representative approves for the enterprise; staff revie
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx2 as httpx
@@ -96,6 +97,11 @@ def test_every_citizen_page(live: tuple[str, Vault], page_factory: Any, lang: st
     page.wait_for_load_state()
     no_serious_axe_issues(page)
     shot(page, f"consent-backchannel-{lang}-{width}")
+    unknown = page.goto(f"{base}/consent/{uuid.uuid4()}")
+    assert unknown is not None and unknown.status == 404
+    no_serious_axe_issues(page)
+    shot(page, f"consent-unknown-{lang}-{width}")
+    visit(page, f"{base}/logout", f"logout-{lang}-{width}")
 
 
 def test_a_representative_approves_for_the_enterprise(live: tuple[str, Vault], page_factory: Any) -> None:
@@ -110,6 +116,7 @@ def test_a_representative_approves_for_the_enterprise(live: tuple[str, Vault], p
     visit(page, f"{base}/inbox", "inbox-enterprise-zh-360")
     page.click("main a[href^='/consent/']")
     page.wait_for_load_state()
+    no_serious_axe_issues(page)
     shot(page, "consent-enterprise-zh-360")
     page.click("button[value=approve]")
     page.wait_for_load_state()
@@ -123,7 +130,8 @@ def test_a_representative_approves_for_the_enterprise(live: tuple[str, Vault], p
         assert grant.state == "active" and grant.client_id == TRANSPORT[0]
 
 
-def test_staff_review_flags_and_revoke_a_grant(live: tuple[str, Vault], page_factory: Any) -> None:
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_staff_review_flags_and_revoke_a_grant(live: tuple[str, Vault], page_factory: Any, lang: str) -> None:
     base, vault = live
     backchannel(base, TRAFFIC, PERSONS[0].id_number, "vehicle-registration")
     from vault.consent.services import Decider
@@ -136,8 +144,12 @@ def test_staff_review_flags_and_revoke_a_grant(live: tuple[str, Vault], page_fac
         grant = vault.consent.approve(session, request.id, Decider(person.id, person.id), request.fields)
         grant.valid_until = grant.valid_from + (grant.valid_until - grant.valid_from) * 3  # longer than allowed
     page = page_factory(width=1280, height=900)
+    if lang == "en":
+        page.goto(f"{base}/login")
+        page.click("button[value=en]")
+        page.wait_for_load_state()
     sign_in(page, base, STAFF_LOGIN, STAFF_PASSWORD)
-    visit(page, f"{base}/console", "console-zh-1280")
+    visit(page, f"{base}/console", f"console-{lang}-1280")
     text = page.inner_text("main")
     assert "超过" in text or "longer" in text.lower()  # the "longer than allowed" flag is shown
     form = page.locator(f"form[action='/console/grants/{grant.id}/revoke']")
@@ -147,15 +159,16 @@ def test_staff_review_flags_and_revoke_a_grant(live: tuple[str, Vault], page_fac
     page.wait_for_load_state()
     with vault.db.session() as session:
         assert vault.consent.grant(session, grant.id).state == "revoked"
-    visit(page, f"{base}/console/charts", "console-charts-zh-1280")
-    visit(page, f"{base}/console/audit", "console-audit-zh-1280")
+    visit(page, f"{base}/console/charts", f"console-charts-{lang}-1280")
+    visit(page, f"{base}/console/audit", f"console-audit-{lang}-1280")
     page.click("form[action='/console/audit/verify'] button")
     page.wait_for_load_state()
-    shot(page, "console-audit-verified-zh-1280")
+    no_serious_axe_issues(page)
+    shot(page, f"console-audit-verified-{lang}-1280")
     visit(
         page,
         f"{base}/console/representatives?enterprise={ENTERPRISES[0].credit_code}",
-        "console-representatives-zh-1280",
+        f"console-representatives-{lang}-1280",
     )
     page.set_viewport_size({"width": 360, "height": 800})
-    visit(page, f"{base}/console", "console-zh-360")
+    visit(page, f"{base}/console", f"console-{lang}-360")

@@ -150,6 +150,7 @@ def test_a_presentation_qr_code_expires_and_the_counter_sees_the_verdict(
     holder.wait_for_load_state()
     assert holder.locator("main svg.qr-code").is_visible()
     assert code in holder.inner_text("#showing-expiry")
+    no_serious_axe_issues(holder)
     shot(holder, f"showing-{lang}-{width}")
     text = holder.input_value("#presentation-text")
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from starlette.testclient import TestClient
 
-from tests.oauth_helpers import BASE, AgencyClient, query_of
+from tests.oauth_helpers import BASE, AgencyClient, query_of, returning_to
 from tests.unit.api.support import HOUSING, REPEATED_ITEM, errors_by_code, gql, operation, secret
 from tests.webclient import browser, origin, page_token, sign_in
 from vault.demo import CITIZEN_PASSWORD, PERSONS
@@ -50,9 +50,7 @@ def approve_in_the_browser(vault: Vault, citizen: TestClient, request_id: str, u
         "field": [f for f in offered if f != untick],
     }
     decided = citizen.post(path, data=form, headers={"Origin": origin(vault)})
-    assert decided.status_code == 303, decided.text
-    location: str = decided.headers["location"]
-    return location
+    return returning_to(decided)  # the confirmation page, then back to the agency
 
 
 def test_consent_read_verify_revoke(demo_vault: Vault) -> None:

@@ -99,6 +99,16 @@ def _pages(vault: Vault, client: TestClient, http: TestClient) -> dict[str, str]
         pages[f"/licences/{licence}/reveal"] = revealed.text
     for event in re.findall(r'href="(/activity/[0-9a-f-]{36}/proof)"', pages["/activity"])[:3]:
         get(event)
+    for item, decision in (
+        ("housing-provident-fund-withdrawal", "approve"),
+        ("housing-purchase-qualification", "deny"),
+    ):
+        request_id = housing.start(item)  # an agency's redirect request: its decision is confirmed on a page
+        form = client.get(f"/consent/{request_id}").text
+        data = {"decision": decision, "field": re.findall(r'name="field" value="([^"]+)"', form)}
+        decided_page = post(client, vault, f"/consent/{request_id}", data, form_page=f"/consent/{request_id}")  # type: ignore[arg-type]
+        assert decided_page.status_code == 200 and 'id="continue"' in decided_page.text
+        pages[f"the confirmation ({decision})"] = decided_page.text
     assert act_for(client, vault, transport(vault)) == 303
     for path in ("/representatives", "/activity", "/grants", "/inbox", "/licences"):
         pages[f"{path} (enterprise)"] = client.get(path).text

@@ -293,6 +293,15 @@ class OwnerService:
     def may_act_for(self, session: Session, person_id: uuid.UUID, enterprise_id: uuid.UUID, on: date) -> bool:
         return any(r.owner_id == enterprise_id for r in self.represented_by(session, person_id, on))
 
+    def acted_for_until(self, session: Session, person_id: uuid.UUID, enterprise_id: uuid.UUID, on: date) -> bool:
+        """Whether the person had a link to the enterprise that ended or expired before `on`."""
+        rows = session.scalars(
+            select(Representative).where(
+                Representative.person_id == person_id, Representative.owner_id == enterprise_id
+            )
+        ).all()
+        return any(r.ended_at is not None or (r.valid_until is not None and r.valid_until < on) for r in rows)
+
     # erasure (crypto-shredding)
 
     def request_erasure(self, session: Session, owner_id: uuid.UUID, *, actor: str, now: bool = False) -> Owner:

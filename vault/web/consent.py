@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,15 +26,17 @@ from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
 from vault.oauth.server import binding_message
 from vault.policy.catalogue import ServiceItem, ServiceUse
-from vault.web.csrf import origin_of, require_post
-from vault.web.dataspace import SpaceChoice, reachable_spaces
+from vault.web.csrf import require_post
+from vault.web.dataspace import SpaceChoice, owner_name, reachable_spaces
 from vault.web.errors import Forbidden
 from vault.web.explain import goes_out_masked
 from vault.web.i18n import N_
 from vault.web.rendering import current_lang, redirect, render
-from vault.web.security import content_security_policy
 from vault.web.sessions import SignedIn, require_user, today, vault_of
 from vault.wiring import Vault
+
+if TYPE_CHECKING:
+    from vault.web.grants_pages import GrantView
 
 NOT_YOURS = N_("This request is not for you, or you may not decide for this owner.")
 GONE = N_("This request no longer waits for a decision.")
@@ -41,6 +44,7 @@ NO_FIELD = N_("Tick at least one field, or deny the request.")
 NO_DECISION = N_("Choose to approve or to deny the request.")
 DECISIONS = ("approve", "deny")
 STAFF_CANNOT = N_("Compliance staff cannot give consent.")
+CONTINUE_AFTER_SECONDS = 8  # on a redirect request's confirmation, before the browser goes back by itself
 DONE = {
     "denied": N_("You refused the request. The agency was told; nothing was released."),
 }
@@ -68,7 +72,6 @@ class RequestView:
     once: bool
     binding_message: str | None
     expires_at: datetime
-    redirect_origin: str | None
     owner_kinds: frozenset[str] = frozenset()
     space: SpaceChoice | None = None  # whose data space the decision is for, when known
 
@@ -80,7 +83,8 @@ class Outcome:
     view: RequestView | None = None
     here: SpaceChoice | None = None  # the data space the person acts in now
     switch_to: list[SpaceChoice] = field(default_factory=list)  # set: the request belongs elsewhere
-    gone: str | None = None  # unknown, expired, approved, denied
+    gone: str | None = None  # unknown, expired, approved, denied, no_longer (a representation that ended)
+    former: str | None = None  # no_longer: the enterprise the person acted for, by name (None once erased)
 
 
 def _decider(vault: Vault, db: Session, user: SignedIn) -> Decider:
@@ -125,7 +129,6 @@ def request_view(
         once=item.use is ServiceUse.ONCE,
         binding_message=binding_message(vault.keys, db, request),
         expires_at=request.expires_at,
-        redirect_origin=origin_of(request.oauth["redirect_uri"]) if request.oauth.get("redirect_uri") else None,
         owner_kinds=frozenset(k.value for k in item.owner_kinds),
         space=space,
     )
@@ -164,24 +167,24 @@ def _outcome(vault: Vault, db: Session, user: SignedIn, request_id: uuid.UUID | 
     if pending.owner_id in spaces:
         target = spaces[pending.owner_id]
         return Outcome(view=request_view(vault, db, pending, lang, target), here=here, switch_to=[target])
+    if vault.owners.acted_for_until(db, decider.person_id, pending.owner_id, today()):
+        # a former representative knows the enterprise: say that their part ended, rather than "not yours"
+        return Outcome(here=here, gone="no_longer", former=owner_name(vault, db, pending.owner_id))
     raise Forbidden(NOT_YOURS)
 
 
 async def _show(request: Request, outcome: Outcome, problem: str | None = None, status: int = 200) -> Response:
     if outcome.view is None:
-        status = 404 if outcome.gone == "unknown" else 410
-        return await render(
-            request, "consent_gone.html", {"gone": outcome.gone, "acting_in": outcome.here}, status_code=status
-        )
+        status = {"unknown": 404, "no_longer": 403}.get(outcome.gone or "", 410)
+        what = {"gone": outcome.gone, "acting_in": outcome.here, "former": outcome.former}
+        return await render(request, "consent_gone.html", what, status_code=status)
     context = {
         "request_view": outcome.view,
         "problem": problem,
         "acting_in": outcome.here,
         "switch_to": outcome.switch_to,
     }
-    return await render(
-        request, "consent.html", context, status_code=status, headers=_form_action(request, outcome.view)
-    )
+    return await render(request, "consent.html", context, status_code=status)
 
 
 async def consent_page(request: Request) -> Response:
@@ -195,54 +198,75 @@ async def consent_page(request: Request) -> Response:
     return await _show(request, await run_in_threadpool(load))
 
 
-def _form_action(request: Request, view: RequestView) -> dict[str, str]:
-    """Let this page's form be redirected on to the agency: form-action covers redirect targets in Chromium."""
-    nonce = getattr(request.state, "csp_nonce", "")
-    policy = content_security_policy(nonce)
-    if view.redirect_origin:
-        policy = policy.replace("form-action 'self'", f"form-action 'self' {view.redirect_origin}")
-    return {"Content-Security-Policy": policy}
+@dataclass(frozen=True)
+class Returning:
+    """A decision on an agency's redirect request: confirmed in the vault, then the browser goes back to `location`
+    (the client's redirect URI with code or error, state and iss). The page is the POST's own answer, never a URL of
+    ours, so the one-time code is not in the vault's history or logs; HTML is never cached (SecurityHeaders)."""
+
+    location: str
+    approved: bool
+    agency: str
+    item: str
+    space: SpaceChoice | None
+    grant: GrantView | None = None  # what an approval gave
 
 
 async def consent_decision(request: Request) -> Response:
-    """POST /consent/{id}: `decision` approve|deny and the ticked `field` values; always answered with 303."""
+    """POST /consent/{id}: `decision` approve|deny and the ticked `field` values.
+
+    A backchannel decision is answered with 303 to My grants or Requests, which confirm it; a redirect request's with
+    a confirmation page that links to the receipt and continues to the agency (button, or by itself after a few
+    seconds).
+    """
     user = await require_post(request)
     form = await request.form()
     decision = form.get("decision")
     ticked = [v for v in form.getlist("field") if isinstance(v, str)]
-    vault, request_id = vault_of(request), _request_id(request)
+    vault, request_id, lang = vault_of(request), _request_id(request), current_lang(request, user)
     if request_id is None:
         return redirect("/consent/unknown")
     if form.getlist("decision") != [decision] or decision not in DECISIONS:
         return await _again(request, request_id, user, NO_DECISION)  # deny by default: nothing else approves
 
-    def decide() -> str:
+    def decide() -> str | Returning:
+        from vault.web.grants_pages import grant_view  # that module builds on this one
+
         with unit_of_work(vault.db) as db:
             decider = _decider(vault, db, user)
             try:
                 pending = vault.consent.pending_request(db, request_id)
             except RequestNotFound:
                 return f"/consent/{request_id}"  # the page says what happened to it
+            item = vault.policy.catalogue.item(pending.service_item)
+            agency = vault.agencies.display_name(db, pending.client_id, lang)
+            item_name = item.name_en if lang == "en" else item.name_zh
+            space = reachable_spaces(vault, db, decider.person_id).get(decider.owner_id)
             if decision == "deny":
                 denied = vault.consent.deny(db, request_id, decider)
-                return vault.oauth.denied(denied) if denied.kind == "redirect" else "/inbox?done=denied"
+                if denied.kind != "redirect":
+                    return "/inbox?done=denied"
+                return Returning(vault.oauth.denied(denied), False, agency, item_name, space)
             fields: dict[str, list[str]] = {}
             for value in ticked:
                 type_code, _, name = value.partition("/")
                 fields.setdefault(type_code, []).append(name)
             grant = vault.consent.approve(db, request_id, decider, fields)
-            if pending.kind == "redirect":
-                return vault.oauth.approved(pending, grant)
-            return f"/grants?done=approved&grant={grant.id}#grant-{grant.id}"
+            if pending.kind != "redirect":
+                return f"/grants?done=approved&grant={grant.id}#grant-{grant.id}"
+            view = grant_view(vault, db, grant, lang)
+            return Returning(vault.oauth.approved(pending, grant), True, agency, item_name, space, view)
 
     try:
-        location = await run_in_threadpool(decide)
+        outcome = await run_in_threadpool(decide)
     except (NotAuthorisedToConsent, RequestNotFound):
         # another space's request: the page explains and offers to switch; decided meanwhile: it says so
         return redirect(f"/consent/{request_id}")
     except InvalidAuthorizationDetails:
         return await _again(request, request_id, user)
-    return redirect(location)
+    if isinstance(outcome, str):
+        return redirect(outcome)
+    return await render(request, "consent_done.html", {"done": outcome, "continue_after": CONTINUE_AFTER_SECONDS})
 
 
 async def _again(request: Request, request_id: uuid.UUID, user: SignedIn, problem: str = NO_FIELD) -> Response:
