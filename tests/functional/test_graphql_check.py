@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE, AgencyClient, consent_via_service, query_of
 from tests.unit.api.support import demo_person, errors_by_code, gql, identifier, operation, secret
-from tests.webclient import browser, sign_in
+from tests.webclient import browser, post, sign_in
 from vault.answers.errors import AnswerInvalid
 from vault.answers.verify import verify_answer
 from vault.audit.models import AuditEvent
@@ -243,9 +243,12 @@ def test_each_answer_is_an_access_event_and_a_use_readable_by_the_owner(vault: V
     page = citizen.get("/activity")
     assert page.status_code == 200
     assert "是否年满18周岁" in page.text and "是否持有有效的C1驾驶证" in page.text
-    assert "回答：是" in page.text
-    english = citizen.get("/activity", headers={"Accept-Language": "en"}, cookies={"lang": "en"})
-    assert "Is the holder at least 18 years old?" in english.text or "回答" in english.text
+    assert "回答：是" in page.text and "就您的数据提出问题" in page.text
+    assert post(citizen, vault, "/lang", {"lang": "en", "next": "/activity"}, form_page="/activity").status_code == 303
+    english = citizen.get("/activity")
+    assert "Is the holder at least 18 years old?" in english.text
+    assert "Does the holder have a driving licence of class C1, valid today?" in english.text
+    assert "Answered yes" in english.text and "Asked a question about your data" in english.text
 
 
 def test_a_question_not_consented_to_is_refused_and_recorded(vault: Vault, http: TestClient) -> None:
