@@ -344,3 +344,65 @@ def test_a_request_may_ask_questions_only_and_the_consent_page_shows_them(vault:
     refused = agency.push(DRIVER_ITEM, authorization_details=json.dumps(unknown))
     assert refused.status_code == 400
     assert "does not ask the question 'blood-type'" in refused.json()["error_description"]
+
+
+def test_request_consent_carries_questions_over_ciba_and_the_answer_follows(vault: Vault, http: TestClient) -> None:
+    from tests.unit.api.support import client_token, register_client
+
+    ciba = "urn:openid:params:grant-type:ciba"
+    register_client(
+        vault,
+        "transport-counter",
+        department="transport",
+        category="transport",
+        scopes=["consent:request", "licences:read"],
+        service_items=[DRIVER_ITEM],
+        grant_types=["client_credentials", ciba],
+    )
+    token = client_token(http, "transport-counter", "consent:request")
+    variables = {"owner": identifier("a"), "serviceItem": DRIVER_ITEM, "questions": ["holder-age-at-least"]}
+    started = gql(http, token, operation("agency-request-consent"), variables).json()["data"]["requestConsent"]
+    assert started["__typename"] == "ConsentRequestStarted"
+    from vault.consent.services import Decider
+
+    person = demo_person(vault)
+    with unit_of_work(vault.db) as session:
+        [request] = vault.consent.inbox(session, person)
+        assert (request.fields, request.questions) == ({}, {"holder-age-at-least": {}})
+        vault.consent.approve(session, request.id, Decider(person, person), {})
+    poll = {"grant_type": ciba, "auth_req_id": started["authReqId"]}
+    granted = http.post("/oauth/token", auth=("transport-counter", secret("transport-counter")), data=poll)
+    assert granted.status_code == 200, granted.text
+
+    answer = answer_of(ask(http, granted.json()["access_token"], "holder-age-at-least", years="18"))
+    assert answer["answer"] is True
+
+    unknown = dict(variables, questions=["blood-type"])
+    refused = gql(http, token, operation("agency-request-consent"), unknown).json()["data"]["requestConsent"]
+    assert refused["__typename"] == "ConsentRequestRefused"
+    assert refused["error"] == "invalid_authorization_details"
+
+
+def test_the_cli_verifies_an_answer_offline_and_refuses_a_tampered_one(
+    vault: Vault, http: TestClient, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vault import cli
+
+    token = grant_tokens(vault, http, DRIVER_ITEM)["access_token"]
+    signed = answer_of(ask(http, token, "driving-licence-class-valid"))["signed"]
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(http)), encoding="utf-8")
+    good = tmp_path / "answer.jwt"
+    good.write_text(signed, encoding="utf-8")
+
+    assert cli.main(["verify-answer", str(good), "--keys", str(keys), "--issuer", vault.consent.issuer]) == 0
+    out = capsys.readouterr().out
+    assert "answer: yes; licence status: active" in out and "the answer verifies" in out
+
+    header, payload, signature = signed.split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    bad = tmp_path / "tampered.jwt"
+    bad.write_text(f"{header}.{payload}.{flipped}", encoding="utf-8")
+    assert cli.main(["verify-answer", str(bad), "--keys", str(keys)]) == 1
+    assert "does NOT verify (bad_signature)" in capsys.readouterr().out
+    assert cli.main(["verify-answer", str(good), "--keys", str(keys), "--issuer", "https://elsewhere.example"]) == 1
