@@ -163,7 +163,9 @@ def test_a_suspended_licence_answers_no_with_its_status(vault: Vault, http: Test
     with unit_of_work(vault.db) as session:
         owner = vault.owners.find(session, OwnerKind.PERSON, identifier("a"))
         assert owner is not None
-        [licence] = [lic for lic in vault.licences.list_for_owner(session, owner.id) if lic.type_code == "driving-licence"]
+        [licence] = [
+            lic for lic in vault.licences.list_for_owner(session, owner.id) if lic.type_code == "driving-licence"
+        ]
         vault.licences.change(session, licence.id, Step.SUSPEND, issuer_code="traffic-police", reason="test")
 
     answer = answer_of(ask(http, token, "driving-licence-class-valid", **{"class": "C1"}))
@@ -194,7 +196,9 @@ def test_a_no_for_the_enterprise_whose_licence_is_revoked(vault: Vault, http: Te
         company = vault.owners.find(session, OwnerKind.ENTERPRISE, transport.credit_code)
         assert company is not None
         company_id = company.id
-        [licence] = [lic for lic in vault.licences.list_for_owner(session, company_id) if lic.type_code == "business-licence"]
+        [licence] = [
+            lic for lic in vault.licences.list_for_owner(session, company_id) if lic.type_code == "business-licence"
+        ]
         vault.licences.change(session, licence.id, Step.REVOKE, issuer_code="market-regulation", reason="test")
     token = grant_tokens(vault, http, OPERATOR_ITEM, owner_id=company_id)["access_token"]
 
@@ -303,7 +307,11 @@ def test_a_field_grant_cannot_ask_a_question(vault: Vault, http: TestClient) -> 
         ("holder-age-at-least", {}, "holder-age-at-least needs the parameter 'years'"),
         ("holder-age-at-least", {"years": "eighteen"}, "parameter 'years' must be an integer"),
         ("holder-age-at-least", {"years": "500"}, "parameter 'years' must be between 1 and 120"),
-        ("holder-age-at-least", {"months": "3"}, "holder-age-at-least has no parameter 'months' (its parameters: years)"),
+        (
+            "holder-age-at-least",
+            {"months": "3"},
+            "holder-age-at-least has no parameter 'months' (its parameters: years)",
+        ),
         ("driving-licence-class-valid", {"class": "Z9"}, "parameter 'class': not one of the allowed values"),
         (
             "driving-licence-class-valid",

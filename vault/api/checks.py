@@ -30,7 +30,7 @@ from vault.policy.predicates import MAX_PARAMETERS, BadParameters
 UNDER_CONSENT = "a question is answered under the owner's consent only: use a token from a consent grant"
 
 
-@strawberry.input(description="One parameter of a question, e.g. name: \"years\", value: \"18\".")
+@strawberry.input(description='One parameter of a question, e.g. name: "years", value: "18".')
 class ParameterInput:
     name: str
     value: str

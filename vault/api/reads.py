@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
-from vault.crypto.free_text import OwnerTexts
 from vault.consent.services import ConsentService
+from vault.crypto.free_text import OwnerTexts
 from vault.mandates.errors import RateLimited
 from vault.mandates.services import MandateClaim, MandateService
 from vault.oauth import rar

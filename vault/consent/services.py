@@ -30,8 +30,8 @@ from vault.consent.interfaces import AgencyDirectory, RevocationListener
 from vault.consent.lifecycle import GRANT_STEPS, REQUEST_STEPS, GrantState, RequestState
 from vault.consent.models import ConsentRequest, Grant, GrantEvent
 from vault.crypto import jws
-from vault.oauth import rar
 from vault.crypto.services import KeyService
+from vault.oauth import rar
 from vault.owners.models import Owner, OwnerKind
 from vault.owners.services import OwnerService
 from vault.policy.catalogue import ServiceItem, ServiceUse

@@ -339,7 +339,6 @@ def _questions(table: _Table, licences: LicenceCatalogue, predicates: Mapping[st
     return MappingProxyType(questions)
 
 
-
 def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:
     table.check_keys(_MANDATE_KEYS, optional=_MANDATE_OPTIONAL)
     mandate_id = table.text("id", _CODE, _CODE_SYNTAX)

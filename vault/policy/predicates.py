@@ -258,7 +258,7 @@ def _load_parameter(table: _Table, licence_type: LicenceType, fields: tuple[str,
         personal = definition.type is not FieldType.ENUM and definition.sensitivity is not Sensitivity.PUBLIC
         return Parameter(name, label_zh, label_en, field, personal=personal)
     if table.data.get("type") != "integer":
-        raise table.error("type", "a parameter is bound to a field, or has type = \"integer\" with min and max")
+        raise table.error("type", 'a parameter is bound to a field, or has type = "integer" with min and max')
     bounds = []
     for key in ("min", "max"):
         value = table.data.get(key)

@@ -7,8 +7,8 @@ at once; giving it back is a new request from the agency, which the page says.
 
 from __future__ import annotations
 
-import uuid
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode

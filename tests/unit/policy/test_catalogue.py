@@ -142,7 +142,10 @@ BROKEN_ITEMS = {
     "bad-code": ("items[11].code", "'Test_Item' is not lower-case words joined by hyphens"),
     "missing-legal-basis": ("items[11].legal_basis", "missing"),
     "unknown-key": ("items[11].owner_kind", "unknown key"),
-    "unknown-predicate": ("items[11].questions[0].predicate", "'blood-type-is-a' is not a predicate in predicates.toml"),
+    "unknown-predicate": (
+        "items[11].questions[0].predicate",
+        "'blood-type-is-a' is not a predicate in predicates.toml",
+    ),
     "personal-parameter-fixed": (
         "items[11].questions[0].parameters.name",
         "a value about a person is given when asking, never fixed",
@@ -151,7 +154,10 @@ BROKEN_ITEMS = {
         "items[11].questions[0].parameters",
         "parameter 'class': not one of the allowed values",
     ),
-    "no-fields-no-questions": ("items[11].fields", "missing: an item lists the fields it reads, the questions it asks, or both"),
+    "no-fields-no-questions": (
+        "items[11].fields",
+        "missing: an item lists the fields it reads, the questions it asks, or both",
+    ),
 }
 
 

@@ -68,9 +68,13 @@ def test_the_demo_predicates_load_with_their_tests(engine: PolicyEngine) -> None
 def test_the_question_reads_with_its_parameters_or_their_labels(engine: PolicyEngine) -> None:
     predicate = engine.catalogue.predicate("driving-licence-class-valid")
     assert predicate.question("zh", {"class": "C1"}) == "是否持有有效的C1驾驶证"
-    assert predicate.question("en", {"class": "C1"}) == "Does the holder have a driving licence of class C1, valid today?"
+    assert (
+        predicate.question("en", {"class": "C1"}) == "Does the holder have a driving licence of class C1, valid today?"
+    )
     assert predicate.question("zh", {}) == "是否持有有效的（准驾车型）驾驶证"
-    assert predicate.question("en", {}) == "Does the holder have a driving licence of class [vehicle class], valid today?"
+    assert (
+        predicate.question("en", {}) == "Does the holder have a driving licence of class [vehicle class], valid today?"
+    )
 
 
 def test_parameters_are_checked_and_the_fixed_ones_hold(engine: PolicyEngine, licences: LicenceCatalogue) -> None:
@@ -129,7 +133,11 @@ def test_cedar_allows_a_granted_question_and_denies_the_rest_by_default(engine: 
 
 
 BROKEN = {
-    "unknown licence type": ('licence_type = "driving-licence"', 'licence_type = "passport"', "predicates[0].licence_type"),
+    "unknown licence type": (
+        'licence_type = "driving-licence"',
+        'licence_type = "passport"',
+        "predicates[0].licence_type",
+    ),
     "unknown field": ('fields = ["class", "valid_from"', 'fields = ["blood", "valid_from"', "predicates[0].fields[0]"),
     "unknown test": ('test = "in-force"', 'test = "guess"', "predicates[2].test"),
     "placeholder": ("{years}周岁", "{months}周岁", "predicates[3].question_zh"),
