@@ -253,6 +253,7 @@ def test_each_answer_is_an_access_event_and_a_use_readable_by_the_owner(vault: V
     assert "Is the holder at least 18 years old?" in english.text
     assert "Does the holder have a driving licence of class C1, valid today?" in english.text
     assert "Answered yes" in english.text and "Asked a question about your data" in english.text
+    assert "a field this vault no longer describes" not in english.text  # the consent event names its questions
 
 
 def test_a_question_not_consented_to_is_refused_and_recorded(vault: Vault, http: TestClient) -> None:

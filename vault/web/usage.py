@@ -105,6 +105,7 @@ UNKNOWN_FIELD = N_("a field this vault no longer describes")
 UNKNOWN_ITEM = N_("a service no longer in the catalogue")
 UNKNOWN_LAW = N_("a law no longer in the catalogue")
 UNKNOWN_QUESTION = N_("a question no longer in the catalogue")
+QUESTIONS_GROUP = N_("Questions")
 ANSWERED = {True: N_("Answered yes"), False: N_("Answered no")}
 QUESTIONS = (Action.PREDICATE_ANSWERED, Action.PREDICATE_DENIED)
 
@@ -267,6 +268,11 @@ class Describer:
         colon, comma = (": ", ", ") if self.lang == "en" else ("：", "、")
         groups: dict[str, list[str]] = {}
         for name in names:
+            if name.startswith("?"):  # a question consented to or asked, as the consent events name it
+                predicate = self.vault.policy.catalogue.predicates.get(name[1:])
+                text = predicate.question(self.lang, {}) if predicate else self.gettext(UNKNOWN_QUESTION)
+                groups.setdefault(self.gettext(QUESTIONS_GROUP), []).append(text)
+                continue
             type_code, _, field_name = name.rpartition("/")
             try:
                 known = self.vault.catalogue.type(type_code or licence_type or "")
