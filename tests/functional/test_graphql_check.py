@@ -286,6 +286,12 @@ def test_questions_are_refused_without_a_grant_and_after_revocation(vault: Vault
     anonymous = ask(http, "not-a-token", "holder-age-at-least", years="18")
     assert errors_by_code(anonymous.json()).keys() == {"UNAUTHENTICATED"}
 
+    from tests.unit.api.support import police_token
+
+    under_a_law = ask(http, police_token(http), "holder-age-at-least", years="18")  # a mandate is not consent
+    [error] = errors_by_code(under_a_law.json())["FORBIDDEN"]
+    assert error["message"].startswith("a question is answered under the owner's consent only")
+
 
 def test_a_field_grant_cannot_ask_a_question(vault: Vault, http: TestClient) -> None:
     from tests.unit.api.support import HOUSING, REPEATED_ITEM

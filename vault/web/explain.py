@@ -63,7 +63,7 @@ PREFIXES: dict[str, str] = {
     "legal mandate ": N_("Access under a law, for a stated case."),
     "no field ": N_("The agency asked for a field that does not exist."),
     "no predicate ": N_("The agency asked a question that does not exist."),
-    "a question is answered under": N_("A question is answered only under your consent."),
+    "a question is asked under": N_("A question is answered only under your consent."),
 }
 ALLOWED_BY_RULES = N_("Allowed by the vault's rules.")
 REFUSED_BY_RULES = N_("Refused by the vault's rules.")
