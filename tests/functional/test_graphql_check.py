@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE, AgencyClient, consent_via_service, query_of
 from tests.unit.api.support import demo_person, errors_by_code, gql, identifier, operation, secret
-from tests.webclient import browser, post, sign_in
+from tests.webclient import browser, origin, page_token, post, sign_in
 from vault.answers.errors import AnswerInvalid
 from vault.answers.verify import verify_answer
 from vault.audit.models import AuditEvent
@@ -354,6 +354,16 @@ def test_a_request_may_ask_questions_only_and_the_consent_page_shows_them(vault:
     assert "是否持有有效的C1驾驶证" in page.text
     assert 'name="question" value="driving-licence-class-valid"' in page.text
     assert 'name="field"' not in page.text
+    path = f"/consent/{request_id}"
+    form = {"csrf_token": page_token(citizen, path), "decision": "approve", "question": ["driving-licence-class-valid"]}
+    decided = citizen.post(path, data=form, headers={"Origin": origin(vault)})
+    assert decided.status_code == 303, decided.text
+    code = query_of(decided.headers["location"])["code"]
+    granted = agency.redeem(code).json()
+    assert granted["authorization_details"][0]["fields"] == {}
+    grants = citizen.get("/grants").text
+    assert "是否持有有效的C1驾驶证" in grants
+    assert answer_of(ask(http, granted["access_token"], "driving-licence-class-valid"))["answer"] is True
 
     unknown = [{"type": "licence_access", "service_item": DRIVER_ITEM, "questions": ["blood-type"]}]
     refused = agency.push(DRIVER_ITEM, authorization_details=json.dumps(unknown))
