@@ -447,6 +447,35 @@ def cmd_export_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_verify_answer(args: argparse.Namespace) -> int:
+    """Offline: a signed answer of `check`, against the vault's published keys only (a JWKS file or URL)."""
+    from vault.answers.errors import AnswerInvalid
+    from vault.answers.verify import verify_answer
+    from vault.portability.verify import keys_from_jwks
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    if args.keys.startswith(("https://", "http://")):
+        from urllib.request import urlopen
+
+        with urlopen(args.keys, timeout=10) as response:  # noqa: S310 - an http(s) URL the operator names
+            jwks = json.loads(response.read())
+    else:
+        jwks = json.loads(Path(args.keys).read_text(encoding="utf-8"))
+    try:
+        verified = verify_answer(text, keys_from_jwks(jwks), issuer=args.issuer)
+    except AnswerInvalid as error:
+        print(f"the answer does NOT verify ({error.reason}): {error}")
+        return 1
+    claims = verified.claims
+    print(f"signed by {claims['iss']} (key {verified.kid}) at {claims['answered_at']}")
+    print(f"question: {claims['question'].get('en')} / {claims['question'].get('zh')}")
+    print(f"predicate {claims['predicate']}, parameters {json.dumps(claims['parameters'], ensure_ascii=False)}")
+    print(f"answer: {'yes' if verified.answer else 'no'}; licence status: {claims['licence_status']}")
+    print(f"agency {claims['agency']}, grant {claims['grant']}")
+    print("the answer verifies")
+    return 0
+
+
 def explain_reason(reason: str) -> str:
     from vault.licences.verify import REASON_TEXT
 
@@ -651,6 +680,16 @@ def parser() -> argparse.ArgumentParser:
     export_verify.add_argument("file")
     export_verify.add_argument("--keys", help="the vault's published keys (a JWKS file from /oauth/jwks) to trust")
     export_verify.set_defaults(run=cmd_export_verify)
+
+    answer_verify = groups.add_parser(
+        "verify-answer", help="check a signed answer of `check` offline (a file, or - for stdin)"
+    )
+    answer_verify.add_argument("file")
+    answer_verify.add_argument(
+        "--keys", required=True, help="the vault's published keys: a JWKS file, or its URL (…/oauth/jwks)"
+    )
+    answer_verify.add_argument("--issuer", help="the vault's issuer identifier the answer must carry")
+    answer_verify.set_defaults(run=cmd_verify_answer)
 
     demo_parser = groups.add_parser("demo", help="create the synthetic demo population")
     demo_parser.add_argument("--if-empty", action="store_true", help="do nothing if owners exist")

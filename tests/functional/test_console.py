@@ -509,3 +509,13 @@ def test_the_audit_page_shows_the_latest_checkpoint_and_verifies_the_log(vault: 
     assert "The log does not verify: the first fault is at event 2." in broken.text
     assert "<code>entry does not match its leaf hash</code>" in broken.text
     assert "Signed checkpoints verified before the fault: 0." in broken.text
+
+
+def test_a_grant_asking_a_question_its_item_does_not_ask_is_flagged_wider(vault: Vault, http: TestClient) -> None:
+    questioned, _ = _grant(vault, http, TRAFFIC, ONCE_ITEM)
+    _change(vault, questioned, questions={"holder-age-at-least": {}})  # as if the item had stopped asking it
+
+    page = _staff(vault).get("/console").text
+
+    assert _flags(page, f"grant-{questioned}") == {"wider"}
+    assert "Is the holder at least [age] years old?" in _row(page, f"grant-{questioned}")

@@ -147,7 +147,7 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
             _expire_token_grant(vault, request.bearer)
             return _unauthenticated(error, token_given=True)
         result = _run(view, data, context)
-    if not context.reads.reads:
+    if not context.reads.touched:
         return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
     try:
         with vault.db.session() as session:

@@ -20,6 +20,8 @@ from vault.oauth import rar
 from vault.oauth.clients import Client
 from vault.oauth.scopes import Scope
 
+MAX_QUESTIONS = 16
+
 
 @strawberry.input(description="Fields of one licence type; a request may only ask for fewer than its item needs.")
 class LicenceFieldsInput:
@@ -50,6 +52,7 @@ class BackchannelMutations:
     @strawberry.mutation(
         description=(
             "Ask an owner (named by resident ID number or credit code) to consent to one of your service items. "
+            "`fields` and `questions` (predicate ids) narrow what the item asks; questions alone ask no value. "
             "Needs consent:request and a client registered for the CIBA grant."
         )
     )
@@ -60,10 +63,12 @@ class BackchannelMutations:
         service_item: str,
         fields: list[LicenceFieldsInput] | None = None,
         binding_message: str | None = None,
+        questions: list[str] | None = None,
     ) -> ConsentRequestResult:
         context = info.context
         context.require(Scope.CONSENT_REQUEST)
         check_list("fields", fields, MAX_TYPES)
+        check_list("questions", questions, MAX_QUESTIONS)
         for entry in fields or ():
             check_list("names", entry.names, MAX_FIELD_NAMES)
         agency = context.vault.agencies.get(context.session, context.token.client_id)
@@ -72,6 +77,8 @@ class BackchannelMutations:
         detail: dict[str, object] = {"type": rar.LICENCE_ACCESS, "service_item": service_item}
         if fields is not None:
             detail["fields"] = {entry.type: list(entry.names) for entry in fields}
+        if questions is not None:
+            detail["questions"] = list(questions)
         savepoint = context.session.begin_nested()
         try:
             started = context.vault.oauth.start_backchannel(

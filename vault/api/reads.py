@@ -7,6 +7,7 @@ transaction as everything else the request did. If that fails, the caller rolls 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
+from vault.crypto.free_text import OwnerTexts
 from vault.mandates.errors import RateLimited
 from vault.mandates.services import MandateClaim, MandateService
 from vault.oauth import rar
@@ -105,12 +107,36 @@ class MandateRead:
     now: datetime
 
 
+@dataclass(frozen=True)
+class QuestionAsked:
+    """A question asked in this request, answered or refused; `logged` are the parameters fit for the log."""
+
+    owner_id: uuid.UUID
+    predicate: str
+    licence_type: str
+    reason: str
+    answer: bool | None = None  # None: refused, nothing was looked at
+    licence_status: str | None = None
+    logged: dict[str, str | int] = field(default_factory=dict)
+    answer_id: uuid.UUID | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None
+
+
 @dataclass
 class ReadLedger:
     reads: dict[uuid.UUID | None, OwnerRead] = field(default_factory=dict)
+    questions: list[QuestionAsked] = field(default_factory=list)
     mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
     mandate_read: MandateRead | None = None
     limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
+
+    @property
+    def touched(self) -> bool:
+        """Whether anything of anyone's was read, asked or refused: then the request has events to write."""
+        return bool(self.reads or self.questions)
 
     def refuse(self, owner_id: uuid.UUID | None, reason: str, fields: Iterable[str]) -> None:
         """Record a read refused before any decision: every field asked for, denied for `reason`."""
@@ -142,6 +168,9 @@ class ReadLedger:
             released_any = released_any or bool(read.licences)
             event = _event(read, client_id, authority, request_id, self._notes(authority, read))
             vault.audit.append(session, event)
+        for question in self.questions:
+            released_any = released_any or question.answered
+            vault.audit.append(session, _question_event(session, vault, question, client_id, authority, request_id))
         if released_any and authority is not None and authority.grant is not None:
             vault.consent.use(session, authority.grant.id)
 
@@ -190,6 +219,40 @@ def _event(read: OwnerRead, client_id: str, authority: Authority | None, request
         mandate=mandate.mandate_id if mandate else None,
         decision="allow" if read.licences else "deny",
         reason="; ".join(reasons) or None,
+        request_id=request_id,
+        detail=detail,
+    )
+
+
+ANSWER_NOTE = "answer"
+
+
+def _question_event(
+    session: Session,
+    vault: Vault,
+    question: QuestionAsked,
+    client_id: str,
+    authority: Authority | None,
+    request_id: str,
+) -> Event:
+    """The access event of a question: its predicate in the clear, the answer sealed under the owner's key."""
+    grant = authority.grant if authority else None
+    detail: dict[str, str | int] = {"predicate": question.predicate}
+    if question.answered:
+        sealed = {"answer": question.answer, "licence_status": question.licence_status, "parameters": question.logged}
+        note = OwnerTexts(vault.keys).seal(session, question.owner_id, ANSWER_NOTE, json.dumps(sealed))
+        detail["answer_note"] = str(note)
+        detail["answer_id"] = str(question.answer_id)
+    return Event(
+        Action.PREDICATE_ANSWERED if question.answered else Action.PREDICATE_DENIED,
+        f"agency:{client_id}",
+        owner_id=question.owner_id,
+        licence_type=question.licence_type,
+        purpose=authority.purpose if authority else None,
+        service_item=grant.service_item if grant else None,
+        grant_id=grant.id if grant else None,
+        decision="allow" if question.answered else "deny",
+        reason=question.reason,
         request_id=request_id,
         detail=detail,
     )

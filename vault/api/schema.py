@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 
 from vault.api.backchannel import BackchannelMutations
 from vault.api.cases import CaseMutations
+from vault.api.checks import CheckQueries
 from vault.api.errors import internal_error, is_expected, without_suggestions
 from vault.api.issuers import IssuerMutations
 from vault.api.licences import LicenceQueries
@@ -30,7 +31,7 @@ from vault.api.verification import VerificationQueries
 
 log = logging.getLogger("vault.api")
 
-Query = merge_types("Query", (LicenceQueries, VerificationQueries))
+Query = merge_types("Query", (LicenceQueries, VerificationQueries, CheckQueries))
 Mutation = merge_types("Mutation", (IssuerMutations, RepresentativeMutations, BackchannelMutations, CaseMutations))
 
 

@@ -43,6 +43,8 @@ class Action(StrEnum):
     OWNER_ERASED = "owner.erased"
     OWNER_ERASURE_REQUESTED = "owner.erasure_requested"
     OWNER_LOOKED_UP = "owner.looked_up"
+    PREDICATE_ANSWERED = "predicate.answered"
+    PREDICATE_DENIED = "predicate.denied"
     OWNER_EXPORTED = "owner.exported"
     REPRESENTATIVE_ADDED = "representative.added"
     REPRESENTATIVE_ENDED = "representative.ended"

@@ -23,6 +23,8 @@ class ConsentRequest(SQLModel, table=True):
     owner_id: uuid.UUID | None = Field(default=None, foreign_key="owners.id", index=True)
     service_item: str = Field(max_length=100)
     fields: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # predicate id -> the parameters the service item fixes: questions asked instead of values
+    questions: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     purpose: str = Field(max_length=500)
     binding_message: str | None = Field(default=None, max_length=100)
     state: str = Field(max_length=20, index=True)
@@ -46,6 +48,7 @@ class Grant(SQLModel, table=True):
     client_id: str = Field(max_length=100, index=True)
     service_item: str = Field(max_length=100, index=True)
     fields: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    questions: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     purpose: str = Field(max_length=500)
     valid_from: datetime
     valid_until: datetime

@@ -31,6 +31,7 @@ from vault.consent.lifecycle import GRANT_STEPS, REQUEST_STEPS, GrantState, Requ
 from vault.consent.models import ConsentRequest, Grant, GrantEvent
 from vault.crypto import jws
 from vault.crypto.services import KeyService
+from vault.oauth import rar
 from vault.owners.models import Owner, OwnerKind
 from vault.owners.services import OwnerService
 from vault.policy.catalogue import ServiceItem, ServiceUse
@@ -43,6 +44,15 @@ REQUEST_LIFETIME = {"redirect": timedelta(minutes=10), "backchannel": timedelta(
 
 def fields_json(fields: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     return {t: sorted(set(names)) for t, names in sorted(fields.items()) if names}
+
+
+def questions_json(questions: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {p: dict(parameters) for p, parameters in sorted(questions.items())}
+
+
+def question_names(questions: Mapping[str, Any]) -> tuple[str, ...]:
+    """Questions as the access log names them, beside fields: ``?<predicate id>``."""
+    return tuple(f"?{p}" for p in sorted(questions))
 
 
 def field_names(fields: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
@@ -81,10 +91,38 @@ class ConsentService:
 
     # requests
 
-    def requested_fields(self, item: ServiceItem, asked: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    def requested(
+        self,
+        item: ServiceItem,
+        fields: Mapping[str, Sequence[str]] | None,
+        questions: Sequence[str] | None,
+    ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+        """The fields and questions a request may ask: each the item's own or a subset; it must ask something."""
+        chosen_questions = self.requested_questions(item, questions)
+        if fields is None and questions is not None:
+            fields = {}  # a request that names questions only asks no values
+        chosen = self.requested_fields(item, fields, allow_none=bool(chosen_questions))
+        return chosen, chosen_questions
+
+    @staticmethod
+    def requested_questions(item: ServiceItem, asked: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+        """The questions a request may ask: the item's own (with the parameters it fixes), or a subset of them."""
+        if asked is None:
+            return questions_json(item.questions)
+        extra = sorted(set(asked) - set(item.questions))
+        if extra:
+            raise InvalidAuthorizationDetails(f"service item {item.code} does not ask the question {extra[0]!r}")
+        return questions_json({p: item.questions[p] for p in asked})
+
+    def requested_fields(
+        self, item: ServiceItem, asked: Mapping[str, Sequence[str]] | None, *, allow_none: bool = False
+    ) -> dict[str, list[str]]:
         """The fields a request may ask: the item's own, or a subset of them; anything beyond is refused."""
         if asked is None:
-            return fields_json(item.fields)
+            chosen = fields_json(item.fields)
+            if not chosen and not allow_none and not item.questions:
+                raise InvalidAuthorizationDetails("the request names no field")
+            return chosen
         for licence_type, names in asked.items():
             allowed = set(item.fields.get(licence_type, ()))
             if not allowed:
@@ -93,7 +131,7 @@ class ConsentService:
             if extra:
                 raise InvalidAuthorizationDetails(f"service item {item.code} does not need {licence_type}/{extra[0]}")
         chosen = fields_json(asked)
-        if not chosen:
+        if not chosen and not allow_none:
             raise InvalidAuthorizationDetails("the request names no field")
         return chosen
 
@@ -106,6 +144,7 @@ class ConsentService:
         fields: Mapping[str, Sequence[str]] | None,
         kind: str,
         owner_id: uuid.UUID | None = None,
+        questions: Sequence[str] | None = None,
         binding_message: str | None = None,
         oauth: Mapping[str, Any] | None = None,
         interval: int = 5,
@@ -129,13 +168,14 @@ class ConsentService:
                 ),
             )
             raise RequestNotAllowed(f"{client_id} may not ask for consent to {item_code}: {decision.reason}")
-        chosen = self.requested_fields(item, fields)
+        chosen, chosen_questions = self.requested(item, fields, questions)
         request = ConsentRequest(
             kind=kind,
             client_id=client_id,
             owner_id=owner_id,
             service_item=item_code,
             fields=chosen,
+            questions=chosen_questions,
             purpose=item_code,
             binding_message=binding_message,
             state=RequestState.PENDING.value,
@@ -153,7 +193,7 @@ class ConsentService:
                 owner_id=owner_id,
                 service_item=item_code,
                 purpose=item_code,
-                fields=field_names(chosen),
+                fields=field_names(chosen) + question_names(chosen_questions),
                 decision="allow",
                 reason=decision.reason,
                 detail={"request": str(request.id), "kind": kind},
@@ -242,8 +282,10 @@ class ConsentService:
         request_id: uuid.UUID,
         decider: Decider,
         fields: Mapping[str, Sequence[str]],
+        questions: Sequence[str] | None = None,
     ) -> Grant:
-        """Approve with the fields the owner left ticked (a subset of the request); creates the grant and receipt."""
+        """Approve with the fields and questions the owner left ticked (a subset of the request; questions None:
+        every question asked); creates the grant and receipt."""
         request = self.pending_request(session, request_id)
         owner = self._may_decide(session, decider, request)
         item = self.policy.catalogue.item(request.service_item)
@@ -252,8 +294,14 @@ class ConsentService:
         for licence_type, names in fields.items():
             if not set(names) <= set(request.fields.get(licence_type, ())):
                 raise InvalidAuthorizationDetails("approval may only narrow the fields asked for")
+        asked_questions = request.questions or {}
+        if questions is None:
+            questions = list(asked_questions)
+        if not set(questions) <= set(asked_questions):
+            raise InvalidAuthorizationDetails("approval may only narrow the questions asked")
         chosen = fields_json(fields)
-        if not chosen:
+        chosen_questions = {p: asked_questions[p] for p in sorted(set(questions))}
+        if not chosen and not chosen_questions:
             raise InvalidAuthorizationDetails("approve at least one field, or deny the request")
         if request.expires_at <= utcnow():
             self.expire_if_stale(session, request)
@@ -264,6 +312,7 @@ class ConsentService:
             client_id=request.client_id,
             service_item=item.code,
             fields=chosen,
+            questions=chosen_questions,
             purpose=request.purpose,
             valid_from=now,
             valid_until=now + timedelta(days=item.max_grant_days),
@@ -288,8 +337,13 @@ class ConsentService:
                 service_item=item.code,
                 purpose=grant.purpose,
                 grant_id=grant.id,
-                fields=field_names(chosen),
-                denied_fields=tuple(sorted(set(field_names(request.fields)) - set(field_names(chosen)))),
+                fields=field_names(chosen) + question_names(chosen_questions),
+                denied_fields=tuple(
+                    sorted(
+                        set(field_names(request.fields) + question_names(asked_questions))
+                        - set(field_names(chosen) + question_names(chosen_questions))
+                    )
+                ),
                 decision="allow",
                 reason="owner consent",
                 detail={"request": str(request.id), "receipt_sha256": grant.receipt_hash.hex()},
@@ -342,7 +396,7 @@ class ConsentService:
             "service_item": {"code": item.code, "name_zh": item.name_zh, "name_en": item.name_en},
             "legal_basis": item.legal_basis,
             "purpose": {"zh": item.purpose_zh, "en": item.purpose_en},
-            "authorization_details": [{"type": "licence_access", "service_item": item.code, "fields": grant.fields}],
+            "authorization_details": rar.granted_licence_access(item.code, grant.fields, grant.questions),
             "use_limit": grant.use_limit,
         }
         return jws.sign_compact({"alg": "EdDSA", "typ": RECEIPT_TYPE, "kid": signer.kid}, claims, signer.key)
@@ -553,4 +607,5 @@ class ConsentService:
             valid_until=grant.valid_until,
             uses_left=uses_left,
             state=grant.state,
+            questions=tuple(grant.questions or ()),
         )

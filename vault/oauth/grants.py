@@ -123,7 +123,7 @@ def tokens_for_grant(context: OAuthContext, client: Client, grant: Grant, code_h
         scope=[Scope.LICENCES_READ.value],
         grant_id=grant.id,
         owner_id=grant.owner_id,
-        authorization_details=rar.granted_licence_access(grant.service_item, grant.fields),
+        authorization_details=rar.granted_licence_access(grant.service_item, grant.fields, grant.questions),
         refresh_until=refresh_until,
         code_hash=code_hash,
     )

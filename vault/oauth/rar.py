@@ -1,7 +1,9 @@
 """Rich Authorization Requests (RFC 9396): what an agency may put in `authorization_details`.
 
 licence_access  {"type": "licence_access", "service_item": "<code>",
-                 "fields": {"<licence type>": ["<field>", ...]}}        fields optional: default = the item's
+                 "fields": {"<licence type>": ["<field>", ...]},
+                 "questions": ["<predicate id>", ...]}     both optional: default = the item's; questions only
+                                                           (no fields member) asks for no values at all
 legal_mandate   {"type": "legal_mandate", "mandate": "<id>", "case_reference": "<case no.>",
                  "owners": ["<resident ID number or credit code>", ...], "official": "<officer id>",
                  "official_name": "<name>", "sensitive_fields": ["<licence type>/<field>", ...]}
@@ -26,6 +28,7 @@ TYPES = (LICENCE_ACCESS, LEGAL_MANDATE)
 class LicenceAccess:
     service_item: str
     fields: Mapping[str, list[str]] | None
+    questions: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,21 +67,26 @@ def licence_access(raw: str | None) -> LicenceAccess:
     detail = _parse(raw)
     if detail["type"] != LICENCE_ACCESS:
         raise InvalidAuthorizationDetailsError("this grant takes authorization_details of type licence_access")
-    unknown = set(detail) - {"type", "service_item", "fields"}
+    unknown = set(detail) - {"type", "service_item", "fields", "questions"}
     if unknown:
         raise InvalidAuthorizationDetailsError(f"unknown member {sorted(unknown)[0]!r} in authorization_details")
     item = detail.get("service_item")
     if not isinstance(item, str) or not item:
         raise InvalidAuthorizationDetailsError("licence_access needs a service_item")
+    questions = detail.get("questions")
+    if questions is not None and (
+        not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q for q in questions)
+    ):
+        raise InvalidAuthorizationDetailsError("questions must be a non-empty list of predicate ids")
     fields = detail.get("fields")
     if fields is None:
-        return LicenceAccess(item, None)
+        return LicenceAccess(item, None, questions)
     if not isinstance(fields, dict) or not all(
         isinstance(t, str) and isinstance(names, list) and names and all(isinstance(n, str) for n in names)
         for t, names in fields.items()
     ):
         raise InvalidAuthorizationDetailsError("fields must map licence types to non-empty lists of field names")
-    return LicenceAccess(item, fields)
+    return LicenceAccess(item, fields, questions)
 
 
 def legal_mandate(raw: str | None) -> LegalMandate:
@@ -111,6 +119,11 @@ def legal_mandate(raw: str | None) -> LegalMandate:
     )
 
 
-def granted_licence_access(service_item: str, fields: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+def granted_licence_access(
+    service_item: str, fields: Mapping[str, list[str]], questions: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The authorization_details actually granted, as echoed in token responses and introspection."""
-    return [{"type": LICENCE_ACCESS, "service_item": service_item, "fields": dict(fields)}]
+    detail: dict[str, Any] = {"type": LICENCE_ACCESS, "service_item": service_item, "fields": dict(fields)}
+    if questions:
+        detail["questions"] = [{"predicate": p, "parameters": dict(questions[p])} for p in sorted(questions)]
+    return [detail]

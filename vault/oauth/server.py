@@ -247,7 +247,7 @@ class OAuthService:
         access = rar.licence_access(params.get("authorization_details"))
         try:
             item = self.context.policy.catalogue.item(access.service_item)
-            self.context.consent.requested_fields(item, access.fields)
+            self.context.consent.requested(item, access.fields, access.questions)
             if params.get("login_hint"):  # the owner is named: the fields must be ones that owner can hold
                 self._check_fits(self._owner_by_hint(params["login_hint"])[0], access)
         except InvalidAuthorizationDetails as error:
@@ -296,6 +296,7 @@ class OAuthService:
                 client_id=agency.client_id,
                 item_code=access.service_item,
                 fields=access.fields,
+                questions=access.questions,
                 kind="redirect",
                 owner_id=self._hinted_owner(params.get("login_hint")),
                 oauth={
@@ -379,7 +380,7 @@ class OAuthService:
         session = current_session()
         try:
             item = self.context.policy.catalogue.item(access.service_item)
-            self.context.consent.requested_fields(item, access.fields)
+            self.context.consent.requested(item, access.fields, access.questions)
         except InvalidAuthorizationDetails as error:
             raise InvalidAuthorizationDetailsError(str(error)) from None
         except (LookupError, UnknownServiceItem):
@@ -396,6 +397,7 @@ class OAuthService:
                 client_id=client.get_client_id(),
                 item_code=access.service_item,
                 fields=access.fields,
+                questions=access.questions,
                 kind="backchannel",
                 owner_id=owner,  # None: nobody will ever see it, it expires unanswered
                 interval=CIBA_INTERVAL,
@@ -420,7 +422,7 @@ class OAuthService:
             item = self.context.policy.catalogue.item(access.service_item)
         except (LookupError, UnknownServiceItem):
             return  # open_request says the item is unknown
-        chosen = self.context.consent.requested_fields(item, access.fields)
+        chosen, _ = self.context.consent.requested(item, access.fields, access.questions)
         kinds.check_fits(self.context.policy.licences, item, chosen, kind)
 
     def _owner_by_hint(self, hint: str) -> tuple[OwnerKind, uuid.UUID | None]:

@@ -8,7 +8,7 @@ both are checked against the licence catalogue: a typo is a start-up error, not 
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
@@ -27,7 +27,8 @@ from vault.licences.types import (
     _Table,
 )
 from vault.owners.models import OwnerKind
-from vault.policy.errors import CatalogueError, UnknownMandate, UnknownServiceItem
+from vault.policy.errors import CatalogueError, UnknownMandate, UnknownPredicate, UnknownServiceItem
+from vault.policy.predicates import BadParameters, ParameterValue, Predicate, load_predicates
 
 SERVICE_CATALOGUE_FILE = "service_catalogue.toml"
 MANDATES_FILE = "mandates.toml"
@@ -40,6 +41,8 @@ DEFAULT_OFFICIAL_PATTERN = r"^[0-9A-Z]{4,20}$"
 
 # licence type -> field names, in the order the data lists them
 FieldsByType = Mapping[str, tuple[str, ...]]
+# predicate id -> the parameters the service item fixes
+Questions = Mapping[str, Mapping[str, ParameterValue]]
 
 
 def field_ids(fields: Mapping[str, Iterable[str]]) -> Iterable[str]:
@@ -67,6 +70,7 @@ class ServiceItem:
     masked: FieldsByType
     in_full: FieldsByType
     owner_kinds: frozenset[OwnerKind]
+    questions: Questions = field(default_factory=lambda: MappingProxyType({}))
 
     def needs(self, licence_type: str, field: str) -> bool:
         return field in self.fields.get(licence_type, ())
@@ -116,6 +120,14 @@ class Mandate:
 class ServiceCatalogue:
     items: Mapping[str, ServiceItem]
     mandates: Mapping[str, Mandate]
+    predicates: Mapping[str, Predicate] = field(default_factory=lambda: MappingProxyType({}))
+
+    def predicate(self, predicate_id: str) -> Predicate:
+        """The predicate with this id; raise UnknownPredicate if there is none."""
+        try:
+            return self.predicates[predicate_id]
+        except KeyError:
+            raise UnknownPredicate(f"no predicate with id {predicate_id!r}") from None
 
     def item(self, code: str) -> ServiceItem:
         """The service item with this code; raise UnknownServiceItem if there is none."""
@@ -140,20 +152,27 @@ def load_service_catalogue(policies_dir: Path, licences: LicenceCatalogue) -> Se
 
     Raises CatalogueError naming the file, the key and the problem for the first broken definition.
     """
+    with _catalogue_errors():
+        predicates = load_predicates(policies_dir, licences)
     return ServiceCatalogue(
-        items=load_service_items(policies_dir, licences),
+        items=load_service_items(policies_dir, licences, predicates),
         mandates=load_mandates(policies_dir, licences),
+        predicates=predicates,
     )
 
 
-def load_service_items(policies_dir: Path, licences: LicenceCatalogue) -> Mapping[str, ServiceItem]:
+def load_service_items(
+    policies_dir: Path, licences: LicenceCatalogue, predicates: Mapping[str, Predicate] | None = None
+) -> Mapping[str, ServiceItem]:
     """The items of service_catalogue.toml by code; raises CatalogueError for the first broken one."""
     with _catalogue_errors():
+        if predicates is None:
+            predicates = load_predicates(policies_dir, licences)
         root = _root(policies_dir, SERVICE_CATALOGUE_FILE)
         root.check_keys(["items"])
         items: dict[str, ServiceItem] = {}
         for table in root.tables("items"):
-            item = _load_item(table, licences)
+            item = _load_item(table, licences, predicates)
             if item.code in items:
                 raise table.error("code", f"{item.code!r} is listed twice")
             items[item.code] = item
@@ -186,7 +205,6 @@ _ITEM_KEYS = (
     "purpose_en",
     "max_grant_days",
     "use",
-    "fields",
 )
 _MANDATE_KEYS = (
     "id",
@@ -226,8 +244,10 @@ def _root(policies_dir: Path, name: str) -> _Table:
     return _Table(_relative(policies_dir, path), "", _read_toml(policies_dir, path))
 
 
-def _load_item(table: _Table, licences: LicenceCatalogue) -> ServiceItem:
-    table.check_keys(_ITEM_KEYS, optional=["masked", "in_full"])
+def _load_item(table: _Table, licences: LicenceCatalogue, predicates: Mapping[str, Predicate]) -> ServiceItem:
+    table.check_keys(_ITEM_KEYS, optional=["fields", "masked", "in_full", "questions"])
+    if "fields" not in table.data and "questions" not in table.data:
+        raise table.error("fields", "missing: an item lists the fields it reads, the questions it asks, or both")
     code = table.text("code", _CODE, _CODE_SYNTAX)
     department = table.text("department")
     if department not in licences.departments:
@@ -238,16 +258,20 @@ def _load_item(table: _Table, licences: LicenceCatalogue) -> ServiceItem:
     if max_grant_days is None or max_grant_days > MAX_GRANT_DAYS:
         raise table.error("max_grant_days", f"must be at most {MAX_GRANT_DAYS}")
 
-    fields = _fields_by_type(table, "fields", licences)
+    fields: FieldsByType = MappingProxyType({})
+    if "fields" in table.data:
+        fields = _fields_by_type(table, "fields", licences)
     for licence_type, names in fields.items():
         for index, name in enumerate(names):
             if licences.type(licence_type).field(name).sensitivity is Sensitivity.BIOMETRIC:
                 raise table.error(
                     f"fields.{licence_type}[{index}]", f"{name!r} is biometric: it never leaves under consent"
                 )
-    owner_kinds = frozenset.intersection(*(licences.type(code).holders for code in fields))
+    questions = _questions(table, licences, predicates) if "questions" in table.data else MappingProxyType({})
+    types = dict.fromkeys([*fields, *(predicates[p].licence_type for p in questions)])
+    owner_kinds = frozenset.intersection(*(licences.type(code).holders for code in types))
     if not owner_kinds:
-        raise table.error("fields", f"no owner can hold all of {', '.join(fields)}")
+        raise table.error("fields", f"no owner can hold all of {', '.join(types)}")
 
     masked = _subset(table, "masked", fields, licences)
     for licence_type, names in masked.items():
@@ -282,7 +306,37 @@ def _load_item(table: _Table, licences: LicenceCatalogue) -> ServiceItem:
         masked=masked,
         in_full=in_full,
         owner_kinds=owner_kinds,
+        questions=questions,
     )
+
+
+def _questions(table: _Table, licences: LicenceCatalogue, predicates: Mapping[str, Predicate]) -> Questions:
+    """[[items.questions]]: predicate ids, each once, with the parameters the item fixes (checked like any)."""
+    questions: dict[str, Mapping[str, ParameterValue]] = {}
+    for sub in table.tables("questions"):
+        sub.check_keys(["predicate"], optional=["parameters"])
+        predicate_id = sub.text("predicate")
+        if predicate_id not in predicates:
+            raise sub.error("predicate", f"{predicate_id!r} is not a predicate in predicates.toml")
+        if predicate_id in questions:
+            raise sub.error("predicate", f"{predicate_id!r} is asked twice")
+        fixed = sub.data.get("parameters", {})
+        if not isinstance(fixed, dict):
+            raise sub.error("parameters", "expected a table of parameter = value")
+        predicate = predicates[predicate_id]
+        for name in fixed:
+            parameter = predicate.parameter(name)
+            if parameter is None:
+                raise sub.error(f"parameters.{name}", f"{predicate_id} has no parameter {name!r}")
+            if parameter.personal:
+                raise sub.error(f"parameters.{name}", "a value about a person is given when asking, never fixed")
+        licence_type = licences.type(predicate.licence_type)
+        try:
+            checked = {name: predicate.check_value(licence_type, name, value) for name, value in fixed.items()}
+        except BadParameters as error:
+            raise sub.error("parameters", str(error)) from None
+        questions[predicate_id] = MappingProxyType(checked)
+    return MappingProxyType(questions)
 
 
 def _load_mandate(table: _Table, licences: LicenceCatalogue) -> Mandate:

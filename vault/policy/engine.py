@@ -25,6 +25,7 @@ from vault.policy.errors import PolicyValidationError
 REQUEST_CONSENT = {"type": "Action", "id": "requestConsent"}
 READ_FIELD = {"type": "Action", "id": "readField"}
 RELEASE_IN_FULL = {"type": "Action", "id": "releaseInFull"}
+ASK_PREDICATE = {"type": "Action", "id": "askPredicate"}
 DEFAULT_DENY = "default deny"
 _MILLIS_PER_DAY = 86_400_000
 
@@ -58,6 +59,7 @@ class GrantInfo:
     valid_until: datetime
     uses_left: int | None
     state: str
+    questions: Collection[str] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +226,50 @@ class PolicyEngine:
             decisions[licence_type][name] = FieldDecision(read, not (read.allowed and release.allowed), release)
         return decisions
 
+    def decide_question(
+        self,
+        agency: AgencyInfo,
+        *,
+        owner_id: str,
+        owner_kind: str,
+        predicate_id: str,
+        purpose: str,
+        grant: GrantInfo | None,
+        now: datetime,
+    ) -> Decision:
+        """May ``agency`` ask the question ``predicate_id`` about the owner, under ``grant``?
+
+        Decided like a field (askPredicate, deny by default); an unknown predicate or a read under no grant is
+        denied with that reason. Raises ValueError for a naive datetime.
+        """
+        now_millis = _millis(now)
+        if predicate_id not in self.catalogue.predicates:
+            return Decision(False, (), f"no predicate {predicate_id!r}")
+        refusal = self._refusal(grant, None) if grant is not None else "a question is asked under a consent grant"
+        if refusal is not None:
+            return Decision(False, (), refusal)
+        assert grant is not None
+        delta = [
+            _agency_entity(agency),
+            _entity("Owner", owner_id, {"kind": owner_kind}),
+            _grant_entity(grant),
+        ]
+        context = {
+            "owner": _ref("Owner", owner_id),
+            "purpose": purpose,
+            "now": now_millis,
+            "grant": _ref("Grant", grant.grant_id),
+        }
+        request = {
+            "principal": _uid("Agency", agency.client_id),
+            "action": ASK_PREDICATE,
+            "resource": _uid("Predicate", predicate_id),
+            "context": json.dumps(context),
+        }
+        entities = self._entities.with_added_json_str(json.dumps(delta))
+        [result] = cedarpy.is_authorized_batch([request], self._policies, entities, self._schema)
+        return _decision(result, self.policy_ids)
+
     def _refusal(self, grant: GrantInfo | None, mandate: MandateInfo | None) -> str | None:
         if grant is not None and grant.service_item not in self.catalogue.items:
             return f"the grant is for an unknown service item {grant.service_item!r}"
@@ -243,6 +289,14 @@ class PolicyEngine:
                     "holders": holders,
                 }
                 entities.append(_entity("Field", f"{licence_type.code}/{field.name}", attrs))
+        for predicate in self.catalogue.predicates.values():
+            licence_type = self.licences.type(predicate.licence_type)
+            attrs = {
+                "licenceType": predicate.licence_type,
+                "fields": _field_refs({predicate.licence_type: predicate.fields}),
+                "holders": sorted(kind.value for kind in licence_type.holders),
+            }
+            entities.append(_entity("Predicate", predicate.id, attrs))
         for item in self.catalogue.items.values():
             attrs = {
                 "department": item.department,
@@ -251,6 +305,7 @@ class PolicyEngine:
                 "fields": _field_refs(item.fields),
                 "masked": _field_refs(item.masked),
                 "inFull": _field_refs(item.in_full),
+                "questions": [_ref("Predicate", p) for p in item.questions],
             }
             entities.append(_entity("ServiceItem", item.code, attrs))
         for mandate in self.catalogue.mandates.values():
@@ -302,6 +357,7 @@ def _grant_entity(grant: GrantInfo) -> dict[str, Any]:
         "owner": _ref("Owner", grant.owner_id),
         "item": _ref("ServiceItem", grant.service_item),
         "fields": _field_refs(grant.fields),
+        "questions": [_ref("Predicate", p) for p in sorted(grant.questions)],
         "purpose": grant.purpose,
         "validFrom": _millis(grant.valid_from),
         "validUntil": _millis(grant.valid_until),

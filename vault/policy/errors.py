@@ -41,3 +41,7 @@ class UnknownServiceItem(PolicyError):
 
 class UnknownMandate(PolicyError):
     """No legal mandate has the id asked for."""
+
+
+class UnknownPredicate(PolicyError):
+    """No predicate has the id asked for."""

@@ -26,6 +26,7 @@ from vault.consent.services import Decider
 from vault.oauth.adapter import unit_of_work
 from vault.oauth.server import binding_message
 from vault.policy.catalogue import ServiceItem, ServiceUse
+from vault.policy.errors import UnknownPredicate
 from vault.web.csrf import require_post
 from vault.web.dataspace import SpaceChoice, owner_name, reachable_spaces
 from vault.web.errors import Forbidden
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 NOT_YOURS = N_("This request is not for you, or you may not decide for this owner.")
 GONE = N_("This request no longer waits for a decision.")
-NO_FIELD = N_("Tick at least one field, or deny the request.")
+NO_FIELD = N_("Tick at least one field or question, or deny the request.")
 NO_DECISION = N_("Choose to approve or to deny the request.")
 DECISIONS = ("approve", "deny")
 STAFF_CANNOT = N_("Compliance staff cannot give consent.")
@@ -60,6 +61,13 @@ class FieldView:
 
 
 @dataclass(frozen=True)
+class QuestionView:
+    key: str  # the predicate id, the checkbox value
+    question: str  # in the owner's language, with the parameters the service item fixes filled in
+    type_name: str  # the licence type it looks at (no value of it leaves)
+
+
+@dataclass(frozen=True)
 class RequestView:
     id: uuid.UUID
     kind: str
@@ -74,6 +82,7 @@ class RequestView:
     expires_at: datetime
     owner_kinds: frozenset[str] = frozenset()
     space: SpaceChoice | None = None  # whose data space the decision is for, when known
+    questions: list[QuestionView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,20 @@ def field_views(
     return views
 
 
+def question_views(vault: Vault, questions: dict[str, dict[str, object]], lang: str) -> list[QuestionView]:
+    views = []
+    for predicate_id, fixed in sorted(questions.items()):
+        try:
+            predicate = vault.policy.catalogue.predicate(predicate_id)
+        except UnknownPredicate:
+            continue  # retired from the catalogue: nothing can be asked under it any more
+        licence_type = vault.catalogue.type(predicate.licence_type)
+        type_name = licence_type.name_en if lang == "en" else licence_type.name_zh
+        values = {k: v for k, v in fixed.items() if isinstance(v, str | int)}
+        views.append(QuestionView(predicate_id, predicate.question(lang, values), type_name))
+    return views
+
+
 def request_view(
     vault: Vault, db: Session, request: ConsentRequest, lang: str, space: SpaceChoice | None = None
 ) -> RequestView:
@@ -131,6 +154,7 @@ def request_view(
         expires_at=request.expires_at,
         owner_kinds=frozenset(k.value for k in item.owner_kinds),
         space=space,
+        questions=question_views(vault, request.questions or {}, lang),
     )
 
 
@@ -223,6 +247,7 @@ async def consent_decision(request: Request) -> Response:
     form = await request.form()
     decision = form.get("decision")
     ticked = [v for v in form.getlist("field") if isinstance(v, str)]
+    asked = [v for v in form.getlist("question") if isinstance(v, str)]
     vault, request_id, lang = vault_of(request), _request_id(request), current_lang(request, user)
     if request_id is None:
         return redirect("/consent/unknown")
@@ -251,7 +276,7 @@ async def consent_decision(request: Request) -> Response:
             for value in ticked:
                 type_code, _, name = value.partition("/")
                 fields.setdefault(type_code, []).append(name)
-            grant = vault.consent.approve(db, request_id, decider, fields)
+            grant = vault.consent.approve(db, request_id, decider, fields, asked)
             if pending.kind != "redirect":
                 return f"/grants?done=approved&grant={grant.id}#grant-{grant.id}"
             view = grant_view(vault, db, grant, lang)

@@ -30,7 +30,7 @@ from vault.audit.models import AuditEvent
 from vault.consent.errors import GrantNotFound, IllegalGrantTransition
 from vault.consent.lifecycle import GrantState
 from vault.consent.models import Grant
-from vault.consent.services import ConsentService, field_names
+from vault.consent.services import ConsentService, field_names, question_names
 from vault.licences.errors import UnknownLicenceField, UnknownLicenceType
 from vault.oauth.errors import AgencyError
 from vault.policy.catalogue import ServiceItem
@@ -168,7 +168,9 @@ def grant_flags(
 ) -> dict[Flag, dict[str, str]]:
     """Each flag that applies, with the details the page shows to make it concrete (extra fields, days, last use)."""
     flags: dict[Flag, dict[str, str]] = {}
-    extra = sorted(set(field_names(grant.fields)) - set(field_names(item.fields) if item else ()))
+    granted = set(field_names(grant.fields)) | set(question_names(grant.questions or {}))
+    listed = set(field_names(item.fields)) | set(question_names(item.questions)) if item else set()
+    extra = sorted(granted - listed)
     if extra:
         flags[Flag.WIDER] = {"fields": ", ".join(extra)}
     days = (grant.valid_until - grant.valid_from) / timedelta(days=1)
@@ -301,6 +303,10 @@ def field_labels(vault: Vault, ids: Iterable[str], lang: str) -> list[str]:
     """`<type>/<field>` ids as "label (licence type)" in `lang`; an id no type describes any more stays as it is."""
     labels = []
     for field_id in ids:
+        if field_id.startswith("?"):  # a question (predicate) granted instead of values
+            predicate = vault.policy.catalogue.predicates.get(field_id[1:])
+            labels.append(predicate.question(lang, {}) if predicate else field_id)
+            continue
         type_code, _, name = field_id.partition("/")
         try:
             licence_type = vault.catalogue.type(type_code)
@@ -343,7 +349,7 @@ def review_view(vault: Vault, params: QueryParams, lang: str, actor: str) -> Rev
                     agency=names.get(grant.client_id, grant.client_id),
                     client_id=grant.client_id,
                     item=_item_name(vault, grant.service_item, lang),
-                    fields=field_labels(vault, field_names(grant.fields), lang),
+                    fields=field_labels(vault, field_names(grant.fields) + question_names(grant.questions or {}), lang),
                     state=effective_state(grant, now),
                     created=local_day(grant.created_at),
                     age_days=(now - grant.created_at).days,

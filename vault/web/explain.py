@@ -16,6 +16,8 @@ from vault.web.i18n import N_
 POLICIES: dict[str, str] = {
     "request-consent-for-own-item": N_("The agency performs this service, so it may ask for consent."),
     "consent-read": N_("Consent was given for this read."),
+    "consent-ask": N_("Consent was given for this question."),
+    "grant-question-not-asked-by-item": N_("The service does not ask this question."),
     "agency-suspended": N_("The agency is suspended."),
     "item-of-another-department": N_("The service belongs to another department."),
     "biometric-never-under-consent": N_("Photos and other biometric data never leave under consent."),
@@ -60,6 +62,8 @@ PHRASES: dict[str, str] = {
 PREFIXES: dict[str, str] = {
     "legal mandate ": N_("Access under a law, for a stated case."),
     "no field ": N_("The agency asked for a field that does not exist."),
+    "no predicate ": N_("The agency asked a question that does not exist."),
+    "a question is asked under": N_("A question is answered only under your consent."),
 }
 ALLOWED_BY_RULES = N_("Allowed by the vault's rules.")
 REFUSED_BY_RULES = N_("Refused by the vault's rules.")

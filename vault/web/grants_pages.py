@@ -7,6 +7,7 @@ at once; giving it back is a new request from the agency, which the page says.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from vault.consent.errors import GrantNotFound, IllegalGrantTransition
 from vault.consent.lifecycle import GrantState
 from vault.consent.models import Grant
-from vault.web.consent import NOT_YOURS, FieldView, _decider, field_views
+from vault.web.consent import NOT_YOURS, FieldView, QuestionView, _decider, field_views, question_views
 from vault.web.csrf import field, require_post
 from vault.web.dataspace import SpaceChoice, reachable_spaces
 from vault.web.errors import Forbidden
@@ -48,6 +49,7 @@ class GrantView:
     uses_left: int | None
     use_limit: int | None
     last_used_at: datetime | None
+    questions: list[QuestionView] = dataclasses.field(default_factory=list)
 
     @property
     def live(self) -> bool:
@@ -80,6 +82,7 @@ def grant_view(vault: Vault, db: Session, grant: Grant, lang: str) -> GrantView:
         uses_left=None if grant.use_limit is None else max(grant.use_limit - grant.uses, 0),
         use_limit=grant.use_limit,
         last_used_at=grant.last_used_at,
+        questions=question_views(vault, grant.questions or {}, lang),
     )
 
 

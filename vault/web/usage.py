@@ -72,6 +72,8 @@ ACTIONS: dict[str, str] = {
     Action.OWNER_ERASED: N_("Data space erased"),
     Action.OWNER_ERASURE_REQUESTED: N_("Erasure requested"),
     Action.OWNER_LOOKED_UP: N_("Looked up by compliance staff"),
+    Action.PREDICATE_ANSWERED: N_("Asked a question about your data"),
+    Action.PREDICATE_DENIED: N_("Question refused"),
     Action.REPRESENTATIVE_ADDED: N_("Representative added"),
     Action.TOKEN_CODE_REPLAYED: N_("A used authorisation code was replayed and refused"),
     Action.TOKEN_ISSUED: N_("Access token issued"),
@@ -102,6 +104,10 @@ OTHER_ACTOR = N_("Someone the vault does not name")
 UNKNOWN_FIELD = N_("a field this vault no longer describes")
 UNKNOWN_ITEM = N_("a service no longer in the catalogue")
 UNKNOWN_LAW = N_("a law no longer in the catalogue")
+UNKNOWN_QUESTION = N_("a question no longer in the catalogue")
+QUESTIONS_GROUP = N_("Questions")
+ANSWERED = {True: N_("Answered yes"), False: N_("Answered no")}
+QUESTIONS = (Action.PREDICATE_ANSWERED, Action.PREDICATE_DENIED)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class EventRow:
     reasons: tuple[str, ...]  # msgids: why, in words
     reason_typed: str | None  # a reason staff or an issuer wrote, shown as written
     policy_ids: tuple[str, ...]  # for staff only, in a details disclosure
+    question: str | None = None  # a question asked instead of reading values, in the reader's language
+    answer: str | None = None  # msgid: answered yes or no (None: refused, or the owner's key is gone)
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,11 @@ class Describer:
         colon, comma = (": ", ", ") if self.lang == "en" else ("：", "、")
         groups: dict[str, list[str]] = {}
         for name in names:
+            if name.startswith("?"):  # a question consented to or asked, as the consent events name it
+                predicate = self.vault.policy.catalogue.predicates.get(name[1:])
+                text = predicate.question(self.lang, {}) if predicate else self.gettext(UNKNOWN_QUESTION)
+                groups.setdefault(self.gettext(QUESTIONS_GROUP), []).append(text)
+                continue
             type_code, _, field_name = name.rpartition("/")
             try:
                 known = self.vault.catalogue.type(type_code or licence_type or "")
@@ -313,6 +326,9 @@ class Describer:
         under_consent: ServiceItem | bool | None = (
             known_item if event.action == Action.FIELDS_RELEASED and entry.get("grant") else False
         )
+        question = answer = None
+        if event.action in QUESTIONS:
+            question, answer = self.question(detail)
         return EventRow(
             id=event.id,
             at=event.created_at,
@@ -330,7 +346,24 @@ class Describer:
             reasons=why.sentences,
             reason_typed=why.free_text,
             policy_ids=why.policy_ids,
+            question=question,
+            answer=answer,
         )
+
+    def question(self, detail: dict[str, Any]) -> tuple[str, str | None]:
+        """The question an agency asked (with its parameters) and the answer, opened from its sealed note."""
+        predicate = self.vault.policy.catalogue.predicates.get(str(detail.get("predicate")))
+        sealed: dict[str, Any] = {}
+        opened = self.note(detail.get("answer_note"))
+        if opened:
+            try:
+                sealed = json.loads(opened)
+            except ValueError:
+                sealed = {}
+        parameters = sealed.get("parameters") if isinstance(sealed.get("parameters"), dict) else {}
+        text = predicate.question(self.lang, parameters or {}) if predicate else self.gettext(UNKNOWN_QUESTION)
+        answer = sealed.get("answer")
+        return text, ANSWERED.get(answer) if isinstance(answer, bool) else None
 
     def note(self, note_id: object) -> str | None:
         """Free text kept under the owner's key (a reason, an official); None once erased or when there is none."""

@@ -1,4 +1,5 @@
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,22 @@ BROKEN_ITEMS = {
     "bad-code": ("items[11].code", "'Test_Item' is not lower-case words joined by hyphens"),
     "missing-legal-basis": ("items[11].legal_basis", "missing"),
     "unknown-key": ("items[11].owner_kind", "unknown key"),
+    "unknown-predicate": (
+        "items[11].questions[0].predicate",
+        "'blood-type-is-a' is not a predicate in predicates.toml",
+    ),
+    "personal-parameter-fixed": (
+        "items[11].questions[0].parameters.name",
+        "a value about a person is given when asking, never fixed",
+    ),
+    "bad-fixed-parameter": (
+        "items[11].questions[0].parameters",
+        "parameter 'class': not one of the allowed values",
+    ),
+    "no-fields-no-questions": (
+        "items[11].fields",
+        "missing: an item lists the fields it reads, the questions it asks, or both",
+    ),
 }
 
 
@@ -152,8 +169,10 @@ def test_every_item_fixture_is_tested() -> None:
 def test_a_broken_item_is_refused_naming_file_key_and_problem(
     case: str, policies: Path, licences: LicenceCatalogue
 ) -> None:
+    before = len(tomllib.loads((policies / SERVICE_CATALOGUE_FILE).read_text(encoding="utf-8"))["items"])
     append(policies / SERVICE_CATALOGUE_FILE, FIXTURES / "items" / f"{case}.toml")
     key, problem = BROKEN_ITEMS[case]
+    key = key.replace("items[11]", f"items[{before}]")  # the fixture is the item after the real ones
 
     with pytest.raises(CatalogueError) as caught:
         load_service_items(policies, licences)

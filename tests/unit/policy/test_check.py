@@ -155,13 +155,14 @@ def test_policies_still_parse_checked_when_the_schema_is_broken(policies: Path) 
 
 def test_a_catalogue_item_naming_an_unknown_field_is_reported_with_its_line(policies: Path) -> None:
     catalogue = policies / "service_catalogue.toml"
+    before = catalogue.read_text(encoding="utf-8").count("[[items]]")
     with catalogue.open("a", encoding="utf-8") as stream:
         stream.write("\n" + (FIXTURES / "items" / "unknown-field.toml").read_text(encoding="utf-8"))
 
     [problem] = check(policies)
 
     assert problem == (
-        f"{catalogue.as_posix()}:{line_of(catalogue, 'blood_type')}: items[11].fields.resident-id-card[1]: "
+        f"{catalogue.as_posix()}:{line_of(catalogue, 'blood_type')}: items[{before}].fields.resident-id-card[1]: "
         "'blood_type' is not a field of resident-id-card"
     )
 

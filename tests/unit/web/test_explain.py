@@ -37,3 +37,12 @@ def test_an_unknown_reason_is_never_shown_as_it_is() -> None:
 def test_a_reason_a_person_typed_is_shown_as_written() -> None:
     why = explain("比对事项目录后发现授权期限过长", None, typed_by_person=True)
     assert why.free_text == "比对事项目录后发现授权期限过长" and why.sentences == ()
+
+
+def test_questions_are_explained_in_words() -> None:
+    assert explain("permit: consent-ask", "allow").sentences == ("Consent was given for this question.",)
+    refused = explain("forbid: grant-question-not-asked-by-item", "deny")
+    assert refused.sentences == ("The service does not ask this question.",)
+    assert explain("a question is asked under a consent grant", "deny").sentences == (
+        "A question is answered only under your consent.",
+    )
