@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from vault.oauth import rar
+from vault.oauth import dpop, rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session, from_starlette, in_unit_of_work
 from vault.oauth.clients import ASSERTION_ALGORITHMS
 from vault.oauth.grants import AUTH_METHODS
@@ -55,6 +55,7 @@ def metadata(vault: Vault) -> dict[str, Any]:
         "authorization_details_types_supported": list(rar.TYPES),
         "scopes_supported": [s.value for s in Scope],
         "authorization_response_iss_parameter_supported": True,
+        "dpop_signing_alg_values_supported": dpop.ALGORITHMS,
     }
 
 
@@ -83,6 +84,7 @@ def _endpoint(step: Callable[[OAuthService, VaultOAuth2Request], Any]) -> Callab
     async def handle(request: Request) -> Response:
         vault = _vault(request)
         oauth_request = await from_starlette(request, vault.settings.public_url)
+        oauth_request.dpop_required = vault.settings.is_production  # FAPI 2.0: sender-constrained tokens
         try:
             return _as_response(await in_unit_of_work(vault.db, step, vault.oauth, oauth_request))
         except ValueError as error:
