@@ -223,3 +223,19 @@ def test_production_refuses_par_without_a_key(vault: Vault, http: TestClient) ->
         assert pushed.status_code == 201
     malformed = agency.push(ITEM, dpop_jkt="not-a-thumbprint")
     assert malformed.status_code == 400
+
+
+def test_maintenance_forgets_proofs_too_old_to_be_accepted(vault: Vault) -> None:
+    from datetime import timedelta
+
+    from vault import maintenance
+    from vault.clock import utcnow
+    from vault.oauth import dpop
+
+    key = dpop_key()
+    proof = dpop.verify(dpop_proof(key, TOKEN_URL), method="POST", url=TOKEN_URL, now=utcnow())
+    with vault.db.session() as session:
+        dpop.claim(session, proof, utcnow())
+    assert maintenance.forget_proofs(vault) == 0  # still within its window: kept, so a replay is refused
+    with vault.db.session() as session:
+        assert dpop.purge(session, utcnow() + dpop.MAX_AGE + timedelta(minutes=1)) == 1
