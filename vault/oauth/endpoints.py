@@ -43,6 +43,7 @@ def metadata(vault: Vault) -> dict[str, Any]:
         "backchannel_user_code_parameter_supported": False,
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        "grant_endpoint": f"{base}/oauth/grant",  # the vault's own: a grant's state and its consent receipt
         "jwks_uri": f"{base}/oauth/jwks",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -118,4 +119,5 @@ routes = [
     Route("/oauth/introspect", _endpoint(OAuthService.introspect), methods=["POST"]),
     Route("/oauth/revoke", _endpoint(OAuthService.revoke), methods=["POST"]),
     Route("/oauth/bc-authorize", _endpoint(OAuthService.backchannel), methods=["POST"]),
+    Route("/oauth/grant", _endpoint(OAuthService.grant_receipt), methods=["POST"]),
 ]

@@ -138,6 +138,11 @@ def tokens_for_grant(
     )
 
 
+def with_receipt(issued: IssuedTokens, grant: Grant) -> dict[str, Any]:
+    """The token response of a consent: the tokens, the grant's id and the vault-signed consent receipt."""
+    return {**issued.response(), "grant_id": str(grant.id), "consent_receipt": grant.receipt}
+
+
 class CodeView(AuthorizationCodeMixin):
     def __init__(self, row: AuthorizationCode) -> None:
         self.row = row
@@ -201,7 +206,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         grant = live_grant(ctx(self), code.grant_id, code.client_id)
         issued = tokens_for_grant(ctx(self), self.request.client, grant, code.code_hash, proof_key(self))
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "authorization code redeemed")
-        return 200, issued.response(), NO_STORE
+        return 200, with_receipt(issued, grant), NO_STORE
 
     def authenticate_user(self, authorization_code: CodeView) -> Any:
         return authorization_code.row.owner_id
@@ -441,4 +446,4 @@ class CibaGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         grant = live_grant(ctx(self), spent[0], request.client_id)
         issued = tokens_for_grant(ctx(self), self.request.client, grant, None, proof_key(self))
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "backchannel consent")
-        return 200, issued.response(), NO_STORE
+        return 200, with_receipt(issued, grant), NO_STORE

@@ -138,7 +138,14 @@ class VaultAuthorizationServer(AuthorizationServer):
         self.register_grant(CibaGrant)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
-        endpoints = ["/oauth/token", "/oauth/par", "/oauth/bc-authorize", "/oauth/introspect", "/oauth/revoke"]
+        endpoints = [
+            "/oauth/token",
+            "/oauth/par",
+            "/oauth/bc-authorize",
+            "/oauth/introspect",
+            "/oauth/revoke",
+            "/oauth/grant",
+        ]
         self.register_client_auth_method(
             PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt([context.issuer, *(context.issuer + e for e in endpoints)])
         )
@@ -483,6 +490,37 @@ class OAuthService:
             return self.server.handle_error_response(request, error)
         status, body, headers = self.server.create_token_response(request)
         return status, body, [*headers, ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+    def grant_receipt(self, request: VaultOAuth2Request) -> Response:
+        """POST /oauth/grant: one of the agency's own grants, its state and the vault-signed consent receipt."""
+        try:
+            self._no_duplicates(request)
+            client = self._client(request)
+            raw = request.form.get("grant_id") or ""
+            try:
+                grant_id = uuid.UUID(raw)
+            except ValueError:
+                raise InvalidRequestError("grant_id must be the UUID the token response named") from None
+            session = current_session()
+            try:
+                grant = self.context.consent.grant(session, grant_id)
+            except ConsentError:
+                grant = None
+            if grant is None or grant.client_id != client.get_client_id():
+                raise InvalidRequestError("no grant of this agency has that grant_id")
+        except OAuth2Error as error:
+            return self.server.handle_error_response(request, error)
+        body = {
+            "grant_id": str(grant.id),
+            "state": self.context.consent.effective_state(grant, utcnow()),
+            "service_item": grant.service_item,
+            "valid_from": grant.valid_from.isoformat(),
+            "valid_until": grant.valid_until.isoformat(),
+            "use_limit": grant.use_limit,
+            "uses": grant.uses,
+            "consent_receipt": grant.receipt,
+        }
+        return 200, body, NO_STORE
 
     def introspect(self, request: VaultOAuth2Request) -> Response:
         result: Response = self.server.create_endpoint_response("introspection", request)
