@@ -10,9 +10,6 @@ import httpx2
 import pytest
 from jwcrypto.jwk import JWK
 from sd_jwt.verifier import SDJWTVerifier
-
-from tests.sdk.conftest import Live
-from vault.demo import AGENCY_REDIRECT, PERSONS
 from vault_sdk import (
     AuthorizationError,
     ClientSecretBasic,
@@ -26,6 +23,9 @@ from vault_sdk import (
 )
 from vault_sdk import operations as shipped
 from vault_sdk.verify import metadata_url
+
+from tests.sdk.conftest import Live
+from vault.demo import AGENCY_REDIRECT, PERSONS
 
 pytestmark = pytest.mark.sqlite_only
 
