@@ -245,6 +245,20 @@ AGENCIES = (
         ("client_credentials",),
         ("licences:issue",),
     ),
+    DemoAgency(  # a counter: starts requests itself (requestConsent), and verifies the QR codes people show
+        "traffic-police-counter",
+        "演示市公安局交通管理局车辆管理所（窗口）",
+        "Demo City Vehicle Office counter",
+        "traffic",
+        "traffic-police",
+        (
+            "authorization_code",
+            "refresh_token",
+            "urn:openid:params:grant-type:ciba",
+            "client_credentials",
+        ),
+        ("consent:request", "licences:read", "licences:verify"),
+    ),
     DemoAgency(
         "approval-hall",
         "演示市政务服务中心",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from jwcrypto.jwk import JWK
 from sd_jwt.verifier import SDJWTVerifier
 from vault_sdk import (
     AuthorizationError,
+    BackchannelRequest,
     ClientSecretBasic,
     GraphQLError,
     OAuthError,
@@ -124,6 +126,19 @@ def test_ciba_start_and_poll(live: Live) -> None:
     started.interval = 0
     tokens = vault.wait(started, timeout=30)
     assert tokens.token_type == "DPoP" and tokens.receipt_claims is not None
+
+
+def test_the_demo_counter_starts_requests_with_request_consent(live: Live) -> None:
+    counter = client(live, "traffic-police-counter")
+    asked = Operations(counter, counter.client_credentials("consent:request")).request_consent(
+        PERSONS[1].id_number, ITEM, binding_message="A-0042"
+    )
+    assert asked["__typename"] == "ConsentRequestStarted", asked
+    started = BackchannelRequest(asked["authReqId"], time.time() + asked["expiresIn"], 0)
+    assert counter.poll(started) is None
+    live.approve_inbox(1)
+    tokens = counter.wait(started, timeout=30)
+    assert tokens.receipt_claims is not None and tokens.receipt_claims["agency"] == "traffic-police-counter"
 
 
 def test_client_credentials_verify_online_and_offline_agree_with_the_reference(live: Live) -> None:
