@@ -249,3 +249,19 @@ def test_the_shipped_operations_are_the_repositorys() -> None:
     assert shipped.names() == sorted(p.stem for p in root.glob("*.graphql"))
     for name in shipped.names():
         assert shipped.document(name) == (root / f"{name}.graphql").read_text(encoding="utf-8"), name
+
+
+def test_a_qr_showing_is_verified_offline(live: Live) -> None:
+    from tests import factories
+
+    with live.vault.db.session() as session:
+        owner = factories.person(live.vault, session)
+        licence = factories.driving_licence(live.vault, session, owner)
+        shown, _ = live.vault.licences.show(session, licence.id, ["name", "class"], actor="test", nonce="ABC234")
+    checker = verifier(live)
+    result = checker.verify_showing(shown, nonce="ABC234")
+    assert result.ok and set(result.claims) == {"name", "class"}
+    assert checker.verify_showing(shown, nonce="XYZ789").reason == "wrong_nonce"
+    assert checker.verify_showing(shown.rsplit("~", 1)[0] + "~").reason == "not_a_showing"
+    later = verifier(live, clock=lambda: time.time() + 301)
+    assert later.verify_showing(shown).reason == "showing_expired"

@@ -29,6 +29,7 @@ from vault_sdk.errors import VerificationError
 SD_JWT_TYP = "dc+sd-jwt"
 RECEIPT_TYP = "consent-receipt+jwt"
 STATUS_LIST_TYP = "statuslist+jwt"
+SHOWING_TYP = "vault-showing+jwt"
 ALGORITHMS = ["EdDSA", "Ed25519"]
 VALID, INVALID, SUSPENDED = 0, 1, 2
 DEFAULT_TTL = 300
@@ -312,6 +313,35 @@ class Verifier:
             return status_at(packed, bits, idx)
         except (VerificationError, httpx2.HTTPError, ValueError, IndexError, KeyError, TypeError, zlib.error):
             return None
+
+    def verify_showing(self, text: str, nonce: str | None = None) -> Presentation:
+        """Verify what a person's QR code holds: a presentation plus the vault's short-lived showing JWT.
+
+        Reasons beyond verify_presentation's: not_a_showing, bad_showing_signature, showing_expired, wrong_nonce
+        (the showing was made for another counter's code).
+        """
+        presentation, _, showing = text.rpartition("~")
+        if not presentation or not showing:
+            return Presentation(False, "not_a_showing")
+        presentation += "~"
+        try:
+            header = _header(showing)
+        except (ValueError, UnicodeDecodeError):
+            return Presentation(False, "not_a_showing")
+        jwk = self.vault_keys().get(str(header.get("kid")))
+        verified = _signature_verifies(showing, jwk) if jwk is not None else None
+        if header.get("typ") != SHOWING_TYP or verified is None:
+            return Presentation(False, "bad_showing_signature")
+        claims = _strict_json(verified[1])
+        digest = base64.urlsafe_b64encode(hashlib.sha256(presentation.encode()).digest()).rstrip(b"=").decode()
+        if not isinstance(claims, dict) or claims.get("sd_hash") != digest or not _int(claims.get("exp")):
+            return Presentation(False, "bad_showing_signature")
+        if self.clock() >= claims["exp"]:
+            return Presentation(False, "showing_expired")
+        bound = claims.get("nonce")
+        if isinstance(bound, str) and nonce is not None and bound != nonce:
+            return Presentation(False, "wrong_nonce")
+        return self.verify_presentation(presentation)
 
     def verify_presentation(self, presentation: str) -> Presentation:
         """Verify one presented licence; never raises for bad input (see `reason`)."""
