@@ -214,5 +214,5 @@ def create_app(vault_url: str) -> Starlette:
             Route("/apply", apply),
             Route("/callback", callback),
             Route("/verify", verify, methods=["GET", "POST"]),
-        ]
+        ],
     )
