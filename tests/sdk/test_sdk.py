@@ -265,3 +265,34 @@ def test_a_qr_showing_is_verified_offline(live: Live) -> None:
     assert checker.verify_showing(shown.rsplit("~", 1)[0] + "~").reason == "not_a_showing"
     later = verifier(live, clock=lambda: time.time() + 301)
     assert later.verify_showing(shown).reason == "showing_expired"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [["name"], ["name", "class"], ["licence_number", "valid_until", "first_issue_date"], []],
+)
+def test_the_sdk_and_the_reference_sd_jwt_library_agree(live: Live, fields: list[str]) -> None:
+    from tests import factories
+
+    with live.vault.db.session() as session:
+        owner = factories.person(live.vault, session)
+        licence = factories.driving_licence(live.vault, session, owner)
+        presentation = live.vault.licences.present(session, licence.id, fields, actor="test")
+    checker = verifier(live)
+    ours = checker.verify_presentation(presentation)
+    assert ours.ok and set(ours.claims) == set(fields)
+    jwks = checker.issuer_keys(ours.issuer or "")
+
+    def key_of(iss: str, header: dict[str, Any]) -> JWK:
+        return JWK.from_json(json.dumps(jwks[header["kid"]]))
+
+    reference = SDJWTVerifier(presentation, key_of).get_verified_payload()
+    assert {k: v for k, v in reference.items() if k in ours.claims} == ours.claims
+    assert set(reference) - {"iss", "iat", "exp", "vct", "status", "cnf"} == set(fields)
+    # a disclosure from another licence's presentation: both refuse to let its value through
+    with live.vault.db.session() as session:
+        other = factories.driving_licence(live.vault, session, factories.person(live.vault, session))
+        foreign = live.vault.licences.present(session, other.id, ["name"], actor="test").split("~")[1]
+    spliced = presentation + foreign + "~"
+    assert checker.verify_presentation(spliced).reason == "digest_mismatch"
+    assert "name" not in set(SDJWTVerifier(spliced, key_of).get_verified_payload()) - set(fields)
