@@ -32,7 +32,7 @@ from vault_sdk import (
 COUNTER = "traffic-police-counter"
 OFFICE = "traffic-police-vehicle-office"
 ITEMS = ("vehicle-registration", "vehicle-transfer-registration", "driving-licence-renewal")
-CALLBACK = "http://127.0.0.1:8001/callback"
+AGENCY_URL = "http://127.0.0.1:8001"  # where it serves: the demo agencies' redirect URI is its /callback
 # the application form of vehicle-registration: (label, licence type, field); None: typed by the applicant
 FORM: tuple[tuple[str, str | None, str | None], ...] = (
     ("姓名 Name", "resident-id-card", "name"),
@@ -84,7 +84,7 @@ class State:
     results: dict[str, Tokens] = field(default_factory=dict)
 
 
-def create_app(vault_url: str) -> Starlette:
+def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
     state = State(
         VaultClient(vault_url, ClientSecretBasic(COUNTER, f"demo-secret-{COUNTER}")),
         VaultClient(vault_url, ClientSecretBasic(OFFICE, f"demo-secret-{OFFICE}")),
@@ -150,7 +150,7 @@ def create_app(vault_url: str) -> Starlette:
         return RedirectResponse(f"/counter/{key}", status_code=303)
 
     async def apply(request: Request) -> Response:
-        started = state.office.start_authorization(ITEMS[0], redirect_uri=CALLBACK)
+        started = state.office.start_authorization(ITEMS[0], redirect_uri=f"{agency_url}/callback")
         return RedirectResponse(started.url, status_code=303)
 
     async def callback(request: Request) -> Response:
