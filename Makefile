@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 export VAULT_DATA_DIR ?= ./var
 
-.PHONY: help install run serve demo test lint unit bench bench-log faults load schema screenshots clean
+.PHONY: help install run agency serve demo test lint unit bench bench-log faults load schema screenshots clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -23,6 +23,9 @@ run: $(STAMP) ## migrate, create the demo population if empty, serve on http://1
 	$(BIN)/vault db upgrade
 	$(BIN)/vault demo --if-empty
 	$(BIN)/vault serve
+
+agency: $(STAMP) ## the sample agency on http://127.0.0.1:8001, built on sdk/python (start `make run` first)
+	PYTHONPATH=sdk/python $(BIN)/python -m sample_agency
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .

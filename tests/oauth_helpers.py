@@ -205,3 +205,37 @@ def mandate_token(
             "authorization_details": mandate_details(mandate, case_reference, **details),
         },
     )
+
+
+def dpop_key() -> Any:
+    """A fresh P-256 key for DPoP proofs."""
+    from joserfc.jwk import ECKey
+
+    return ECKey.generate_key("P-256")
+
+
+def dpop_proof(
+    key: Any,
+    url: str,
+    method: str = "POST",
+    access_token: str | None = None,
+    jti: str | None = None,
+    iat: int | None = None,
+) -> str:
+    """A DPoP proof (RFC 9449) for one request, signed with `key`."""
+    import time
+
+    from joserfc import jws
+
+    from vault.oauth.dpop import access_token_hash
+
+    claims: dict[str, Any] = {
+        "jti": jti or secrets.token_urlsafe(16),
+        "htm": method,
+        "htu": url,
+        "iat": int(time.time()) if iat is None else iat,
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+    return jws.serialize_compact(header, json.dumps(claims).encode(), key)

@@ -397,6 +397,12 @@ def agencies_list(vault: Vault, args: argparse.Namespace) -> int:
         for agency in vault.agencies.all(session):
             state = "SUSPENDED" if agency.suspended_at else "active"
             print(f"{agency.client_id:<32} {agency.category:<14} {agency.department:<20} {state:<9} {agency.name_en}")
+            if getattr(args, "verbose", False):
+                print(f"    auth method:   {agency.auth_method}")
+                print(f"    grant types:   {', '.join(agency.grant_types) or '-'}")
+                print(f"    scopes:        {', '.join(agency.scopes) or '-'}")
+                print(f"    redirect URIs: {', '.join(agency.redirect_uris) or '-'}")
+                print(f"    service items: {', '.join(agency.service_items) or '-'}")
     return 0
 
 
@@ -655,7 +661,11 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--scope", action="append", help="consent:request, licences:read, licences:verify, …")
     add.add_argument("--jwks", help="a JSON file with its public keys: private_key_jwt instead of a secret")
     add.set_defaults(run=_with_vault(agencies_add))
-    agencies.add_parser("list", help="registered agencies").set_defaults(run=_with_vault(agencies_list))
+    listing = agencies.add_parser("list", help="registered agencies")
+    listing.add_argument(
+        "--verbose", "-v", action="store_true", help="also each one's grant types, scopes, redirect URIs, service items"
+    )
+    listing.set_defaults(run=_with_vault(agencies_list))
     suspend = agencies.add_parser("suspend", help="suspend an agency: it authenticates and reads nothing")
     suspend.add_argument("client_id")
     suspend.add_argument("--reason", default="suspended by an operator")

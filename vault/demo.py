@@ -198,7 +198,8 @@ class DemoAgency:
         return f"demo-secret-{self.client_id}"
 
 
-AGENCY_REDIRECT = "http://127.0.0.1:8001/callback"
+SAMPLE_AGENCY_URL = "http://127.0.0.1:8001"  # `make agency`: the demo redirect URI is its /callback
+AGENCY_REDIRECT = f"{SAMPLE_AGENCY_URL}/callback"
 AGENCIES = (
     DemoAgency(
         "traffic-police-vehicle-office",
@@ -244,6 +245,20 @@ AGENCIES = (
         "traffic-police",
         ("client_credentials",),
         ("licences:issue",),
+    ),
+    DemoAgency(  # a counter: starts requests itself (requestConsent), and verifies the QR codes people show
+        "traffic-police-counter",
+        "演示市公安局交通管理局车辆管理所（窗口）",
+        "Demo City Vehicle Office counter",
+        "traffic",
+        "traffic-police",
+        (
+            "authorization_code",
+            "refresh_token",
+            "urn:openid:params:grant-type:ciba",
+            "client_credentials",
+        ),
+        ("consent:request", "licences:read", "licences:verify"),
     ),
     DemoAgency(
         "approval-hall",
@@ -371,5 +386,7 @@ def banner(settings: Settings) -> str:
     lines.append("Demo agencies (OAuth clients, client_secret_basic; secret = demo-secret-<client id>):")
     for agency in AGENCIES:
         lines.append(f"  {agency.client_id:<30} {agency.name_en}")
+    lines.append(f"  sample agency (`make agency`, built on sdk/python)   {SAMPLE_AGENCY_URL}/")
+    lines.append("  integrators: docs/quickstart.md; `vault agencies list --verbose` for grants and redirect URIs")
     lines.append("")
     return "\n".join(lines)

@@ -61,6 +61,15 @@ def notify(vault: Vault) -> int:
     return vault.outbox.run()
 
 
+def forget_proofs(vault: Vault) -> int:
+    """Forget the jtis of DPoP proofs too old to be accepted anyway (a replay is then refused by its iat)."""
+    from vault.clock import utcnow
+    from vault.oauth import dpop
+
+    with vault.db.session() as session:
+        return dpop.purge(session, utcnow())
+
+
 STEPS: list[tuple[str, Callable[[Vault], int]]] = [
     ("expired", expire_licences),
     ("grants_expired", expire_grants),
@@ -68,6 +77,7 @@ STEPS: list[tuple[str, Callable[[Vault], int]]] = [
     ("erased", erase_due),
     ("checkpointed", checkpoint),
     ("notified", notify),
+    ("proofs_forgotten", forget_proofs),
 ]
 
 

@@ -216,3 +216,14 @@ def test_an_unexpected_failure_is_a_sentence_with_a_correlation_id(
     assert "failed unexpectedly" in err and "internal detail" not in err and "Traceback" not in err
     error_id = err.strip().rsplit(" ", 1)[-1]
     assert error_id in (data_dir / "logs" / "vault.log").read_text()
+
+
+def test_agencies_list_verbose_shows_what_an_integrator_needs(data_dir: Path) -> None:
+    vault_cli(data_dir, "db", "upgrade")
+    vault_cli(data_dir, "demo")
+    shown = vault_cli(data_dir, "agencies", "list", "--verbose").stdout
+    assert "redirect URIs: http://127.0.0.1:8001/callback" in shown
+    assert "service items: vehicle-registration" in shown
+    lines = shown.split("traffic-police-counter", 1)[1].splitlines()[1:]
+    counter = "\n".join(line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith(" "))])
+    assert "client_credentials" in counter and "consent:request" in counter

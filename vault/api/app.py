@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import uuid
@@ -35,7 +36,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from vault import jsonbounds
-from vault.api.context import Context, RequestInfo, bearer_token, get_context
+from vault.api.context import Context, RequestInfo, access_token, get_context
 from vault.api.errors import (
     AccessLogUnavailable,
     RateLimitedError,
@@ -50,6 +51,7 @@ from vault.consent.errors import GrantNotLive
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
 from vault.mandates.errors import RateLimited
+from vault.oauth import dpop
 from vault.oauth.adapter import unit_of_work
 from vault.wiring import Vault
 
@@ -74,9 +76,30 @@ def _failure(message: str, extensions: dict[str, Any], status: int, **headers: s
     return Outcome(ExecutionResult(data=None, errors=[GraphQLError(message, extensions=extensions)]), status, headers)
 
 
-def _unauthenticated(error: Unauthenticated, *, token_given: bool) -> Outcome:
-    challenge = 'Bearer realm="vault", error="invalid_token"' if token_given else 'Bearer realm="vault"'
+def _unauthenticated(error: Unauthenticated, *, token_given: bool, dpop_scheme: bool = False) -> Outcome:
+    if dpop_scheme:  # RFC 9449 §7.1: a DPoP challenge names the algorithms a proof may use
+        challenge = f'DPoP algs="{" ".join(dpop.ALGORITHMS)}"' + (', error="invalid_token"' if token_given else "")
+    else:
+        challenge = 'Bearer realm="vault", error="invalid_token"' if token_given else 'Bearer realm="vault"'
     return _failure(error.message, error.extensions, 401, **{"WWW-Authenticate": challenge})
+
+
+def _proven(request: RequestInfo) -> RequestInfo | Outcome:
+    """Verify the request's DPoP proof and spend its jti in a short write of its own (so a replay is refused by
+    every worker, and a proof is spent even if the request then fails); the request with the proof's key."""
+    if request.dpop is None and request.scheme != "dpop":
+        return request
+    now = utcnow()
+    try:
+        url = request.vault.settings.public_url + PATH
+        proof = dpop.verify(request.dpop, method="POST", url=url, now=now, access_token=request.bearer or "")
+        with request.vault.db.session() as session:
+            dpop.claim(session, proof, now)
+    except dpop.InvalidProof as error:
+        challenge = f'DPoP algs="{" ".join(dpop.ALGORITHMS)}", error="invalid_dpop_proof"'
+        failure = Unauthenticated(error.description, reason="invalid_dpop_proof")
+        return _failure(failure.message, failure.extensions, 401, **{"WWW-Authenticate": challenge})
+    return dataclasses.replace(request, proof_jkt=proof.jkt)
 
 
 def operation_type(data: GraphQLRequestData) -> OperationType | None:
@@ -99,6 +122,10 @@ def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -
     run in one write unit of work from authentication to their events.
     """
     try:
+        proven = _proven(request)
+        if isinstance(proven, Outcome):
+            return proven
+        request = proven
         if operation_type(data) is OperationType.QUERY:
             return _execute_query(view, request, data)
         return _execute_in_one_unit(view, request, data)
@@ -145,7 +172,7 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
             context = get_context(request, session, write=False)
         except Unauthenticated as error:
             _expire_token_grant(vault, request.bearer)
-            return _unauthenticated(error, token_given=True)
+            return _unauthenticated(error, token_given=True, dpop_scheme=_dpop_scheme(request))
         result = _run(view, data, context)
     if not context.reads.touched:
         return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
@@ -159,6 +186,10 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
     if context.reads.limited is not None:  # over a mandate's limit: the denial is recorded, nothing is returned
         return _rate_limited(context.reads.limited)
     return Outcome(result)
+
+
+def _dpop_scheme(request: RequestInfo) -> bool:
+    return request.scheme == "dpop" or request.vault.settings.is_production
 
 
 def _rate_limited(error: RateLimited) -> Outcome:
@@ -182,7 +213,8 @@ def _execute_in_one_unit(view: GraphQLView, request: RequestInfo, data: GraphQLR
         try:
             context = get_context(request, session)
         except Unauthenticated as error:
-            return _unauthenticated(error, token_given=True)  # committing what it found (a grant expired)
+            # committing what it found (a grant expired)
+            return _unauthenticated(error, token_given=True, dpop_scheme=_dpop_scheme(request))
         result = _run(view, data, context)
         _record(session, request, context)
         if context.reads.limited is not None:
@@ -216,7 +248,10 @@ class GraphQLView(GraphQL[RequestInfo, None]):
 
     async def get_context(self, request: Request | Any, response: Response | Any) -> RequestInfo:
         vault: Vault = request.app.state.vault
-        return RequestInfo(vault, bearer_token(request.headers.get("authorization")), uuid.uuid4().hex)
+        scheme, token = access_token(request.headers.get("authorization"))
+        proofs = request.headers.getlist("dpop")
+        proof = proofs[0] if len(proofs) == 1 else ("several DPoP headers" if proofs else None)
+        return RequestInfo(vault, token, uuid.uuid4().hex, scheme=scheme, dpop=proof)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         nonce = secrets.token_urlsafe(18)
@@ -264,7 +299,9 @@ class GraphQLView(GraphQL[RequestInfo, None]):
     ) -> ExecutionResult:
         if context.bearer is None:
             outcome = _unauthenticated(
-                Unauthenticated("an access token is required (Authorization: Bearer)"), token_given=False
+                Unauthenticated("an access token is required (Authorization: Bearer, or DPoP with a proof)"),
+                token_given=False,
+                dpop_scheme=context.vault.settings.is_production,
             )
         else:
             outcome = await run_in_threadpool(execute, self, context, request_data)

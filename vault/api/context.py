@@ -29,8 +29,11 @@ DecisionKey = tuple[uuid.UUID, str, str]  # owner, licence type, field
 @dataclass(frozen=True)
 class RequestInfo:
     vault: Vault
-    bearer: str | None
+    bearer: str | None  # the access token, sent as `Bearer <token>` or `DPoP <token>`
     request_id: str
+    scheme: str = "bearer"  # "bearer" or "dpop" (RFC 9449 §7.1)
+    dpop: str | None = None  # the DPoP header: a proof, checked and spent before the request runs
+    proof_jkt: str | None = None  # the key of that proof once it was verified and its jti claimed
 
 
 @dataclass
@@ -71,6 +74,32 @@ def bearer_token(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
+def access_token(authorization: str | None) -> tuple[str, str | None]:
+    """The scheme ("bearer" or "dpop") and token of an Authorization header; (scheme, None) when malformed."""
+    if not authorization:
+        return "bearer", None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() not in ("bearer", "dpop"):
+        return "bearer", None
+    return scheme.lower(), (token if token and " " not in token else None)
+
+
+def check_binding(request: RequestInfo, info: TokenInfo) -> None:
+    """A DPoP-bound token only with a proof by its key (sent as DPoP); an unbound one only as Bearer, and never in
+    production mode, where every agency's tokens are sender-constrained (FAPI 2.0)."""
+    if info.jkt is not None:
+        if request.scheme != "dpop":
+            raise Unauthenticated("this access token is DPoP-bound: send it as `Authorization: DPoP` with a proof")
+        if request.proof_jkt != info.jkt:
+            raise Unauthenticated("the DPoP proof was not signed by the key this access token is bound to")
+        return
+    if request.vault.settings.is_production:
+        raise Unauthenticated("production mode accepts only DPoP-bound access tokens (RFC 9449)")
+    if request.scheme == "dpop":
+        raise Unauthenticated("this access token is not DPoP-bound: send it as `Authorization: Bearer`")
+
+
 def get_context(request: RequestInfo, session: Session, *, write: bool = True) -> Context:
     """Authenticate the bearer token in-process and build the context; raises Unauthenticated.
 
@@ -83,6 +112,7 @@ def get_context(request: RequestInfo, session: Session, *, write: bool = True) -
     info = vault.tokens.introspect(session, request.bearer or "")
     if info is None:
         raise Unauthenticated("the access token is missing, unknown, expired or revoked")
+    check_binding(request, info)
     try:
         agency = vault.agencies.info(session, info.client_id)
     except KeyError:

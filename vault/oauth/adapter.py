@@ -86,6 +86,8 @@ class VaultOAuth2Request(OAuth2Request):
         self._form = dict(form)
         self.payload = Payload([*query, *form])
         self.form_payload = Payload(form)
+        self.dpop_required = False  # set by the endpoint: production mode requires DPoP of every agency
+        self.dpop_jkt: str | None = None  # the thumbprint of the key a verified DPoP proof was signed with
 
     @property
     def args(self) -> dict[str, str]:
@@ -106,4 +108,6 @@ async def from_starlette(request: Request, public_url: str) -> VaultOAuth2Reques
             form = [(k, v) for k, v in data.multi_items() if isinstance(v, str)]
     uri = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.title(): v for k, v in request.headers.items()}
+    if len(request.headers.getlist("dpop")) > 1:
+        headers["Dpop"] = "several DPoP headers"  # RFC 9449 §4.3: exactly one proof; this one fails its check
     return VaultOAuth2Request(request.method, uri, headers, list(request.query_params.multi_items()), form)

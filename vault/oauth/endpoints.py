@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from vault.oauth import rar
+from vault.oauth import dpop, rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session, from_starlette, in_unit_of_work
 from vault.oauth.clients import ASSERTION_ALGORITHMS
 from vault.oauth.grants import AUTH_METHODS
@@ -43,6 +43,7 @@ def metadata(vault: Vault) -> dict[str, Any]:
         "backchannel_user_code_parameter_supported": False,
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        "grant_endpoint": f"{base}/oauth/grant",  # the vault's own: a grant's state and its consent receipt
         "jwks_uri": f"{base}/oauth/jwks",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -55,6 +56,7 @@ def metadata(vault: Vault) -> dict[str, Any]:
         "authorization_details_types_supported": list(rar.TYPES),
         "scopes_supported": [s.value for s in Scope],
         "authorization_response_iss_parameter_supported": True,
+        "dpop_signing_alg_values_supported": dpop.ALGORITHMS,
     }
 
 
@@ -83,6 +85,7 @@ def _endpoint(step: Callable[[OAuthService, VaultOAuth2Request], Any]) -> Callab
     async def handle(request: Request) -> Response:
         vault = _vault(request)
         oauth_request = await from_starlette(request, vault.settings.public_url)
+        oauth_request.dpop_required = vault.settings.is_production  # FAPI 2.0: sender-constrained tokens
         try:
             return _as_response(await in_unit_of_work(vault.db, step, vault.oauth, oauth_request))
         except ValueError as error:
@@ -116,4 +119,5 @@ routes = [
     Route("/oauth/introspect", _endpoint(OAuthService.introspect), methods=["POST"]),
     Route("/oauth/revoke", _endpoint(OAuthService.revoke), methods=["POST"]),
     Route("/oauth/bc-authorize", _endpoint(OAuthService.backchannel), methods=["POST"]),
+    Route("/oauth/grant", _endpoint(OAuthService.grant_receipt), methods=["POST"]),
 ]

@@ -33,6 +33,12 @@ class ExpiredTokenError(OAuth2Error):
     error = "expired_token"
 
 
+class InvalidDpopProofError(OAuth2Error):
+    """RFC 9449 §5: the DPoP proof is missing (where required), malformed, stale, replayed or for another key."""
+
+    error = "invalid_dpop_proof"
+
+
 class AgencyError(Exception):
     """An agency registration that cannot be made as asked."""
 

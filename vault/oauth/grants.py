@@ -115,7 +115,15 @@ def live_grant(context: OAuthContext, grant_id: uuid.UUID | None, client_id: str
         raise InvalidGrantError(f"the consent behind this credential is no longer in force: {error}") from None
 
 
-def tokens_for_grant(context: OAuthContext, client: Client, grant: Grant, code_hash: bytes | None) -> IssuedTokens:
+def proof_key(grant: Any) -> str | None:
+    """The thumbprint of the DPoP key the token request proved possession of (None: no proof was sent)."""
+    jkt: str | None = getattr(grant.request, "dpop_jkt", None)
+    return jkt
+
+
+def tokens_for_grant(
+    context: OAuthContext, client: Client, grant: Grant, code_hash: bytes | None, jkt: str | None = None
+) -> IssuedTokens:
     refresh_until = grant.valid_until if client.check_grant_type(GrantType.REFRESH_TOKEN) else None
     return context.tokens.issue(
         current_session(),
@@ -126,7 +134,13 @@ def tokens_for_grant(context: OAuthContext, client: Client, grant: Grant, code_h
         authorization_details=rar.granted_licence_access(grant.service_item, grant.fields, grant.questions),
         refresh_until=refresh_until,
         code_hash=code_hash,
+        jkt=jkt,
     )
+
+
+def with_receipt(issued: IssuedTokens, grant: Grant) -> dict[str, Any]:
+    """The token response of a consent: the tokens, the grant's id and the vault-signed consent receipt."""
+    return {**issued.response(), "grant_id": str(grant.id), "consent_receipt": grant.receipt}
 
 
 class CodeView(AuthorizationCodeMixin):
@@ -176,6 +190,8 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidRequestError("code_verifier must be 43-128 unreserved characters")
         if create_s256_code_challenge(verifier) != code.code_challenge:
             raise InvalidGrantError("code_verifier does not match the code_challenge")
+        if code.dpop_jkt is not None and code.dpop_jkt != proof_key(self):
+            raise InvalidGrantError("the authorization code is bound to a DPoP key: prove possession of that key")
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         session = current_session()
@@ -188,9 +204,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         if not getattr(claimed, "rowcount", 0):
             raise InvalidGrantError("the authorization code was already used")  # lost a parallel redemption
         grant = live_grant(ctx(self), code.grant_id, code.client_id)
-        issued = tokens_for_grant(ctx(self), self.request.client, grant, code.code_hash)
+        issued = tokens_for_grant(ctx(self), self.request.client, grant, code.code_hash, proof_key(self))
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "authorization code redeemed")
-        return 200, issued.response(), NO_STORE
+        return 200, with_receipt(issued, grant), NO_STORE
 
     def authenticate_user(self, authorization_code: CodeView) -> Any:
         return authorization_code.row.owner_id
@@ -211,6 +227,7 @@ def issue_code(context: OAuthContext, request: ConsentRequest, grant: Grant) -> 
             redirect_uri=request.oauth["redirect_uri"],
             scope=request.oauth.get("scope", ""),
             code_challenge=request.oauth["code_challenge"],
+            dpop_jkt=request.oauth.get("dpop_jkt"),
             expires_at=utcnow() + CODE_LIFETIME,
         )
     )
@@ -275,6 +292,7 @@ class RotatingRefreshGrant(grants.RefreshTokenGrant):
             refresh_until=old.refresh_expires_at,
             family_id=old.family_id,
             code_hash=old.code_hash,
+            jkt=old.jkt or proof_key(self),
         )
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "refresh token rotated")
         return 200, issued.response(), NO_STORE
@@ -293,6 +311,8 @@ class RotatingRefreshGrant(grants.RefreshTokenGrant):
         token = self.authenticate_refresh_token(refresh_token)
         if not token or not token.check_client(client):
             raise InvalidGrantError()
+        if token.row.jkt is not None and token.row.jkt != proof_key(self):
+            raise InvalidGrantError("the refresh token is bound to a DPoP key: prove possession of that key")
         return token
 
     def _validate_token_scope(self, token: Any) -> None:
@@ -327,6 +347,7 @@ class ClientCredentials(grants.ClientCredentialsGrant):
             owner_id=None,
             authorization_details=details,
             refresh_until=None,
+            jkt=proof_key(self),
         )
         record_tokens(ctx(self), issued, self.GRANT_TYPE, reason, official=official)
         return 200, issued.response(), NO_STORE
@@ -423,6 +444,6 @@ class CibaGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         if spent is None:  # one set of tokens per approval: another poll spent the id a moment ago
             raise InvalidGrantError("auth_req_id was already used")
         grant = live_grant(ctx(self), spent[0], request.client_id)
-        issued = tokens_for_grant(ctx(self), self.request.client, grant, None)
+        issued = tokens_for_grant(ctx(self), self.request.client, grant, None, proof_key(self))
         record_tokens(ctx(self), issued, self.GRANT_TYPE, "backchannel consent")
-        return 200, issued.response(), NO_STORE
+        return 200, with_receipt(issued, grant), NO_STORE

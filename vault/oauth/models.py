@@ -48,6 +48,7 @@ class AuthorizationCode(SQLModel, table=True):
     redirect_uri: str = Field(max_length=2000)
     scope: str = Field(default="", max_length=500)
     code_challenge: str = Field(max_length=128)
+    dpop_jkt: str | None = Field(default=None, max_length=64)  # the key the code's tokens must be bound to
     expires_at: datetime
     used_at: datetime | None = None
 
@@ -84,6 +85,7 @@ class Token(SQLModel, table=True):
     refresh_expires_at: datetime | None = None
     refresh_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    jkt: str | None = Field(default=None, max_length=64)  # DPoP-bound (RFC 9449): the key's RFC 7638 thumbprint
 
 
 class ClientAssertion(SQLModel, table=True):
@@ -93,4 +95,14 @@ class ClientAssertion(SQLModel, table=True):
 
     jti_hash: bytes = Field(primary_key=True)
     client_id: str = Field(max_length=100)
+    expires_at: datetime = Field(index=True)
+
+
+class DpopProof(SQLModel, table=True):
+    """A DPoP proof's jti (hashed with its key's thumbprint), kept while the proof could still be accepted."""
+
+    __tablename__ = "dpop_proofs"
+
+    jti_hash: bytes = Field(primary_key=True)
+    jkt: str = Field(max_length=64)
     expires_at: datetime = Field(index=True)

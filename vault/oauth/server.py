@@ -23,10 +23,15 @@ from vault.consent import kinds
 from vault.consent.errors import ConsentError, InvalidAuthorizationDetails, RequestNotAllowed
 from vault.consent.models import ConsentRequest, Grant
 from vault.crypto.free_text import OwnerTexts
-from vault.oauth import rar
+from vault.oauth import dpop, rar
 from vault.oauth.adapter import VaultOAuth2Request, current_session
 from vault.oauth.clients import Client, PrivateKeyJwt, TokenView
-from vault.oauth.errors import InvalidAuthorizationDetailsError, ascii_description, safe_description
+from vault.oauth.errors import (
+    InvalidAuthorizationDetailsError,
+    InvalidDpopProofError,
+    ascii_description,
+    safe_description,
+)
 from vault.oauth.grants import (
     AUTH_METHODS,
     NO_STORE,
@@ -83,11 +88,13 @@ class Introspection(IntrospectionEndpoint):
             "iss": self.server.context.issuer,
             "client_id": row.client_id,
             "scope": row.scope,
-            "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
+            "token_type": ("DPoP" if row.jkt else "Bearer") if token.kind == "access_token" else "refresh_token",
             "iat": int(row.issued_at.timestamp()),
             "exp": int(expires.timestamp()) if expires else None,
             "authorization_details": row.authorization_details,
         }
+        if row.jkt:
+            body["cnf"] = {"jkt": row.jkt}  # RFC 9449 §6.2
         if row.owner_id:
             body["sub"] = str(row.owner_id)
         if row.grant_id:
@@ -131,7 +138,14 @@ class VaultAuthorizationServer(AuthorizationServer):
         self.register_grant(CibaGrant)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
-        endpoints = ["/oauth/token", "/oauth/par", "/oauth/bc-authorize", "/oauth/introspect", "/oauth/revoke"]
+        endpoints = [
+            "/oauth/token",
+            "/oauth/par",
+            "/oauth/bc-authorize",
+            "/oauth/introspect",
+            "/oauth/revoke",
+            "/oauth/grant",
+        ]
         self.register_client_auth_method(
             PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt([context.issuer, *(context.issuer + e for e in endpoints)])
         )
@@ -213,6 +227,7 @@ class OAuthService:
             if params.get("client_id", client.get_client_id()) != client.get_client_id():
                 raise InvalidRequestError("client_id does not match the authenticated client")
             params["client_id"] = client.get_client_id()
+            self._bind_code(request, params)
             self._validate_authorization(client, params)
         except OAuth2Error as error:
             return self.server.handle_error_response(request, error)
@@ -226,6 +241,33 @@ class OAuthService:
             )
         )
         return 201, {"request_uri": uri, "expires_in": int(PAR_LIFETIME.total_seconds())}, NO_STORE
+
+    def _prove(self, request: VaultOAuth2Request, path: str) -> str | None:
+        """Verify and spend the request's DPoP proof, if it sent one (required in production mode): its key's jkt."""
+        header = request.headers.get("Dpop")
+        if header is None and not request.dpop_required:
+            return None
+        now = utcnow()
+        try:
+            proof = dpop.verify(header, method="POST", url=self.context.issuer + path, now=now)
+            dpop.claim(current_session(), proof, now)
+        except dpop.InvalidProof as error:
+            raise InvalidDpopProofError(ascii_description(error.description)) from None
+        request.dpop_jkt = proof.jkt
+        return proof.jkt
+
+    def _bind_code(self, request: VaultOAuth2Request, params: dict[str, str]) -> None:
+        """PAR (RFC 9449 §10): the code will be bound to `dpop_jkt` or to the key of the request's DPoP proof."""
+        named = params.get("dpop_jkt")
+        if named is not None and not dpop.is_thumbprint(named):
+            raise InvalidRequestError("dpop_jkt must be the base64url SHA-256 thumbprint of a key (RFC 7638)")
+        if named is None and request.headers.get("Dpop") is None and request.dpop_required:
+            raise InvalidDpopProofError("a DPoP proof or dpop_jkt is required: the code is bound to the agency's key")
+        proven = self._prove(request, "/oauth/par") if request.headers.get("Dpop") is not None else None
+        if named is not None and proven is not None and named != proven:
+            raise InvalidDpopProofError("dpop_jkt does not match the key of the DPoP proof")
+        if named or proven:
+            params["dpop_jkt"] = named or proven or ""
 
     def _validate_authorization(self, client: Client, params: dict[str, str]) -> None:
         if params.get("response_type") != "code":
@@ -304,6 +346,7 @@ class OAuthService:
                     "state": params["state"],
                     "code_challenge": params["code_challenge"],
                     "scope": params.get("scope", ""),
+                    **({"dpop_jkt": params["dpop_jkt"]} if params.get("dpop_jkt") else {}),
                 },
             )
         except (RequestNotAllowed, InvalidAuthorizationDetails) as error:
@@ -444,10 +487,42 @@ class OAuthService:
     def token(self, request: VaultOAuth2Request) -> Response:
         try:
             self._no_duplicates(request)
+            self._prove(request, "/oauth/token")
         except OAuth2Error as error:
             return self.server.handle_error_response(request, error)
         status, body, headers = self.server.create_token_response(request)
         return status, body, [*headers, ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+    def grant_receipt(self, request: VaultOAuth2Request) -> Response:
+        """POST /oauth/grant: one of the agency's own grants, its state and the vault-signed consent receipt."""
+        try:
+            self._no_duplicates(request)
+            client = self._client(request)
+            raw = request.form.get("grant_id") or ""
+            try:
+                grant_id = uuid.UUID(raw)
+            except ValueError:
+                raise InvalidRequestError("grant_id must be the UUID the token response named") from None
+            session = current_session()
+            try:
+                grant = self.context.consent.grant(session, grant_id)
+            except ConsentError:
+                grant = None
+            if grant is None or grant.client_id != client.get_client_id():
+                raise InvalidRequestError("no grant of this agency has that grant_id")
+        except OAuth2Error as error:
+            return self.server.handle_error_response(request, error)
+        body = {
+            "grant_id": str(grant.id),
+            "state": self.context.consent.effective_state(grant, utcnow()),
+            "service_item": grant.service_item,
+            "valid_from": grant.valid_from.isoformat(),
+            "valid_until": grant.valid_until.isoformat(),
+            "use_limit": grant.use_limit,
+            "uses": grant.uses,
+            "consent_receipt": grant.receipt,
+        }
+        return 200, body, NO_STORE
 
     def introspect(self, request: VaultOAuth2Request) -> Response:
         result: Response = self.server.create_endpoint_response("introspection", request)

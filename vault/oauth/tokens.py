@@ -35,7 +35,7 @@ class IssuedTokens:
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if self.row.jkt else "Bearer",
             "expires_in": self.expires_in,
             "scope": self.row.scope,
         }
@@ -58,6 +58,7 @@ class TokenInfo:
     authorization_details: list[dict[str, Any]] = field(default_factory=list)
     issued_at: datetime | None = None
     expires_at: datetime | None = None
+    jkt: str | None = None  # DPoP-bound: usable only with a proof signed by the key of this thumbprint
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scope
@@ -76,8 +77,11 @@ class TokenService:
         refresh_until: datetime | None,
         family_id: uuid.UUID | None = None,
         code_hash: bytes | None = None,
+        jkt: str | None = None,
     ) -> IssuedTokens:
-        """A new access token (10 minutes) and, when `refresh_until` is given, a refresh token in the family."""
+        """A new access token (10 minutes) and, when `refresh_until` is given, a refresh token in the family.
+
+        With `jkt` (a DPoP key's thumbprint) both are bound to that key (RFC 9449)."""
         now = utcnow()
         access = secrets.token_urlsafe(32)
         refresh = secrets.token_urlsafe(32) if refresh_until else None
@@ -94,6 +98,7 @@ class TokenService:
             issued_at=now,
             access_expires_at=now + ACCESS_LIFETIME,
             refresh_expires_at=refresh_until,
+            jkt=jkt,
         )
         session.add(row)
         session.flush()
@@ -119,6 +124,7 @@ class TokenService:
             authorization_details=list(row.authorization_details),
             issued_at=row.issued_at,
             expires_at=row.access_expires_at,
+            jkt=row.jkt,
         )
 
     def refresh_usable(self, row: Token) -> bool:

@@ -1,0 +1,218 @@
+"""The sample agency's pages. Everything it knows about the vault it learns through vault_sdk.
+
+- /counter: the clerk types a person's ID number and starts a counter request (CIBA); the page polls until the
+  person approves on their phone, then shows the fields that arrived.
+- /apply: an online service form pre-filled from the vault after consent (the redirect flow); each pre-filled
+  field says where its value came from, the rest are typed by the applicant ("一表填报", no second entry).
+- /verify: paste what a person's QR code holds (and the counter code, if the counter gave one): verified offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+from vault_sdk import (
+    BackchannelRequest,
+    ClientSecretBasic,
+    Operations,
+    Tokens,
+    VaultClient,
+    VaultError,
+)
+
+COUNTER = "traffic-police-counter"
+OFFICE = "traffic-police-vehicle-office"
+ITEMS = ("vehicle-registration", "vehicle-transfer-registration", "driving-licence-renewal")
+AGENCY_URL = "http://127.0.0.1:8001"  # where it serves: the demo agencies' redirect URI is its /callback
+# the application form of vehicle-registration: (label, licence type, field); None: typed by the applicant
+FORM: tuple[tuple[str, str | None, str | None], ...] = (
+    ("姓名 Name", "resident-id-card", "name"),
+    ("性别 Sex", "resident-id-card", "sex"),
+    ("出生日期 Date of birth", "resident-id-card", "birth_date"),
+    ("公民身份号码 ID number", "resident-id-card", "id_number"),
+    ("住址 Address", "resident-id-card", "address"),
+    ("联系电话 Phone", None, None),
+    ("车辆识别代号 VIN", None, None),
+)
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}"
+    "label{display:block;margin:.6rem 0 .2rem}input,select,textarea{width:100%;padding:.4rem}"
+    ".src{font-size:.8rem;color:#555}.vault{background:#eef7ee}.ok{color:#060}.bad{color:#a00}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}"
+)
+
+
+def page(title: str, body: str, refresh: int | None = None) -> HTMLResponse:
+    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh is not None else ""
+    return HTMLResponse(
+        f'<!doctype html><html lang="zh"><head><meta charset="utf-8">{meta}<title>{escape(title)}</title>'
+        f'<style>{STYLE}</style></head><body><p><a href="/">Sample agency</a></p><h1>{escape(title)}</h1>'
+        f"{body}</body></html>",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def error_box(error: VaultError) -> str:
+    return f'<p class="bad">The vault refused: <code>{escape(error.code)}</code> {escape(error.description)}</p>'
+
+
+def fields_table(licences: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(licence['type'])}</td><td>{escape(f['name'])}</td><td>{escape(str(f['value']))}</td></tr>"
+        for licence in licences
+        for f in licence["fields"]
+    )
+    return f"<table><tr><th>licence</th><th>field</th><th>value</th></tr>{rows}</table>"
+
+
+@dataclass
+class State:
+    """In memory: a sample, not a product (a real agency keeps these server-side, in its own store)."""
+
+    counter: VaultClient
+    office: VaultClient
+    requests: dict[str, tuple[BackchannelRequest, str]] = field(default_factory=dict)
+    results: dict[str, Tokens] = field(default_factory=dict)
+
+
+def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
+    state = State(
+        VaultClient(vault_url, ClientSecretBasic(COUNTER, f"demo-secret-{COUNTER}")),
+        VaultClient(vault_url, ClientSecretBasic(OFFICE, f"demo-secret-{OFFICE}")),
+    )
+
+    async def index(request: Request) -> Response:
+        return page(
+            "Sample agency: Demo City Vehicle Office",
+            "<ul><li><a href='/counter'>Counter: ask a person for consent (CIBA)</a></li>"
+            "<li><a href='/apply'>Online service: a form pre-filled from the vault</a></li>"
+            "<li><a href='/verify'>Verify a QR code a person shows</a></li></ul>"
+            f"<p class='src'>Vault: {escape(vault_url)}. Built only on vault_sdk (sdk/python).</p>",
+        )
+
+    async def counter(request: Request) -> Response:
+        if request.method == "POST":
+            form = await request.form()
+            id_number, item = str(form.get("id_number", "")).strip(), str(form.get("item", ITEMS[0]))
+            ticket = "A-" + secrets.token_hex(2).upper()
+            try:
+                started = state.counter.start_backchannel(id_number, item, binding_message=f"窗口 3 · {ticket}")
+            except VaultError as error:
+                return page("Counter", error_box(error) + "<p><a href='/counter'>Back</a></p>")
+            key = secrets.token_urlsafe(12)
+            state.requests[key] = (started, ticket)
+            return RedirectResponse(f"/counter/{key}", status_code=303)
+        options = "".join(f"<option>{escape(i)}</option>" for i in ITEMS)
+        return page(
+            "Counter: start a request",
+            "<form method='post'><label>Resident ID number<input name='id_number' required "
+            "placeholder='110105198503121234'></label><label>Service item<select name='item'>"
+            f"{options}</select></label><p><button>Ask for consent</button></p></form>",
+        )
+
+    async def counter_status(request: Request) -> Response:
+        key = request.path_params["key"]
+        if key in state.results:
+            tokens = state.results[key]
+            licences = Operations(state.counter, tokens).read_licences()
+            receipt = tokens.receipt_claims or {}
+            return page(
+                "Counter: the fields arrived",
+                fields_table(licences) + f"<p class='src'>Consent receipt {escape(str(receipt.get('jti')))}, "
+                "signed by the vault and verified.</p>",
+            )
+        if key not in state.requests:
+            return page("Counter", "<p>No such request.</p>")
+        started, ticket = state.requests[key]
+        try:
+            polled = state.counter.poll(started)
+        except VaultError as error:
+            state.requests.pop(key, None)
+            return page("Counter", error_box(error))
+        if polled is None:
+            return page(
+                "Counter: waiting for the person",
+                f"<p>Ticket <b>{escape(ticket)}</b>: the person approves it in their vault inbox, which shows "
+                "the same ticket. This page checks again by itself.</p>",
+                refresh=max(started.interval, 2),
+            )
+        state.requests.pop(key, None)
+        state.results[key] = polled
+        return RedirectResponse(f"/counter/{key}", status_code=303)
+
+    async def apply(request: Request) -> Response:
+        started = state.office.start_authorization(ITEMS[0], redirect_uri=f"{agency_url}/callback")
+        return RedirectResponse(started.url, status_code=303)
+
+    async def callback(request: Request) -> Response:
+        try:
+            tokens = state.office.finish_authorization(str(request.url))
+            licences = Operations(state.office, tokens).read_licences()
+        except VaultError as error:
+            return page("Application", error_box(error) + "<p><a href='/apply'>Start again</a></p>")
+        values = {(licence["type"], f["name"]): f["value"] for licence in licences for f in licence["fields"]}
+        rows = []
+        for label, licence_type, name in FORM:
+            value = values.get((licence_type, name)) if licence_type and name else None
+            if value is not None:
+                source = f"from the vault: {licence_type} / {name}, with your consent"
+                rows.append(
+                    f"<label>{escape(label)}<input class='vault' value='{escape(str(value))}' readonly>"
+                    f"<span class='src' data-source='vault'>{escape(source)}</span></label>"
+                )
+            else:
+                why = "typed by you" if licence_type is None else "not granted: typed by you"
+                rows.append(
+                    f"<label>{escape(label)}<input value=''><span class='src' data-source='applicant'>"
+                    f"{escape(why)}</span></label>"
+                )
+        return page("Application: vehicle registration", "<form>" + "".join(rows) + "</form>")
+
+    async def verify(request: Request) -> Response:
+        result = ""
+        if request.method == "POST":
+            form = await request.form()
+            text, code = str(form.get("qr", "")).strip(), str(form.get("code", "")).strip().upper() or None
+            checked = state.counter.verifier.verify_showing(text, nonce=code)
+            if checked.reason == "not_a_showing":
+                checked = state.counter.verifier.verify_presentation(text)
+            if checked.ok:
+                claims = "".join(
+                    f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in checked.claims.items()
+                )
+                result = f"<p class='ok'>Genuine and in force.</p><table>{claims}</table>"
+            else:
+                result = f"<p class='bad'>Not accepted: <code>{escape(checked.reason)}</code></p>"
+        return page(
+            "Verify a QR code",
+            result + "<form method='post'><label>What the QR code holds<textarea name='qr' rows='6' required>"
+            "</textarea></label><label>Counter code (optional)<input name='code'></label>"
+            "<p><button>Verify</button></p></form>",
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.counter.close()
+        state.office.close()
+
+    return Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/", index),
+            Route("/counter", counter, methods=["GET", "POST"]),
+            Route("/counter/{key}", counter_status),
+            Route("/apply", apply),
+            Route("/callback", callback),
+            Route("/verify", verify, methods=["GET", "POST"]),
+        ],
+    )

@@ -1,0 +1,59 @@
+"""The sample agency (make agency), built only on the SDK, driven against a live vault: counter, form, QR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from sample_agency.app import create_app
+from tests.sdk.conftest import Live
+from vault.demo import PERSONS, SAMPLE_AGENCY_URL
+
+pytestmark = pytest.mark.sqlite_only
+
+
+@pytest.fixture
+def agency(live: Live) -> Iterator[TestClient]:
+    with TestClient(create_app(live.url), base_url=SAMPLE_AGENCY_URL) as client:
+        yield client
+
+
+def test_the_counter_asks_and_the_fields_arrive(live: Live, agency: TestClient) -> None:
+    started = agency.post("/counter", data={"id_number": PERSONS[1].id_number, "item": "vehicle-registration"})
+    assert started.status_code == 200 and "waiting for the person" in started.text
+    live.approve_inbox(1)
+    arrived = agency.get(str(started.url.path))
+    assert "the fields arrived" in arrived.text and PERSONS[1].id_number in arrived.text
+
+
+def test_a_refused_counter_request_says_why(agency: TestClient) -> None:
+    refused = agency.post("/counter", data={"id_number": "not-an-id", "item": "vehicle-registration"})
+    assert "invalid_request" in refused.text
+
+
+def test_the_form_is_prefilled_with_each_fields_source(live: Live, agency: TestClient) -> None:
+    to_vault = agency.get("/apply", follow_redirects=False)
+    assert to_vault.status_code == 303
+    with httpx2.Client() as browser:
+        consent = browser.get(to_vault.headers["location"], follow_redirects=False).headers["location"]
+    callback = live.approve(consent, drop=("address",))
+    form = agency.get(callback.removeprefix(SAMPLE_AGENCY_URL)).text
+    assert PERSONS[0].id_number in form
+    assert form.count("data-source='vault'") == 4  # name, sex, birth date, ID number
+    assert "not granted: typed by you" in form  # the address the person unticked
+    assert form.count("data-source='applicant'") == 3
+
+
+def test_the_qr_verifier(live: Live, agency: TestClient) -> None:
+    from tests import factories
+
+    with live.vault.db.session() as session:
+        owner = factories.person(live.vault, session)
+        licence = factories.driving_licence(live.vault, session, owner)
+        shown, _ = live.vault.licences.show(session, licence.id, ["name", "class"], actor="test", nonce="ABC234")
+    assert "Genuine and in force" in agency.post("/verify", data={"qr": shown, "code": "abc234"}).text
+    assert "wrong_nonce" in agency.post("/verify", data={"qr": shown, "code": "XYZ789"}).text
+    assert "malformed" in agency.post("/verify", data={"qr": "nonsense"}).text
