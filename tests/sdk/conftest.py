@@ -55,7 +55,7 @@ class Live:
         owner = self.owner(index)
         with unit_of_work(self.vault.db) as session:
             [request] = self.vault.consent.inbox(session, owner)
-            self.vault.consent.approve(session, request.id, Decider(owner, owner), request.fields)
+            self.vault.consent.approve(session, request.id, Decider(owner, owner), request.fields, request.questions)
 
 
 @pytest.fixture

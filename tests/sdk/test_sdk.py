@@ -200,6 +200,30 @@ def test_a_tampered_receipt_is_refused(live: Live) -> None:
     assert other.value.code == "wrong_agency"
 
 
+def test_a_question_is_answered_signed_and_verified_offline_without_a_value(live: Live) -> None:
+    bureau = client(live, "transport-bureau")
+    started = bureau.start_backchannel(
+        PERSONS[1].id_number, "ride-hailing-driver-check", questions=["holder-age-at-least"]
+    )
+    live.approve_inbox(1)
+    started.interval = 0
+    tokens = bureau.wait(started, timeout=30)
+    answer = Operations(bureau, tokens).check("holder-age-at-least", {"years": "18"})
+    assert answer["answer"] is True and answer["predicate"] == "holder-age-at-least"
+    assert PERSONS[1].id_number not in json.dumps(answer)  # an answer, not a value
+    claims = bureau.verifier.verify_answer(answer["signed"], agency="transport-bureau")
+    assert claims["answer"] is True and claims["grant"] == answer["grantId"]
+    header, payload, signature = answer["signed"].split(".")
+    with pytest.raises(VerificationError) as bad:
+        bureau.verifier.verify_answer(f"{header}.{payload}.{signature[:-4]}AAAA")
+    assert bad.value.code == "bad_signature"
+    with pytest.raises(VerificationError) as other:
+        bureau.verifier.verify_answer(answer["signed"], agency="traffic-police-counter")
+    assert other.value.code == "wrong_agency"
+    with pytest.raises(GraphQLError):  # the grant covers that question only
+        Operations(bureau, tokens).check("name-and-id-number-match", {"name": "x", "id_number": PERSONS[1].id_number})
+
+
 def test_errors_carry_the_vaults_codes(live: Live) -> None:
     wrong = VaultClient(live.url, ClientSecretBasic(HALL, "wrong"))
     OPENED.append(wrong)

@@ -23,11 +23,15 @@ CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 Fields = Mapping[str, Sequence[str]]  # licence type -> field names, e.g. {"resident-id-card": ["name"]}
 
 
-def licence_access(service_item: str, fields: Fields | None = None) -> str:
-    """RAR authorization_details asking for a service item's fields (all of them when `fields` is None)."""
+def licence_access(service_item: str, fields: Fields | None = None, questions: Sequence[str] | None = None) -> str:
+    """RAR authorization_details asking for a service item's fields (all of them when `fields` is None) and,
+    for an item that asks questions, the questions (predicate ids) wanted; with questions and no fields, no value
+    is asked for."""
     detail: dict[str, Any] = {"type": "licence_access", "service_item": service_item}
     if fields is not None:
         detail["fields"] = {t: list(names) for t, names in fields.items()}
+    if questions is not None:
+        detail["questions"] = list(questions)
     return json.dumps([detail])
 
 
@@ -193,6 +197,7 @@ class VaultClient:
         redirect_uri: str | None = None,
         login_hint: str | None = None,
         scope: str | None = None,
+        questions: Sequence[str] | None = None,
     ) -> PendingAuthorization:
         """Push the authorization request; returns the URL to send the owner's browser to (and what finish needs)."""
         verifier = secrets.token_urlsafe(48)
@@ -203,7 +208,7 @@ class VaultClient:
             "state": state,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
-            "authorization_details": licence_access(service_item, fields),
+            "authorization_details": licence_access(service_item, fields, questions),
         }
         if redirect_uri:
             form["redirect_uri"] = redirect_uri
@@ -245,10 +250,15 @@ class VaultClient:
     # CIBA, poll mode
 
     def start_backchannel(
-        self, login_hint: str, service_item: str, fields: Fields | None = None, binding_message: str | None = None
+        self,
+        login_hint: str,
+        service_item: str,
+        fields: Fields | None = None,
+        binding_message: str | None = None,
+        questions: Sequence[str] | None = None,
     ) -> BackchannelRequest:
         """Ask the owner named by `login_hint` (ID number or credit code) in their vault inbox."""
-        form = {"login_hint": login_hint, "authorization_details": licence_access(service_item, fields)}
+        form = {"login_hint": login_hint, "authorization_details": licence_access(service_item, fields, questions)}
         if binding_message:
             form["binding_message"] = binding_message
         body = self._json(self._post("backchannel_authentication_endpoint", form))

@@ -64,6 +64,7 @@ class Operations:
         service_item: str,
         fields: Sequence[LicenceFields] | None = None,
         binding_message: str | None = None,
+        questions: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         data = self._run(
             "agency-request-consent",
@@ -71,9 +72,15 @@ class Operations:
             serviceItem=service_item,
             fields=_list(fields),
             bindingMessage=binding_message,
+            questions=_list(questions),
         )
         result: dict[str, Any] = data["requestConsent"]
         return result
+
+    def check(self, predicate: str, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Ask a question the grant covers: a signed yes or no (`signed`, see VaultClient.verify_answer), no value."""
+        given = [{"name": k, "value": v} for k, v in (parameters or {}).items()] or None
+        return _only(self._run("agency-check", predicate=predicate, parameters=given))
 
     def verify_licence(self, presentation: str) -> dict[str, Any]:
         return _only(self._run("agency-verify-licence", presentation=presentation))

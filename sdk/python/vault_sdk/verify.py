@@ -28,6 +28,7 @@ from vault_sdk.errors import VerificationError
 
 SD_JWT_TYP = "dc+sd-jwt"
 RECEIPT_TYP = "consent-receipt+jwt"
+ANSWER_TYP = "predicate-answer+jwt"
 STATUS_LIST_TYP = "statuslist+jwt"
 SHOWING_TYP = "vault-showing+jwt"
 ALGORITHMS = ["EdDSA", "Ed25519"]
@@ -265,6 +266,29 @@ class Verifier:
             raise VerificationError("wrong_agency", "the receipt is another agency's")
         if grant_id is not None and claims.get("jti") != grant_id:
             raise VerificationError("wrong_grant", "the receipt is for another grant")
+        return claims
+
+    def verify_answer(self, answer: str, *, agency: str | None = None) -> dict[str, Any]:
+        """The claims of a vault-signed answer to a `check` (yes or no, no value); raises VerificationError if not."""
+        try:
+            header = _header(answer)
+        except (ValueError, UnicodeDecodeError):
+            raise VerificationError("malformed", "not a compact JWS") from None
+        if header.get("typ") != ANSWER_TYP or header.get("alg") not in ALGORITHMS:
+            raise VerificationError("wrong_type", f"not an EdDSA {ANSWER_TYP}")
+        jwk = self.vault_keys().get(str(header.get("kid")))
+        if jwk is None:
+            raise VerificationError("unknown_key", "signed by a key the vault does not publish")
+        verified = _signature_verifies(answer, jwk)
+        if verified is None:
+            raise VerificationError("bad_signature", "the vault's signature does not verify")
+        claims = _strict_json(verified[1])
+        if not isinstance(claims, dict) or claims.get("iss") != self.issuer:
+            raise VerificationError("wrong_issuer", "the answer was not signed by this vault")
+        if not isinstance(claims.get("answer"), bool):
+            raise VerificationError("incomplete", "the answer carries no yes or no")
+        if agency is not None and claims.get("agency") != agency:
+            raise VerificationError("wrong_agency", "the answer was given to another agency")
         return claims
 
     # licence presentations
