@@ -297,7 +297,7 @@ def _storage(vault: Vault) -> dict[str, int]:
     found = {f"rows {table}": _scalar(vault, f"SELECT count(*) FROM {table}") for table in TABLES}  # noqa: S608 -- our own table names
     engine = vault.db.engine
     if engine.dialect.name == "postgresql":
-        found["bytes database"] = _scalar(vault, "SELECT pg_database_size(currentdatabase())")
+        found["bytes database"] = _scalar(vault, "SELECT pg_database_size(current_database())")
         for table in TABLES:
             found[f"bytes {table}"] = _scalar(vault, "SELECT pg_total_relation_size(:t)", t=table)
     elif engine.url.database:
