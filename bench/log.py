@@ -288,14 +288,22 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
     return lines
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started (VmHWM; ru_maxrss would count the parent's at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def verify_child(url: str, workdir: str) -> None:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mb()
     settings = load_settings({"VAULT_DATA_DIR": workdir, "VAULT_DATABASE_URL": url, "VAULT_LOG_LEVEL": "WARNING"})
     vault = build_vault(settings)
     start = time.perf_counter()
     report = vault.audit.verify(vault.db.engine, full=True)
     seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "size": report.size, "ok": report.ok, "rss_mb": rss, "base_mb": base}))
 
 

@@ -94,7 +94,7 @@ def integrate(session: Session, limit: int = BATCH) -> int:
     """Give up to `limit` pending events their indexes and put them in the tree; returns how many."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEQUENCER_LOCK})
-    rows = session.execute(
+    rows = session.connection().execute(  # Core, not the ORM: plain rows, no entity loading per event
         select(AuditEvent.seq, AuditEvent.leaf_hash)
         .where(col(AuditEvent.leaf_index).is_(None))
         .order_by(col(AuditEvent.seq))
