@@ -7,6 +7,7 @@ rewrites only the tiles on the tree's right edge.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,21 @@ def split_hashes(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
+@functools.lru_cache(maxsize=256)
+def tile_rows(data: bytes) -> tuple[tuple[bytes, ...], ...]:
+    """Every complete node inside a tile: row r holds the roots of its aligned runs of 2**r hashes.
+
+    Cached by the tile's content (a pure function of it, so a rewritten tile is simply another key): the full
+    tiles above level 0 and the right edge, which every root and proof reads, are hashed up once per process, so
+    signing and proving cost about the same at 10^7 events as at 10^4. At most 256 tiles (about 12 MB) are kept.
+    """
+    rows = [tuple(split_hashes(data))]
+    while len(rows[-1]) > 1:
+        below = rows[-1]
+        rows.append(tuple(merkle.node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)))
+    return tuple(rows)
+
+
 def tile_width(level: int, index: int, size: int) -> int:
     """How many hashes tile (level, index) holds in a tree of `size` leaves (0 when it does not exist yet)."""
     count = size >> (HEIGHT * level)
@@ -83,10 +99,10 @@ class TiledTree:
         first = index << rest
         count = 1 << rest
         data = self.tile(level, first >> HEIGHT)
-        offset = (first & (WIDTH - 1)) * HASH_SIZE
-        if len(data) < offset + count * HASH_SIZE:
+        offset = first & (WIDTH - 1)
+        if len(data) < (offset + count) * HASH_SIZE:
             raise TileError(f"tile {tile_path(level, first >> HEIGHT)} is missing hashes the tree needs")
-        return hashes_up(split_hashes(data[offset : offset + count * HASH_SIZE]))
+        return tile_rows(data)[rest][offset >> rest]
 
     def subtree(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) from the complete subtrees that make it up, joined from the right."""
