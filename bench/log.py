@@ -233,18 +233,35 @@ def build(vault: Vault, size: int) -> None:
         vault.audit.checkpoint(session)
 
 
-def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
+class Timer:
+    """Wall-clock and this process's CPU time of each run (on a shared machine the CPU time is the steadier one)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+
+    def __str__(self) -> str:
+        return f"median {ms(statistics.median(self.wall))} ({ms(statistics.median(self.cpu))} CPU)"
+
+
+def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = True, runs: int = 30) -> list[str]:
     lines = []
-    signing = []
-    for i in range(10):  # one more event each time: integrate it, then time the signature alone
+    signing = Timer()
+    for i in range(runs):  # one more event each time: integrate it, then time the signature alone
         with vault.db.session() as session:
             vault.audit.append(session, event(i))
         with vault.db.session() as session:
             vault.audit.integrate(session)
-            start = time.perf_counter()
-            vault.audit.checkpoint(session)
-            signing.append(time.perf_counter() - start)
-    lines.append(f"  sign a checkpoint: median {ms(statistics.median(signing))}")
+            with signing.run():
+                vault.audit.checkpoint(session)
+    lines.append(f"  sign a checkpoint: {signing}")
     with vault.db.session() as session:
         n = vault.audit.size(session)
         ids = (
@@ -252,31 +269,36 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path) -> list[str]:
                 text("SELECT id FROM audit_events WHERE leaf_index IN :idx").bindparams(
                     __import__("sqlalchemy").bindparam("idx", expanding=True)
                 ),
-                {"idx": random.sample(range(n), 30)},
+                {"idx": random.sample(range(n), runs)},
             )
             .scalars()
             .all()
         )
-        times, sizes = [], []
+        timer, sizes = Timer(), []
         for event_id in ids:
             event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
-            start = time.perf_counter()
-            proof = vault.audit.prove(session, event_uuid)
-            times.append(time.perf_counter() - start)
+            with timer.run():
+                proof = vault.audit.prove(session, event_uuid)
             sizes.append(len(proof.path) * 32)
-        lines.append(
-            f"  inclusion proof: median {ms(statistics.median(times))}, {statistics.median(sizes):.0f} bytes of hashes"
-        )
-        times, sizes = [], []
-        for _ in range(30):
+        cold = Timer()
+        for event_id in ids:  # again with no tile hashed up in this process yet: each proof's worst case
+            event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+            tiles.tile_rows.cache_clear()
+            with cold.run():
+                vault.audit.prove(session, event_uuid)
+        lines.append(f"  inclusion proof: {timer}, cold {cold}, {statistics.median(sizes):.0f} bytes of hashes")
+        timer, cold, sizes = Timer(), Timer(), []
+        for _ in range(runs):
             old = random.randrange(1, n)
-            start = time.perf_counter()
-            proof_hashes = vault.audit.tree(session, n).consistency_proof(old, n)
-            times.append(time.perf_counter() - start)
+            with timer.run():
+                proof_hashes = vault.audit.tree(session, n).consistency_proof(old, n)
+            tiles.tile_rows.cache_clear()
+            with cold.run():
+                vault.audit.tree(session, n).consistency_proof(old, n)
             sizes.append(len(proof_hashes) * 32)
-        lines.append(
-            f"  consistency proof: median {ms(statistics.median(times))}, {statistics.median(sizes):.0f} bytes"
-        )
+        lines.append(f"  consistency proof: {timer}, cold {cold}, {statistics.median(sizes):.0f} bytes")
+    if not verify:
+        return lines
     child = subprocess.run(
         [sys.executable, __file__, "--verify", url, str(workdir)], capture_output=True, text=True, check=True
     )
@@ -335,9 +357,20 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 1_000_000])
     parser.add_argument("--backends", nargs="*", default=["sqlite", "postgres"])
     parser.add_argument("--verify", nargs=2, metavar=("URL", "DATA_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=2, metavar=("URL", "DATA_DIR"), help="sign and prove on an existing log")
     args = parser.parse_args()
     if args.verify:
         verify_child(*args.verify)
+        return 0
+    if args.measure:
+        vault = open_vault(args.measure[0], Path(args.measure[1]))
+        with vault.db.session() as session:
+            size = vault.audit.size(session)
+        for line in at_size(vault, size, *args.measure[:1], Path(args.measure[1]), verify=False):
+            print(f"{size:,} events:{line}", flush=True)
+        load = os.getloadavg()
+        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        vault.close()
         return 0
     load = os.getloadavg()
     print(
