@@ -94,12 +94,13 @@ def integrate(session: Session, limit: int = BATCH) -> int:
     """Give up to `limit` pending events their indexes and put them in the tree; returns how many."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEQUENCER_LOCK})
-    rows = session.connection().execute(  # Core, not the ORM: plain rows, no entity loading per event
+    pending = (
         select(AuditEvent.seq, AuditEvent.leaf_hash)
         .where(col(AuditEvent.leaf_index).is_(None))
         .order_by(col(AuditEvent.seq))
         .limit(limit)
-    ).all()
+    )
+    rows = session.connection().execute(pending).all()  # Core rows, not the ORM's: no entity loading per event
     if not rows:
         return 0
     fault_point("read", len(rows))
