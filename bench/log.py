@@ -283,7 +283,7 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = 
         cold = Timer()
         for event_id in ids:  # again with no tile hashed up in this process yet: each proof's worst case
             event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
-            tiles.tile_rows.cache_clear()
+            tiles.clear_cache()
             with cold.run():
                 vault.audit.prove(session, event_uuid)
         lines.append(f"  inclusion proof: {timer}, cold {cold}, {statistics.median(sizes):.0f} bytes of hashes")
@@ -292,7 +292,7 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = 
             old = random.randrange(1, n)
             with timer.run():
                 proof_hashes = vault.audit.tree(session, n).consistency_proof(old, n)
-            tiles.tile_rows.cache_clear()
+            tiles.clear_cache()
             with cold.run():
                 vault.audit.tree(session, n).consistency_proof(old, n)
             sizes.append(len(proof_hashes) * 32)
