@@ -160,3 +160,27 @@ def test_the_leader_killed_mid_integration_loses_nothing_postgresql(tmp_path: Pa
             _next_leader_integrates_everything(vault, "tiled")
         finally:
             vault.close()
+
+
+def test_the_sequencing_check_catches_a_lost_a_moved_a_changed_and_a_pending_event(demo_vault: Vault) -> None:
+    """check_sequencing is not vacuous: each kind of damage, set up in what it saw before, is reported."""
+    from bench.invariants import LogSeen, check_sequencing
+    from vault.audit import publishing
+
+    publishing.sequence_step(demo_vault.audit, demo_vault.db)
+    seen = LogSeen()
+    with demo_vault.db.session() as session:
+        assert check_sequencing(session, seen, drained=True) == []
+        (first, (index, leaf)), (second, (other, _)) = list(seen.events.items())[:2]
+        assert index is not None and other is not None
+        lost = str(uuid.uuid4())
+        seen.events[lost] = (7, leaf)  # committed before, gone now
+        seen.events[first] = (index + 1, leaf)  # had another place before
+        seen.events[second] = (other, b"\x00" * 32)  # had another hash before
+        demo_vault.audit.append(session, Event(Action.OWNER_LOOKED_UP, "staff:clerk"))
+    with demo_vault.db.session() as session:
+        problems = "\n".join(check_sequencing(session, seen, drained=True))
+    assert f"event {lost}, committed before, is gone" in problems
+    assert f"event {first} moved from leaf {index + 1} to {index}" in problems
+    assert f"event {second} has another leaf hash than before" in problems
+    assert "1 committed event(s) still pending" in problems
