@@ -47,9 +47,11 @@ KILLS ?= 20
 MINUTES ?= 2
 BENCH_POSTGRES ?= $(or $(VAULT_BENCH_POSTGRES_URL),postgresql://postgres@127.0.0.1:5432/postgres)
 
-faults: $(STAMP) ## kill -9 every worker KILLS times (20) under traffic, check invariants; SQLite, then PostgreSQL
+faults: $(STAMP) ## kill -9 every worker KILLS times (20) under traffic, then the leader mid-integration; check invariants
 	$(BIN)/python bench/faults.py --database sqlite --workers 1 --kills $(KILLS)
 	$(BIN)/python bench/faults.py --database postgresql --workers 2 --kills $(KILLS) --postgres-url $(BENCH_POSTGRES)
+	$(BIN)/python bench/faults.py --target sequencer --database sqlite --workers 1 --kills $(KILLS)
+	$(BIN)/python bench/faults.py --target sequencer --database postgresql --workers 2 --kills $(KILLS) --postgres-url $(BENCH_POSTGRES)
 
 load: $(STAMP) ## open-loop HTTP mix for MINUTES (2) on SQLite and PostgreSQL, then /readyz under 6x1,000 verifications
 	$(BIN)/python bench/load.py --database sqlite --workers 1 --minutes $(MINUTES)

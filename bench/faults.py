@@ -17,6 +17,15 @@ server acknowledged is recorded on the client side. After each kill, with the se
   - use limits hold: grants.uses <= use_limit, and no once-only grant returned data twice;
   - the access log verifies (Merkle tree and every signed checkpoint), and at the end `vault audit verify` passes.
 Prints kills survived and violations; exits 1 on any violation.
+
+--target sequencer aims each kill at the leader while it integrates a batch: the server runs with
+BENCH_SEQUENCER_PAUSE (vault/audit/sequencer.py), so the leader notes each step of an integration (batch read,
+indexes set, tiles written, checkpoint signed, committed, tile files published) and waits there a moment; the
+harness picks a step at random, waits for the leader to reach it and kills that process (every worker, with one
+worker). With several workers it then waits until another worker has taken the lead and integrated, and cuts the
+power to the rest. Checked after each kill, besides the above: every committed event is still there with the same
+leaf hash, an integrated one at the same place, places 0..n-1 with no gap or repeat; at the end the server restarts,
+its leader integrates the backlog, and no committed event is left pending (each is in the tree exactly once).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,7 +51,7 @@ import httpx2 as httpx
 from sqlalchemy.exc import OperationalError
 
 from bench import traffic
-from bench.invariants import Held, Ledger, LicenceAck, check
+from bench.invariants import Held, Ledger, LicenceAck, LogSeen, check, check_sequencing
 from bench.processes import (
     DEFAULT_POSTGRES,
     PROJECT_ROOT,
@@ -52,6 +62,7 @@ from bench.processes import (
     throwaway_database,
     vault_settings_env,
 )
+from vault.audit import sequencer
 from vault.config import load_settings
 from vault.db import make_engine, upgrade
 from vault.wiring import Vault, build_vault
@@ -65,6 +76,13 @@ class Result:
     server_errors: int
     requests: str
     refused: Counter[str]
+    stages: Counter[str] = field(default_factory=Counter)  # --target sequencer: the integration steps killed at
+    log: str = ""
+
+
+TARGETS = ("server", "sequencer")
+STAGES = ("read", "indexed", "tiled", "signed", "committed", "tiles-published")
+STEP_PAUSE = 0.25  # seconds the leader waits at each step of an integration when the harness aims at it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--start", choices=START_MODES, default="fork", help="how workers start (bench/processes.py)")
     parser.add_argument("--log", type=Path, help="append the server's output here (default: a temporary file)")
+    parser.add_argument(
+        "--target", choices=TARGETS, default="server", help="kill every worker anywhere, or the leader mid-integration"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop every worker on the way out, not only on ^C
     workers = args.workers or (2 if args.database == "postgresql" else 1)
@@ -99,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         log=args.log,
         pause=(0.0, args.pause),
         trigger=args.trigger,
+        target=args.target,
     )
     print(
         f"\ndatabase:           {args.database}, {workers} worker(s), seed {args.seed}, {args.threads} client threads"
     )
+    if result.stages:
+        print("killed at:          " + ", ".join(f"{k} x{n}" for k, n in sorted(result.stages.items())))
+        print(f"log after kills:    {result.log}")
     print(f"kills survived:     {result.kills} of {args.kills} ({time.monotonic() - started:.0f} s)")
     print("acknowledged:       " + ", ".join(f"{k} {v}" for k, v in result.acknowledged.items()))
     print(f"5xx responses:      {result.server_errors}")
@@ -127,11 +152,14 @@ def run(
     citizens: int = 12,
     pause: tuple[float, float] = (0.0, 3.0),
     trigger: str = "any",
+    target: str = "server",
 ) -> Result:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="vault-faults-") as tmp, throwaway_database(database, postgres_url) as url:
+        marks = Marks(Path(tmp) / "integration-steps")
+        extra = {sequencer.PAUSE_VARIABLE: f"{STEP_PAUSE}:*:{marks.path}"} if target == "sequencer" else {}
         env = server_env(
-            Path(tmp) / "var", free_port(), url, VAULT_ERASURE_GRACE_DAYS="0", VAULT_CHECKPOINT_INTERVAL="1"
+            Path(tmp) / "var", free_port(), url, VAULT_ERASURE_GRACE_DAYS="0", VAULT_CHECKPOINT_INTERVAL="1", **extra
         )
         settings = load_settings(vault_settings_env(env))
         engine = make_engine(settings.database_url)
@@ -149,6 +177,8 @@ def run(
                 for i in range(threads)
             ]
             survived, violations = 0, []
+            stages: Counter[str] = Counter()
+            seen = LogSeen()
             try:
                 for kill in range(1, kills + 1):
                     server.start()
@@ -167,17 +197,26 @@ def run(
                     deadline = time.monotonic() + 120
                     while measure() < progress + wanted and time.monotonic() < deadline:
                         time.sleep(0.02)
-                    time.sleep(rng.uniform(*pause))
+                    if target == "sequencer":
+                        stage = rng.choice(STAGES)
+                        stages[stage] += 1 if kill_leader(server, marks, stage, rng, out) else 0
+                    else:
+                        time.sleep(rng.uniform(*pause))
                     server.kill()  # every worker at once, mid-request: a power cut
                     stop.set()
                     for c in clients:
                         c.join()
                     found = check(vault, ledger)
+                    if target == "sequencer":
+                        with vault.db.session() as session:
+                            found += check_sequencing(session, seen)
                     survived += 1
                     violations += [f"after kill {kill}: {v}" for v in found]
                     out(f"kill {kill}: {ledger.summary()}, {len(found)} violation(s)")
                     for v in found:
                         out(f"  - {v}")
+                if target == "sequencer":  # the next leader integrates everything the kills left pending
+                    violations += drain(server, vault, seen, out)
             finally:
                 server.close()
                 for actor in actors:
@@ -197,9 +236,87 @@ def run(
                 f"{kind} " + "/".join(f"{s}:{n}" for s, n in sorted(by.items()))
                 for kind, by in sorted(ledger.stats.statuses.items())
             )
-            return Result(survived, violations, ledger.counts(), errors, requests, ledger.refused)
+            log = (
+                f"{len(seen.events)} events, {seen.integrated_by_restart} left pending by a kill and integrated by a "
+                "later leader"
+            )
+            return Result(survived, violations, ledger.counts(), errors, requests, ledger.refused, stages, log)
         finally:
             vault.close()
+
+
+def integrate_once(limit: int) -> None:
+    """A leader's sequencing round, alone, on the vault VAULT_* names (tests/functional/test_faults.py kills it)."""
+    from vault.audit import publishing
+
+    vault = build_vault(load_settings())
+    publishing.sequence_step(vault.audit, vault.db, limit=limit)
+    vault.close()
+
+
+class Marks:
+    """The steps the leader notes while it integrates (vault/audit/sequencer.py, fault_point): pid, step, batch."""
+
+    LINE = re.compile(r"^(\d+) (\S+) (\d+)$")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.read = 0
+
+    def new(self) -> list[tuple[int, str]]:
+        """The (pid, step) noted since the last call (a line cut short by a kill is skipped)."""
+        try:
+            with self.path.open("rb") as file:
+                file.seek(self.read)
+                data = file.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self.read += len(complete)
+        found = [self.LINE.match(line) for line in complete.decode("ascii", "replace").splitlines()]
+        return [(int(m.group(1)), m.group(2)) for m in found if m]
+
+
+def kill_leader(server: Server, marks: Marks, stage: str, rng: random.Random, out: Callable[[str], None]) -> bool:
+    """Wait for the leader to reach `stage` of an integration and kill -9 it there; with more workers, wait until
+    another has taken the lead and integrated a batch. False when no integration reached the stage in time."""
+    marks.new()
+    deadline, leader = time.monotonic() + 60, 0
+    while not leader and time.monotonic() < deadline:
+        leader = next((pid for pid, step in marks.new() if step == stage), 0)
+        time.sleep(0.01)
+    if not leader:
+        out(f"  no integration reached step {stage!r} within 60 s")
+        return False
+    time.sleep(rng.uniform(0, STEP_PAUSE * 0.8))  # the leader is waiting at the step: land anywhere in it
+    if server.workers == 1:
+        return True  # the caller's power cut is the leader's kill -9
+    os.kill(leader, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(pid != leader and step == "committed" for pid, step in marks.new()):
+            return True
+        time.sleep(0.05)
+    out(f"  no other worker integrated within 30 s of killing the leader at step {stage!r}")
+    return True
+
+
+def drain(server: Server, vault: Vault, seen: LogSeen, out: Callable[[str], None]) -> list[str]:
+    """Restart the server without traffic, let its leader integrate the backlog, stop it, check nothing is pending."""
+    server.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with vault.db.read_session() as session:
+            if vault.audit.pending(session) == 0:
+                break
+        time.sleep(0.2)
+    time.sleep(STEP_PAUSE * len(STAGES))  # let the last round publish its files
+    server.stop()
+    with vault.db.session() as session:
+        found = check_sequencing(session, seen, drained=True)
+    found += check(vault, Ledger())
+    out(f"after restart: the leader integrated the backlog, {len(found)} violation(s)")
+    return [f"after the last restart: {v}" for v in found]
 
 
 class Actor:

@@ -278,3 +278,41 @@ def _now() -> Any:
     from vault.clock import utcnow
 
     return utcnow()
+
+
+@dataclass
+class LogSeen:
+    """What the previous check saw of the access log: each event's place (None while pending) and leaf hash."""
+
+    events: dict[str, tuple[int | None, bytes]] = field(default_factory=dict)
+    integrated_by_restart: int = 0  # events left pending by a kill that a later leader integrated
+
+
+def check_sequencing(session: Session, seen: LogSeen, *, drained: bool = False) -> list[str]:
+    """The sequencer's invariants after a kill: no committed event lost or changed, an integrated event keeps its
+    place, places are 0..n-1 with neither gap nor repeat (each event in the tree exactly once), and, once a
+    restarted leader has drained the backlog (`drained`), no event left pending."""
+    problems = []
+    now: dict[str, tuple[int | None, bytes]] = {}
+    for event_id, index, leaf in session.execute(
+        select(col(AuditEvent.id), col(AuditEvent.leaf_index), col(AuditEvent.leaf_hash))
+    ):
+        now[str(event_id)] = (None if index is None else int(index), bytes(leaf))
+    for event_id, (index, leaf) in seen.events.items():
+        if event_id not in now:
+            problems.append(f"event {event_id}, committed before, is gone")
+        elif now[event_id][1] != leaf:
+            problems.append(f"event {event_id} has another leaf hash than before")
+        elif index is not None and now[event_id][0] != index:
+            problems.append(f"event {event_id} moved from leaf {index} to {now[event_id][0]}")
+        elif index is None and now[event_id][0] is not None:
+            seen.integrated_by_restart += 1
+    places = sorted(index for index, _ in now.values() if index is not None)
+    if places != list(range(len(places))):
+        repeated = len(places) - len(set(places))
+        problems.append(f"leaf indexes are not 0..{len(places) - 1}: {repeated} repeated, last {places[-1]}")
+    pending = sum(1 for index, _ in now.values() if index is None)
+    if drained and pending:
+        problems.append(f"{pending} committed event(s) still pending after the restarted leader's rounds")
+    seen.events = now
+    return problems

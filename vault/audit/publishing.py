@@ -33,7 +33,9 @@ def sequence_step(audit: AuditLog, db: Database, *, limit: int = sequencer.BATCH
     while True:
         with db.session() as session:
             count, _ = audit.sequence(session, limit)
+            sequencer.fault_point("signed", count)
         total += count
+        sequencer.fault_point("committed", count)
         if count < limit:
             break
     if total and audit.data_dir is not None:
@@ -131,6 +133,7 @@ def publish(audit: AuditLog, db: Database) -> int:
                 _write_once(directory / "tile" / tiles.tile_path(level, idx, width), data)
             level += 1
         signed = audit.cosigned_note(session, row)
+    sequencer.fault_point("tiles-published", row.tree_size - old)
     tmp = directory / "checkpoint.tmp"
     tmp.write_text(signed)
     os.replace(tmp, directory / "checkpoint")

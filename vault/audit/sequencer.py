@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import func, text
@@ -31,6 +33,23 @@ _SET_INDEXES_PG = text(
     "UPDATE audit_events AS e SET leaf_index = v.i FROM unnest(CAST(:i AS bigint[]), CAST(:s AS bigint[])) AS v(i, s) "
     "WHERE e.seq = v.s AND e.leaf_index IS NULL"
 )
+
+
+PAUSE_VARIABLE = "BENCH_SEQUENCER_PAUSE"
+
+
+def fault_point(stage: str, count: int) -> None:
+    """For bench/faults.py only: with BENCH_SEQUENCER_PAUSE=<seconds>:<step or *>:<file>, note (pid, step, batch
+    size) in the file and wait there (at every step, or the one named), so its kill -9 lands inside an integration.
+    Unset, as in service: nothing happens."""
+    spec = os.environ.get(PAUSE_VARIABLE)
+    if not spec or not count:
+        return
+    seconds, wanted, path = spec.split(":", 2)
+    with open(path, "a") as marks:
+        marks.write(f"{os.getpid()} {stage} {count}\n")
+    if wanted in ("*", stage):
+        time.sleep(float(seconds))
 
 
 def tile_getter(session: Session) -> tiles.TileGetter:
@@ -75,18 +94,22 @@ def integrate(session: Session, limit: int = BATCH) -> int:
     """Give up to `limit` pending events their indexes and put them in the tree; returns how many."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SEQUENCER_LOCK})
-    rows = session.execute(
+    pending = (
         select(AuditEvent.seq, AuditEvent.leaf_hash)
         .where(col(AuditEvent.leaf_index).is_(None))
         .order_by(col(AuditEvent.seq))
         .limit(limit)
-    ).all()
+    )
+    rows = session.connection().execute(pending).all()  # Core rows, not the ORM's: no entity loading per event
     if not rows:
         return 0
+    fault_point("read", len(rows))
     size = tree_size(session)
     changed = tiles.append(tile_getter(session), size, [bytes(h) for _, h in rows])
     _assign(session, size, [int(s) for s, _ in rows])
+    fault_point("indexed", len(rows))
     _write_tiles(session, changed)
+    fault_point("tiled", len(rows))
     return len(rows)
 
 

@@ -7,6 +7,7 @@ rewrites only the tiles on the tree's right edge.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,32 @@ def split_hashes(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
+def _hash_rows(data: bytes) -> tuple[bytes, ...]:
+    """Every complete node inside a tile: row r is the concatenated roots of its aligned runs of 2**r hashes."""
+    rows, row = [data], split_hashes(data)
+    while len(row) > 1:
+        row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+        rows.append(b"".join(row))
+    return tuple(rows)
+
+
+_upper_rows = functools.lru_cache(maxsize=512)(_hash_rows)
+_lower_rows = functools.lru_cache(maxsize=64)(_hash_rows)
+
+
+def tile_rows(level: int, data: bytes) -> tuple[bytes, ...]:
+    """`_hash_rows` of a tile, cached by its content (a pure function of it, so a rewritten tile is simply another
+    key, never mistaken for the old one). Tiles above level 0 — 512 of them cover 33 million events — and the
+    level-0 tiles used last are hashed up once per process, so signing and proving cost about the same at 10^7
+    events as at 10^4; about 12 MB at most."""
+    return (_upper_rows if level else _lower_rows)(data)
+
+
+def clear_cache() -> None:
+    _upper_rows.cache_clear()
+    _lower_rows.cache_clear()
+
+
 def tile_width(level: int, index: int, size: int) -> int:
     """How many hashes tile (level, index) holds in a tree of `size` leaves (0 when it does not exist yet)."""
     count = size >> (HEIGHT * level)
@@ -83,10 +110,11 @@ class TiledTree:
         first = index << rest
         count = 1 << rest
         data = self.tile(level, first >> HEIGHT)
-        offset = (first & (WIDTH - 1)) * HASH_SIZE
-        if len(data) < offset + count * HASH_SIZE:
+        offset = first & (WIDTH - 1)
+        if len(data) < (offset + count) * HASH_SIZE:
             raise TileError(f"tile {tile_path(level, first >> HEIGHT)} is missing hashes the tree needs")
-        return hashes_up(split_hashes(data[offset : offset + count * HASH_SIZE]))
+        at = (offset >> rest) * HASH_SIZE
+        return tile_rows(level, data)[rest][at : at + HASH_SIZE]
 
     def subtree(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) from the complete subtrees that make it up, joined from the right."""
