@@ -131,7 +131,9 @@ def test_no_read_releases_data_after_the_revocation_committed(
     uses_at_revocation: list[int] = []
 
     def revoke() -> None:
-        time.sleep(0.4)  # the readers are in full flow
+        deadline = time.monotonic() + 30
+        while len(reads.released) < 3 and time.monotonic() < deadline:  # the readers are in full flow
+            time.sleep(0.01)
         with vault.db.session() as session:
             vault.consent.revoke(session, grant.id, actor="staff:x", owner_id=None, reason=None)
             # the revocation holds the grant's row now: what it sees is every use committed before it

@@ -7,7 +7,9 @@
   answered with HTTP 401 and a GraphQL error whose extensions.code is UNAUTHENTICATED.
 - The operation executes synchronously in one worker thread (decision 0001). A query reads in a read-only unit
   of work, then commits its access events and its use of the grant in a short write that re-checks, in the
-  database, that the grant is still live; a mutation is one write unit of work. If the access events cannot be
+  database, that the grant is still live; the short writes of concurrent queries are committed together, each
+  in its own savepoint, and none answers before that commit (vault.group_commit). A mutation is one write unit
+  of work. If the access events cannot be
   written the request answers HTTP 500 with no data; if the grant ended meanwhile, HTTP 401 with no data.
 """
 
@@ -149,9 +151,8 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
         result = _run(view, data, context)
     if not context.reads.reads:
         return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
-    try:
-        with vault.db.session() as session:
-            _record(session, request, context)
+    try:  # with the writes of concurrent reads, in one transaction: one fsync (vault.group_commit)
+        vault.db.group.run(lambda session: _record(session, request, context))
     except GrantNotLive as error:  # revoked, expired or used up while the query ran: it releases nothing
         return _unauthenticated(
             Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True
