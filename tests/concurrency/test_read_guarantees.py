@@ -28,6 +28,7 @@ from tests.oauth_helpers import AgencyClient, consented_tokens
 from vault.audit.models import AuditEvent
 from vault.consent.models import Grant
 from vault.demo import PERSONS
+from vault.oauth.models import Token
 from vault.wiring import Vault
 
 READ = """query($o: String!) { licences(owner: $o, types: ["resident-id-card"]) { fields { name value } } }"""
@@ -213,3 +214,47 @@ def test_a_once_grant_read_by_many_at_once_returns_data_exactly_once(
     assert _committed_request_ids(vault, "fields.released", owner) == set(released)
     final = _grant(vault, owner)
     assert final.uses == 1 and final.state == "exhausted"
+
+
+def _read(http: TestClient, token: str) -> tuple[int, bool]:
+    response = http.post(
+        "/graphql",
+        json={"query": READ, "variables": {"o": PERSONS[0].id_number}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    licences = ((response.json().get("data") or {}).get("licences")) or []
+    return response.status_code, any(f.get("value") for lic in licences for f in lic.get("fields") or [])
+
+
+@pytest.mark.parametrize("ending", ["token revoked", "grant revoked", "agency suspended"])
+def test_an_ending_committed_by_one_worker_is_honoured_by_the_next_request_in_another(
+    vault: Vault, civil: AgencyClient, http: TestClient, ending: str
+) -> None:
+    """Two workers (two apps, each its own vault: caches, pools) on one database; both have read with the token,
+    so whatever either remembers is warm. One ends the token, grant or agency; the other's next read gets nothing."""
+    from vault.web.app import create_app
+    from vault.wiring import build_vault
+
+    owner = person_id(vault)
+    token = consented_tokens(vault, civil, owner, REPEATED_ITEM)["access_token"]
+    other = build_vault(vault.settings)
+    try:
+        with TestClient(create_app(vault=other), base_url=str(http.base_url)) as second:
+            assert _read(http, token) == (200, True) and _read(second, token) == (200, True)
+            released = events(vault, "fields.released", owner)
+            with vault.db.session() as session:
+                if ending == "token revoked":
+                    from vault.oauth.tokens import digest
+
+                    row = session.scalars(select(Token).where(Token.access_hash == digest(token))).one()
+                    assert vault.tokens.revoke_row(session, row) == 1
+                elif ending == "grant revoked":
+                    grant = _grant(vault, owner)
+                    vault.consent.revoke(session, grant.id, actor="staff:x", owner_id=None, reason=None)
+                else:
+                    vault.agencies.suspend(session, civil.client_id, actor="staff:x", reason="audit")
+            assert _read(second, token) == (401, False)
+            assert _read(http, token) == (401, False)
+            assert events(vault, "fields.released", owner) == released
+    finally:
+        other.close()

@@ -53,6 +53,7 @@ from vault.consent.models import Grant
 from vault.consent.services import ConsentService
 from vault.mandates.errors import RateLimited
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.tokens import TokenRevoked
 from vault.wiring import Vault
 
 log = logging.getLogger("vault.api")
@@ -108,6 +109,8 @@ def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -
         raise HTTPException(400, "no GraphQL query in the request") from None
     except (CannotGetOperationTypeError, InvalidOperationTypeError) as error:
         raise HTTPException(400, str(error) or "the operation cannot be run") from None
+    except TokenRevoked as error:  # revoked while a mutation ran: it was rolled back
+        return _unauthenticated(Unauthenticated(str(error)), token_given=True)
     except Exception as error:
         # nothing of the request was committed: no data leaves without its access event
         log.error("request %s failed and was rolled back", request.request_id, exc_info=error)
@@ -133,8 +136,9 @@ def _record(session: Session, request: RequestInfo, context: Context) -> None:
             client_id=context.token.client_id,
             authority=context.read_authority,
             request_id=request.request_id,
+            token_id=context.token.token_id,
         )
-    except GrantNotLive:
+    except (GrantNotLive, TokenRevoked):
         raise
     except Exception as error:
         raise AccessLogUnavailable from error
@@ -157,6 +161,8 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
         return _unauthenticated(
             Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True
         )
+    except TokenRevoked as error:  # revoked since it was authenticated (perhaps from memory): nothing released
+        return _unauthenticated(Unauthenticated(str(error)), token_given=True)
     if context.reads.limited is not None:  # over a mandate's limit: the denial is recorded, nothing is returned
         return _rate_limited(context.reads.limited)
     return Outcome(result)
