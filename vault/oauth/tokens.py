@@ -18,7 +18,7 @@ from vault.clock import utcnow
 from vault.oauth.models import Token
 
 ACCESS_LIFETIME = timedelta(minutes=10)
-INTROSPECTED_CACHE_SIZE = 20_000  # live tokens remembered per process; emptied when full
+INTROSPECTED_CACHE_SIZE = 4_096  # live tokens remembered per process (about 1 kB each); emptied when full
 REFRESH_IDLE = timedelta(days=7)  # a refresh token unused this long dies even inside the grant's validity
 
 

@@ -27,7 +27,7 @@ READ_FIELD = {"type": "Action", "id": "readField"}
 RELEASE_IN_FULL = {"type": "Action", "id": "releaseInFull"}
 DEFAULT_DENY = "default deny"
 _MILLIS_PER_DAY = 86_400_000
-DECISION_CACHE_SIZE = 20_000  # entries; the cache is emptied when full (decisions are cheap to make again)
+DECISION_CACHE_SIZE = 4_096  # entries of a few kB at most; emptied when full (a decision is cheap to make again)
 # The only ways a policy may look at the time or name an owner for its decisions to be cached (see decide_reads):
 # the time against the grant's validity, the owner against the grant's owner and the licence type's holders.
 _TIME_AGAINST_VALIDITY = re.compile(

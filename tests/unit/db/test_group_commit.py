@@ -83,13 +83,15 @@ def test_a_refused_write_leaves_nothing_and_the_others_commit(db: Database) -> N
 
 def test_a_batch_whose_commit_fails_is_written_again_one_by_one(db: Database) -> None:
     # row 7 points at no parent: only the COMMIT finds it (a deferred foreign key), failing the whole batch
-    group, release = GroupCommit(db, max_batch=64), threading.Event()
+    group, running, release = GroupCommit(db, max_batch=64), threading.Event(), threading.Event()
 
     def blocker(session: Session) -> None:
+        running.set()
         release.wait(30)  # the writer is busy: the twelve below queue up behind it, to be one batch
 
     first = threading.Thread(target=group.run, args=(blocker,))
     first.start()
+    assert running.wait(30)
     threading.Timer(0.5, release.set).start()
     results = together(group, [insert(i, parent=2 if i == 7 else 1) for i in range(12)])
     first.join(30)
