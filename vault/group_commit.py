@@ -37,7 +37,12 @@ class _Write(Generic[T]):
     work: Callable[[Session], T]
     result: T | None = None
     error: BaseException | None = None
+    committed: bool = False  # set only once the transaction holding this write has committed
     done: threading.Event = field(default_factory=threading.Event)
+
+
+class NotWritten(Exception):
+    """The writer stopped before this write was committed (nothing of it was written)."""
 
 
 class GroupCommit:
@@ -65,6 +70,8 @@ class GroupCommit:
         write.done.wait()
         if write.error is not None:
             raise write.error
+        if not write.committed:  # never answer as if written unless the commit is known to have happened
+            raise NotWritten("the write was not committed")
         return write.result  # type: ignore[return-value]
 
     def _writer(self) -> None:
@@ -87,6 +94,8 @@ class GroupCommit:
             with self._db.session() as session:
                 for write in batch:
                     _attempt(session, write, nested=True)
+            for write in batch:
+                write.committed = write.error is None
         except Exception as error:
             if len(batch) == 1:
                 batch[0].result, batch[0].error = None, batch[0].error or error
@@ -99,6 +108,7 @@ class GroupCommit:
                         _attempt(session, write, nested=False)
                         if write.error is not None:
                             raise write.error
+                    write.committed = True
                 except Exception as alone:
                     write.result, write.error = None, write.error or alone
         self.batches += 1
