@@ -1,21 +1,26 @@
 """The price of our guarantees: the agency read over GraphQL, against a bare Strawberry schema over the same data.
 
     .venv/bin/python bench/graphql_read.py [--owners 10000] [--seconds 20] [--clients 16] [--profile 300]
+                                           [--database sqlite|postgresql] [--workers 1 [2 ...]]
+                                           [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-1. Builds a synthetic population in a fresh SQLite vault (WAL, synchronous=FULL): every owner a person with a
+1. Builds a synthetic population in a fresh vault: SQLite (WAL, synchronous=FULL) or, with --database postgresql,
+   a throw-away PostgreSQL database made for the run and dropped after it: every owner a person with a
    resident ID card; up to 10,000 of them ("readers") also hold a driving licence and a vehicle licence. It is
    written in bulk with the vault's own primitives (per-owner keys, issuer-signed SD-JWTs, per-field encryption
    bound to owner, version and field, blind indexes, status-list slots), without access events for its
    creation. The same licences go, as plaintext rows, into a second SQLite file for the baseline.
-2. Starts each server as one uvicorn worker on a free loopback port and drives the same read from --clients
-   keep-alive connections for --seconds after a warm-up: a police traffic unit, under the traffic-accident
-   mandate with a case reference, reads 5 fields of the 3 licences of a random reader.
-   - Consent Vault: `uvicorn server:app`, what `vault serve` runs: bearer token introspected in-process, one
+2. Starts each server on a free loopback port and drives the same read from --clients keep-alive connections
+   for --seconds after a warm-up (the vault once per --workers count, in the same run, with `vault serve
+   --workers N`; the baseline always as one uvicorn worker over SQLite): a police traffic unit, under the
+   traffic-accident mandate with a case reference, reads 5 fields of the 3 licences of a random reader.
+   - Consent Vault: `vault serve [--workers N]`: bearer token introspected in-process, one
      Cedar batch, only the released fields decrypted, one access event per read, all committed together.
    - Baseline: a Strawberry schema over the plaintext rows, executed the same way (synchronously in Starlette's
      thread pool, the same parse and validation caches), with no authentication, policy, cryptography or audit.
-3. Prints requests per second, p50/p95/p99 latency and errors of each, their ratio, and where the vault's time
-   goes: the same read --profile times in-process under cProfile, split into its steps.
+3. Prints requests per second, p50/p95/p99 latency and errors of each, their ratio, the CPU the load generator
+   and each server took (the load generator competes for the same cores), and where the vault's time goes: the
+   same read --profile times in-process under cProfile, split into its steps.
 """
 
 from __future__ import annotations
@@ -196,13 +201,13 @@ CREATE TABLE fields (licence TEXT NOT NULL, name TEXT NOT NULL, value TEXT, PRIM
 """
 
 
-def build(data: Path, owners: int) -> tuple[list[str], float]:
+def build(data: Path, owners: int, database_url: str | None) -> tuple[list[str], float]:
     from vault.config import load_settings
     from vault.db import make_engine, upgrade
     from vault.oauth.adapter import unit_of_work
     from vault.wiring import build_vault
 
-    settings = load_settings(env(data))
+    settings = load_settings(env(data, database_url=database_url))
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
@@ -235,12 +240,14 @@ def build(data: Path, owners: int) -> tuple[list[str], float]:
     return readers, time.perf_counter() - started
 
 
-def env(data: Path, port: int = 8000) -> dict[str, str]:
+def env(data: Path, port: int = 8000, database_url: str | None = None) -> dict[str, str]:
     # the public URL the licences were issued under, whatever port the server listens on
-    return {"VAULT_DATA_DIR": str(data), "VAULT_LOG_LEVEL": "WARNING", "VAULT_PORT": str(port)} | {
+    settings = {"VAULT_DATA_DIR": str(data), "VAULT_LOG_LEVEL": "WARNING", "VAULT_PORT": str(port)} | {
+        "VAULT_HOST": "127.0.0.1",
         "VAULT_PUBLIC_URL": "http://127.0.0.1:8000",
         "VAULT_POLICIES_DIR": str(bench_policies(data)),
     }
+    return settings | ({"VAULT_DATABASE_URL": database_url} if database_url else {})
 
 
 def free_port() -> int:
@@ -272,6 +279,8 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     sample: bytes = b""
+    load_cpu: float = 0.0
+    server_cpu: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -325,11 +334,11 @@ def drive(port: int, requests: list[bytes], clients: int, warmup: float, seconds
     return run
 
 
-def vault_of(data: Path) -> Any:
+def vault_of(data: Path, database_url: str | None) -> Any:
     from vault.config import load_settings
     from vault.wiring import build_vault
 
-    return build_vault(load_settings(env(data)))
+    return build_vault(load_settings(env(data, database_url=database_url)))
 
 
 def bench_policies(data: Path) -> Path:
@@ -379,11 +388,17 @@ PHASES = [
     ("load + decrypt released fields", "/vault/api/loaders.py", "_open"),
     ("append the access event", "/vault/api/reads.py", "flush"),
     ("commit (fsync, synchronous=FULL)", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
+    ("commit (PostgreSQL)", "/psycopg/connection.py", "commit"),
+    # with group commit the write (count, event, commit above) runs in the writer thread, which cProfile does not
+    # see: the request's wait for it is counted here instead
+    ("the write, waited for (group commit)", "/vault/group_commit.py", "run"),
 ]
 IN_RESOLVERS = slice(1, 6)  # the phases that run inside GraphQL execution
 
 
-def profile(data: Path, readers: list[str], count: int) -> tuple[float, list[tuple[str, float]]]:
+def profile(
+    data: Path, readers: list[str], count: int, database_url: str | None
+) -> tuple[float, list[tuple[str, float]]]:
     """ms per read in-process under the profiler, and ms per read of each phase."""
     from strawberry.http import GraphQLRequestData
 
@@ -392,7 +407,7 @@ def profile(data: Path, readers: list[str], count: int) -> tuple[float, list[tup
     from vault.config import load_settings
     from vault.wiring import build_vault
 
-    vault = build_vault(load_settings(env(data)))
+    vault = build_vault(load_settings(env(data, database_url=database_url)))
     view = GraphQLView(production=True)
     tokens = mandate_tokens(vault, random.sample(readers, min(len(readers), count + 20)))
     profiler, started = cProfile.Profile(), 0.0
@@ -413,6 +428,7 @@ def profile(data: Path, readers: list[str], count: int) -> tuple[float, list[tup
         return sum(spent) / count * 1e3
 
     phases = [(label, ms(suffix, function)) for label, suffix, function in PHASES]
+    phases = [(label, spent) for label, spent in phases if spent]  # steps the code under test does not have
     resolvers = sum(spent for _, spent in phases[IN_RESOLVERS])
     phases.append(("GraphQL: parse, validate (cached), execute", ms("/schema/schema.py", "execute_sync") - resolvers))
     phases.append(("the rest (unit of work, Python)", per_read - sum(spent for _, spent in phases)))
@@ -503,62 +519,122 @@ def serve_baseline(database: Path, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc; 0 for those gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(port: int, requests: list[bytes], args: argparse.Namespace, pids: list[int]) -> Run:
+    """Drive the server; record the CPU the load generator (this process) and the server took per wall second."""
+    before, own, wall = cpu_seconds(pids), os.times(), time.perf_counter()
+    run = drive(port, requests, args.clients, args.warmup, args.seconds)
+    after, spent, elapsed = cpu_seconds(pids), os.times(), time.perf_counter() - wall
+    run.load_cpu = (spent.user + spent.system - own.user - own.system) / elapsed
+    run.server_cpu = (after - before) / elapsed
+    return run
+
+
+def run_vault(data: Path, url: str | None, workers: int, sample: list[str], args: argparse.Namespace) -> Run:
+    from bench.processes import Server, server_env
+
+    port = free_port()
+    environment = server_env(data / "var", port, url) | env(data, port, url)
+    server = Server(environment, workers, log=data / f"v{workers}.log", start="serve")
+    server.start()
+    try:
+        tokens = mandate_tokens(vault_of(data, url), sample)
+        requests = [request_bytes(port, identifier, tokens.get(identifier)) for identifier in sample]
+        return measured(port, requests, args, server.pids())
+    finally:
+        server.stop()
+        server.close()
+
+
+def run_baseline(data: Path, sample: list[str], args: argparse.Namespace) -> Run:
+    port = free_port()
+    command = [sys.executable, __file__, "--serve-baseline", str(data / "baseline.db"), str(port)]
+    server = start(command, {}, port, data / "b.log")
+    try:
+        requests = [request_bytes(port, identifier, None) for identifier in sample]
+        return measured(port, requests, args, [server.pid])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> None:
+    from bench.processes import DEFAULT_POSTGRES, throwaway_database
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--owners", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--profile", type=int, default=300, help="reads to profile in-process (0: none)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="vault serve --workers N, each in turn")
+    parser.add_argument("--postgres-url", default=os.environ.get("VAULT_BENCH_POSTGRES_URL") or DEFAULT_POSTGRES)
     parser.add_argument("--serve-baseline", nargs=2, metavar=("DATABASE", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline(Path(args.serve_baseline[0]), int(args.serve_baseline[1]))
         return
-    with tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp:
+    if any(n < 1 for n in args.workers):
+        parser.error("--workers must be at least 1")
+    with (
+        tempfile.TemporaryDirectory(prefix="vault-bench-") as tmp,
+        throwaway_database(args.database, args.postgres_url) as url,
+    ):
         data = Path(tmp)
-        print(f"building {args.owners:,} owners ...", flush=True)
-        readers, built = build(data, args.owners)
+        print(f"building {args.owners:,} owners on {args.database} ...", flush=True)
+        readers, built = build(data, args.owners, url)
         print(f"population: {args.owners:,} owners, {args.owners + 2 * len(readers):,} licences in {built:.0f} s")
         sample = random.sample(readers, min(len(readers), 2_000))
         results = {}
-        for label in ("Consent Vault", "bare Strawberry"):
-            port = free_port()
-            if label == "Consent Vault":
-                command = [sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)]
-                server = start(
-                    [*command, "--no-access-log", "--log-level", "warning"], env(data, port), port, data / "v.log"
-                )
-            else:
-                command = [sys.executable, __file__, "--serve-baseline", str(data / "baseline.db"), str(port)]
-                server = start(command, {}, port, data / "b.log")
-            try:
-                tokens = mandate_tokens(vault_of(data), sample) if label == "Consent Vault" else {}
-                requests = [request_bytes(port, identifier, tokens.get(identifier)) for identifier in sample]
-                results[label] = drive(port, requests, args.clients, args.warmup, args.seconds)
-            finally:
-                server.terminate()
-                try:
-                    server.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-        profiled = profile(data, readers, args.profile) if args.profile else None
-    report(args, results["Consent Vault"], results["bare Strawberry"], profiled)
+        for workers in args.workers:
+            results[f"vault {workers} worker" + "s" * (workers > 1)] = run_vault(data, url, workers, sample, args)
+        results["bare Strawberry"] = run_baseline(data, sample, args)
+        profiled = profile(data, readers, args.profile, url) if args.profile else None
+    report(args, results, profiled)
 
 
-def report(args: argparse.Namespace, vault: Run, bare: Run, profiled: tuple[float, list[Any]] | None) -> None:
-    print(f"\nread: 5 fields of 3 licences of a random reader under {MANDATE}, one uvicorn worker each,")
-    print(f"      {args.clients} keep-alive clients on loopback, {args.warmup:.0f} s warm-up, {args.seconds:.0f} s")
+def report(args: argparse.Namespace, results: dict[str, Run], profiled: tuple[float, list[Any]] | None) -> None:
+    print(f"\nread: 5 fields of 3 licences of a random reader under {MANDATE}; vault on {args.database},")
+    print(f"      bare Strawberry over SQLite, one uvicorn worker; {args.clients} keep-alive clients on loopback,")
+    print(f"      {args.warmup:.0f} s warm-up, {args.seconds:.0f} s")
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} CPUs, {cpu}, {platform.system()}, Python {platform.python_version()}")
-    print(f"\n{'':<16}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    print(vault.line("Consent Vault"))
-    print(bare.line("bare Strawberry"))
-    throughput, p50 = bare.rps / max(vault.rps, 1e-9), vault.ms(0.5) / max(bare.ms(0.5), 1e-9)
-    print(f"\nprice of the guarantees: {throughput:.1f}x the throughput, {p50:.1f}x the p50 latency")
-    print("a vault response:", vault.sample[:160].decode(errors="replace"), "...")
-    for failure in (vault.failures + bare.failures)[:3]:
-        print("an error:", failure)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    heading = f"{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'server CPU':>12}{'load CPU':>10}"
+    print(f"\n{'':<16}{heading}")
+    for label, run in results.items():
+        print(f"{run.line(label)}{run.server_cpu:>12.2f}{run.load_cpu:>10.2f}")
+    print("(CPU: cores busy on average during the run, warm-up included; 'load CPU' is this load generator's)")
+    bare = results["bare Strawberry"]
+    vaults = [(label, run) for label, run in results.items() if run is not bare]
+    for label, run in vaults:
+        throughput, p50 = bare.rps / max(run.rps, 1e-9), run.ms(0.5) / max(bare.ms(0.5), 1e-9)
+        print(f"price of the guarantees, {label}: {throughput:.1f}x the throughput, {p50:.1f}x the p50 latency")
+    if len(vaults) > 1:
+        first = vaults[0][1].rps
+        for label, run in vaults[1:]:
+            print(f"{label} / {vaults[0][0]}: {run.rps / max(first, 1e-9):.2f}x the throughput")
+    for _, run in vaults:
+        print("a vault response:", run.sample[:160].decode(errors="replace"), "...")
+        for failure in run.failures[:3]:
+            print("an error:", failure)
+    for failure in bare.failures[:3]:
+        print("a baseline error:", failure)
     if profiled:
         per_read, phases = profiled
         print(f"\nwhere the vault's time goes ({args.profile} reads in-process, {per_read:.2f} ms each, profiled):")

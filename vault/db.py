@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.files import private_dir, private_file
+from vault.group_commit import GroupCommit
 
 MODEL_MODULES = (
     "vault.crypto.models",
@@ -187,6 +188,7 @@ class Database:
         self._turn: threading.RLock | None = threading.RLock() if self.engine.dialect.name == "sqlite" else None
         self.read_engine = make_read_engine(self.engine)
         self._read_factory = sessionmaker(self.read_engine, expire_on_commit=False)
+        self.group = GroupCommit(self)  # the short writes of concurrent reads, committed together
 
     @property
     def is_sqlite(self) -> bool:

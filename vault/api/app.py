@@ -7,7 +7,9 @@
   answered with HTTP 401 and a GraphQL error whose extensions.code is UNAUTHENTICATED.
 - The operation executes synchronously in one worker thread (decision 0001). A query reads in a read-only unit
   of work, then commits its access events and its use of the grant in a short write that re-checks, in the
-  database, that the grant is still live; a mutation is one write unit of work. If the access events cannot be
+  database, that the grant is still live; the short writes of concurrent queries are committed together, each
+  in its own savepoint, and none answers before that commit (vault.group_commit). A mutation is one write unit
+  of work. If the access events cannot be
   written the request answers HTTP 500 with no data; if the grant ended meanwhile, HTTP 401 with no data.
 """
 
@@ -53,6 +55,7 @@ from vault.consent.services import ConsentService
 from vault.mandates.errors import RateLimited
 from vault.oauth import dpop
 from vault.oauth.adapter import unit_of_work
+from vault.oauth.tokens import TokenRevoked
 from vault.wiring import Vault
 
 log = logging.getLogger("vault.api")
@@ -133,6 +136,8 @@ def execute(view: GraphQLView, request: RequestInfo, data: GraphQLRequestData) -
         raise HTTPException(400, "no GraphQL query in the request") from None
     except (CannotGetOperationTypeError, InvalidOperationTypeError) as error:
         raise HTTPException(400, str(error) or "the operation cannot be run") from None
+    except TokenRevoked as error:  # revoked while a mutation ran: it was rolled back
+        return _unauthenticated(Unauthenticated(str(error)), token_given=True)
     except Exception as error:
         # nothing of the request was committed: no data leaves without its access event
         log.error("request %s failed and was rolled back", request.request_id, exc_info=error)
@@ -158,8 +163,9 @@ def _record(session: Session, request: RequestInfo, context: Context) -> None:
             client_id=context.token.client_id,
             authority=context.read_authority,
             request_id=request.request_id,
+            token_id=context.token.token_id,
         )
-    except GrantNotLive:
+    except (GrantNotLive, TokenRevoked):
         raise
     except Exception as error:
         raise AccessLogUnavailable from error
@@ -176,13 +182,14 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
         result = _run(view, data, context)
     if not context.reads.touched:
         return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
-    try:
-        with vault.db.session() as session:
-            _record(session, request, context)
+    try:  # with the writes of concurrent reads, in one transaction: one fsync (vault.group_commit)
+        vault.db.group.run(lambda session: _record(session, request, context))
     except GrantNotLive as error:  # revoked, expired or used up while the query ran: it releases nothing
         return _unauthenticated(
             Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True
         )
+    except TokenRevoked as error:  # revoked since it was authenticated (perhaps from memory): nothing released
+        return _unauthenticated(Unauthenticated(str(error)), token_given=True)
     if context.reads.limited is not None:  # over a mandate's limit: the denial is recorded, nothing is returned
         return _rate_limited(context.reads.limited)
     return Outcome(result)

@@ -109,7 +109,13 @@ def get_context(request: RequestInfo, session: Session, *, write: bool = True) -
     when the request's use is counted, in the database, just before it commits (ConsentService.use).
     """
     vault = request.vault
-    info = vault.tokens.introspect(session, request.bearer or "")
+    tokens = vault.tokens
+    # a query may authenticate from memory: its write checks the token unrevoked before anything is released
+    info = (
+        tokens.introspect(session, request.bearer or "")
+        if write
+        else tokens.introspect_remembered(session, request.bearer or "")
+    )
     if info is None:
         raise Unauthenticated("the access token is missing, unknown, expired or revoked")
     check_binding(request, info)

@@ -154,13 +154,24 @@ class ReadLedger:
         self.owner(owner_id).masked.update(masked)
 
     def flush(
-        self, session: Session, vault: Vault, *, client_id: str, authority: Authority | None, request_id: str
+        self,
+        session: Session,
+        vault: Vault,
+        *,
+        client_id: str,
+        authority: Authority | None,
+        request_id: str,
+        token_id: uuid.UUID | None = None,
     ) -> None:
         """Append one access event per owner touched; count one use of the grant if anything was released.
 
-        A read under a mandate is first counted against the mandate's limits, in this (write) transaction; over a
-        limit, the read becomes a recorded denial and `limited` says why: the caller then returns no data.
+        The access token (`token_id`) is first checked unrevoked in this transaction (raising TokenRevoked): the
+        request may have been authenticated from memory (TokenService.introspect_remembered). A read under a
+        mandate is then counted against the mandate's limits; over a limit, the read becomes a recorded denial and
+        `limited` says why: the caller then returns no data.
         """
+        if token_id is not None:
+            vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:
             self._count(session, vault, client_id, self.mandate_read)
         released_any = False

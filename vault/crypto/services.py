@@ -54,6 +54,7 @@ class KeyService:
 
     def __init__(self, keyring: MasterKeyProvider) -> None:
         self.keyring = keyring
+        self._index_key: bytes | None = None
         self._system_cache: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
 
@@ -171,7 +172,15 @@ class KeyService:
             self.system_secret(session, purpose)
 
     def index_key(self, session: Session) -> bytes:
-        return self.system_secret(session, BLIND_INDEX)[1]
+        """The blind-index key, read once per process: it is never retired or replaced (every stored digest was
+        made with it, so another key would find nothing), and it is created at start-up (`ensure`)."""
+        if self._index_key is not None:
+            return self._index_key
+        try:
+            self._index_key = self.system_secret(session, BLIND_INDEX, create=False)[1]  # committed: keep it
+        except UnknownKey:
+            return self.system_secret(session, BLIND_INDEX)[1]  # made in this transaction, which may roll back
+        return self._index_key
 
     # rotation
 

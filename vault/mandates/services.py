@@ -129,10 +129,12 @@ class MandateService:
 
     def owner_by_digest(self, session: Session, kind: OwnerKind, digest: str) -> Owner | None:
         """The live owner whose identifier has this keyed hash, or None."""
-        hit = session.scalars(
-            select(BlindIndex).where(BlindIndex.kind == _INDEX_KIND[kind], BlindIndex.digest == bytes.fromhex(digest))
+        owner = session.scalars(  # one statement: the index entry and its owner
+            select(Owner)
+            .join(BlindIndex, col(BlindIndex.owner_id) == col(Owner.id))
+            .where(BlindIndex.kind == _INDEX_KIND[kind], BlindIndex.digest == bytes.fromhex(digest))
+            .limit(1)
         ).first()
-        owner = None if hit is None else session.get(Owner, hit.owner_id)
         return None if owner is None or owner.erased_at is not None else owner
 
     # token time

@@ -18,6 +18,7 @@ from vault.clock import utcnow
 from vault.oauth.models import Token
 
 ACCESS_LIFETIME = timedelta(minutes=10)
+INTROSPECTED_CACHE_SIZE = 4_096  # live tokens remembered per process (about 1 kB each); emptied when full
 REFRESH_IDLE = timedelta(days=7)  # a refresh token unused this long dies even inside the grant's validity
 
 
@@ -46,6 +47,10 @@ class IssuedTokens:
         return body
 
 
+class TokenRevoked(Exception):
+    """The access token was revoked after the request was authenticated: it releases nothing."""
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     """What a valid access token grants; built only by introspecting an unexpired, unrevoked token."""
@@ -65,6 +70,9 @@ class TokenInfo:
 
 
 class TokenService:
+    def __init__(self) -> None:
+        self._introspected: dict[bytes, TokenInfo] = {}
+
     def issue(
         self,
         session: Session,
@@ -126,6 +134,37 @@ class TokenService:
             expires_at=row.access_expires_at,
             jkt=row.jkt,
         )
+
+    def introspect_remembered(self, session: Session, access_token: str) -> TokenInfo | None:
+        """`introspect`, answered from this process's memory for a token found live before.
+
+        What a token grants never changes and its expiry is checked here; only its revocation could be missed,
+        so a caller that releases anything on it must call `require_unrevoked` in the transaction that records
+        the release (ReadLedger.flush does): a revocation committed by any worker is then honoured by the very
+        next request everywhere, which answers 401 with nothing released.
+        """
+        key = digest(access_token)
+        info = self._introspected.get(key)
+        if info is None:
+            info = self.introspect(session, access_token)
+            if info is None:
+                return None
+            if len(self._introspected) >= INTROSPECTED_CACHE_SIZE:
+                self._introspected.clear()
+            self._introspected[key] = info
+        return info if info.expires_at is None or info.expires_at > utcnow() else None
+
+    def require_unrevoked(self, session: Session, token_id: uuid.UUID) -> None:
+        """Raise TokenRevoked unless the token is unrevoked now, in this (write) transaction.
+
+        On PostgreSQL the row is locked FOR SHARE until commit, so a revocation either committed before (and is
+        seen here) or waits for this transaction: whatever this transaction records happened before it.
+        """
+        query = select(Token.id).where(col(Token.id) == token_id, col(Token.revoked_at).is_(None))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        if session.execute(query).first() is None:
+            raise TokenRevoked("the access token was revoked")
 
     def refresh_usable(self, row: Token) -> bool:
         now = utcnow()

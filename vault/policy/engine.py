@@ -28,6 +28,21 @@ RELEASE_IN_FULL = {"type": "Action", "id": "releaseInFull"}
 ASK_PREDICATE = {"type": "Action", "id": "askPredicate"}
 DEFAULT_DENY = "default deny"
 _MILLIS_PER_DAY = 86_400_000
+DECISION_CACHE_SIZE = 4_096  # entries of a few kB at most; emptied when full (a decision is cheap to make again)
+# The only ways a policy may look at the time or name an owner for its decisions to be cached (see decide_reads):
+# the time against the grant's validity, the owner against the grant's owner and the licence type's holders.
+_TIME_AGAINST_VALIDITY = re.compile(
+    r"context\.grant\.validFrom\s*<=\s*context\.now|context\.now\s*<\s*context\.grant\.validUntil"
+    r"|context\.now\s*<\s*context\.grant\.validFrom|context\.grant\.validUntil\s*<=\s*context\.now"
+)
+
+
+def cacheable(policies_text: str) -> bool:
+    """Whether a decision depends on the time only through the grant's validity and on the owner only through
+    their kind and whether the grant is theirs: then it may be cached per (grant or mandate, agency, owner's kind
+    and relation to the grant, where the time stands against the grant's validity, fields asked)."""
+    without = _TIME_AGAINST_VALIDITY.sub("", policies_text)
+    return "context.now" not in without and "Owner::" not in policies_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +120,9 @@ class PolicyEngine:
         self.policy_ids = policies.ids
         self._schema = policies.schema
         self._policies = cedarpy.PolicySet.from_str(policies.text)
+        # decisions of this policy set (an engine is one version of the policies: a reload makes a new engine)
+        self._cacheable = cacheable(policies.text)
+        self._decided: dict[tuple[Any, ...], tuple[tuple[Decision, Decision], ...]] = {}
         try:
             self._entities = cedarpy.Entities.from_json_str(json.dumps(self._catalogue_entities()), self._schema)
         except ValueError as error:
@@ -211,20 +229,60 @@ class PolicyEngine:
             if mandate.case_reference and mandate.case_reference.strip():
                 context["caseReference"] = mandate.case_reference.strip()
             context["namedFields"] = [_ref("Field", name) for name in sorted(set(mandate.named_fields))]
-        entities = self._entities.with_added_json_str(json.dumps(delta))
-        principal = _uid("Agency", agency.client_id)
+        delta_json = json.dumps(delta)
         context_json = json.dumps(context)  # once: the wrapper would serialise a dict again for every request
+        cache_key = self._cache_key(delta_json, context_json, owner_id, grant, now_millis, keys)
+        made = self._decided.get(cache_key) if cache_key is not None else None
+        if made is None:
+            made = self._decide_batch(agency, delta_json, context_json, keys)
+            if cache_key is not None and not any(read.errors or release.errors for read, release in made):
+                if len(self._decided) >= DECISION_CACHE_SIZE:
+                    self._decided.clear()
+                self._decided[cache_key] = made
+        for (licence_type, name), (read, release) in zip(keys, made, strict=True):
+            decisions[licence_type][name] = FieldDecision(read, not (read.allowed and release.allowed), release)
+        return decisions
+
+    def _cache_key(
+        self,
+        delta_json: str,
+        context_json: str,
+        owner_id: str,
+        grant: GrantInfo | None,
+        now_millis: int,
+        keys: list[tuple[str, str]],
+    ) -> tuple[Any, ...] | None:
+        """What the decisions depend on, the owner and the time left out where (see `cacheable`) they do not.
+
+        The owner's id is replaced by a placeholder (the grant's owner, when the same, too: whether the grant is
+        the owner's still shows); the time is replaced by where it stands against the grant's validity. Everything
+        else the policies see (agency with its suspension, grant with its state and uses left, mandate, case,
+        purpose, fields) is in the key as Cedar gets it. None: not cacheable.
+        """
+        if not self._cacheable:
+            return None
+        context_json = context_json.replace(f'"now": {now_millis}', '"now": 0', 1)
+        phase = None
+        if grant is not None:
+            phase = (now_millis < _millis(grant.valid_from), now_millis < _millis(grant.valid_until))
+        anonymous = "\x00owner\x00"
+        return (delta_json.replace(owner_id, anonymous), context_json.replace(owner_id, anonymous), phase, tuple(keys))
+
+    def _decide_batch(
+        self, agency: AgencyInfo, delta_json: str, context_json: str, keys: list[tuple[str, str]]
+    ) -> tuple[tuple[Decision, Decision], ...]:
+        entities = self._entities.with_added_json_str(delta_json)
+        principal = _uid("Agency", agency.client_id)
         requests = [
             {"principal": principal, "action": action, "resource": _uid("Field", f"{t}/{n}"), "context": context_json}
             for t, n in keys
             for action in (READ_FIELD, RELEASE_IN_FULL)
         ]
         results = cedarpy.is_authorized_batch(requests, self._policies, entities, self._schema)
-        for index, (licence_type, name) in enumerate(keys):
-            read = _decision(results[2 * index], self.policy_ids)
-            release = _decision(results[2 * index + 1], self.policy_ids)
-            decisions[licence_type][name] = FieldDecision(read, not (read.allowed and release.allowed), release)
-        return decisions
+        return tuple(
+            (_decision(results[2 * index], self.policy_ids), _decision(results[2 * index + 1], self.policy_ids))
+            for index in range(len(keys))
+        )
 
     def decide_question(
         self,

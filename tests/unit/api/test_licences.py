@@ -73,11 +73,12 @@ def test_the_number_of_statements_does_not_grow_with_the_number_of_licences(
     vault: Vault, http: TestClient, token: str
 ) -> None:
     statements(vault, http, token)  # warm: keys, caches
-    # the least of two runs: the maintenance leader may sign a checkpoint on the same engine during one of them
-    one, body = min((statements(vault, http, token) for _ in range(2)), key=lambda run: run[0])
+    # the least of four runs: the maintenance leader may sequence the access log and sign a checkpoint on the same
+    # engine during some of them (the count is of the whole engine, so it includes their statements)
+    one, body = min((statements(vault, http, token) for _ in range(4)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 2
     more_driving_licences(vault, 7)
-    many, body = min((statements(vault, http, token) for _ in range(2)), key=lambda run: run[0])
+    many, body = min((statements(vault, http, token) for _ in range(4)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 9
     assert many == one, f"{one} statements for 2 licences, {many} for 9"
     assert one <= 20

@@ -1,0 +1,101 @@
+"""Group commit: concurrent writes share a commit, yet each request gets its own result and its own failure."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vault.db import Database, make_engine
+from vault.group_commit import GroupCommit
+
+SCHEMA = [
+    "CREATE TABLE parents (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE rows (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)",
+    "INSERT INTO parents (id) VALUES (1)",
+]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(make_engine(f"sqlite:///{tmp_path / 'g.db'}"))
+    with database.session() as session:
+        for statement in SCHEMA:
+            session.execute(text(statement))
+    return database
+
+
+def insert(row: int, parent: int = 1, fail: bool = False) -> Any:
+    def work(session: Session) -> int:
+        session.execute(text("INSERT INTO rows (id, parent) VALUES (:i, :p)"), {"i": row, "p": parent})
+        if fail:
+            raise ValueError(f"write {row} refused")
+        return row
+
+    return work
+
+
+def together(group: GroupCommit, works: list[Any]) -> list[Any]:
+    results: list[Any] = [None] * len(works)
+    barrier = threading.Barrier(len(works))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = group.run(works[i])
+        except Exception as error:  # the outcome under test
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def committed(db: Database) -> set[int]:
+    with db.session() as session:
+        return {row for (row,) in session.execute(text("SELECT id FROM rows"))}
+
+
+def test_concurrent_writes_share_commits_and_each_gets_its_own_result(db: Database) -> None:
+    results = together(db.group, [insert(i) for i in range(40)])
+    assert results == list(range(40))
+    assert committed(db) == set(range(40))
+    assert db.group.writes == 40 and db.group.batches < 40  # some shared a commit
+
+
+def test_a_refused_write_leaves_nothing_and_the_others_commit(db: Database) -> None:
+    results = together(db.group, [insert(i, fail=i % 5 == 0) for i in range(20)])
+    for i, result in enumerate(results):
+        if i % 5 == 0:
+            assert isinstance(result, ValueError) and str(result) == f"write {i} refused"
+        else:
+            assert result == i
+    assert committed(db) == {i for i in range(20) if i % 5}
+
+
+def test_a_batch_whose_commit_fails_is_written_again_one_by_one(db: Database) -> None:
+    # row 7 points at no parent: only the COMMIT finds it (a deferred foreign key), failing the whole batch
+    group, running, release = GroupCommit(db, max_batch=64), threading.Event(), threading.Event()
+
+    def blocker(session: Session) -> None:
+        running.set()
+        release.wait(30)  # the writer is busy: the twelve below queue up behind it, to be one batch
+
+    first = threading.Thread(target=group.run, args=(blocker,))
+    first.start()
+    assert running.wait(30)
+    threading.Timer(0.5, release.set).start()
+    results = together(group, [insert(i, parent=2 if i == 7 else 1) for i in range(12)])
+    first.join(30)
+    assert group.batches == 2  # the blocker's, then the twelve's (written again one by one)
+    assert isinstance(results[7], IntegrityError)
+    assert [r for i, r in enumerate(results) if i != 7] == [i for i in range(12) if i != 7]
+    assert committed(db) == {i for i in range(12) if i != 7}

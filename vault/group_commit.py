@@ -1,0 +1,127 @@
+"""Group commit: the short writes of concurrent requests committed together, one transaction and one fsync.
+
+A request hands its write (a function of a session) to `GroupCommit.run` and waits. One writer thread per process
+takes every write waiting, runs each in its own SAVEPOINT of one transaction, commits, and only then lets each
+request go on with its own result or its own error:
+
+- A write that raises (a grant revoked or used up, which its guarded UPDATE finds, an access event that cannot be
+  written) rolls back its savepoint only: it leaves nothing in the batch, and its request gets its error. The
+  writes run one after another in the transaction, so each sees the ones before it: the last use of a "once"
+  grant is claimed by exactly one of them.
+- If the commit itself fails, no write of the batch took effect; each is then run again in a transaction of its
+  own, so one write cannot make the others fail, and each request gets the outcome of its own.
+- Nothing is answered before its commit: a request's data leaves only with its committed access event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from vault.db import Database
+
+log = logging.getLogger("vault.group_commit")
+T = TypeVar("T")
+MAX_BATCH = 64
+IDLE_SECONDS = 2.0  # the writer thread ends after this long without work (and starts again with the next)
+
+
+@dataclass
+class _Write(Generic[T]):
+    work: Callable[[Session], T]
+    result: T | None = None
+    error: BaseException | None = None
+    committed: bool = False  # set only once the transaction holding this write has committed
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class NotWritten(Exception):
+    """The writer stopped before this write was committed (nothing of it was written)."""
+
+
+class GroupCommit:
+    def __init__(self, db: Database, max_batch: int = MAX_BATCH, idle_seconds: float = IDLE_SECONDS) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._idle = idle_seconds
+        self._waiting: list[_Write[Any]] = []
+        self._changed = threading.Condition()
+        self._running = False
+        self.batches = 0  # commits made, for measurements
+        self.writes = 0
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` in the next batch; return its result once the batch has committed, or raise its
+        error (or the commit's) with nothing of it written."""
+        write: _Write[T] = _Write(work)
+        with self._changed:
+            self._waiting.append(write)
+            if self._running:
+                self._changed.notify()
+            else:
+                self._running = True
+                threading.Thread(target=self._writer, name="group-commit", daemon=True).start()
+        write.done.wait()
+        if write.error is not None:
+            raise write.error
+        if not write.committed:  # never answer as if written unless the commit is known to have happened
+            raise NotWritten("the write was not committed")
+        return write.result  # type: ignore[return-value]
+
+    def _writer(self) -> None:
+        while True:
+            with self._changed:
+                if not self._waiting:
+                    self._changed.wait(self._idle)
+                if not self._waiting:
+                    self._running = False
+                    return
+                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            try:
+                self._commit(batch)
+            finally:
+                for write in batch:
+                    write.done.set()
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        try:
+            with self._db.session() as session:
+                for write in batch:
+                    _attempt(session, write, nested=True)
+            for write in batch:
+                write.committed = write.error is None
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].result, batch[0].error = None, batch[0].error or error
+                return
+            log.warning("a batch of %d writes failed to commit (%s); writing each alone", len(batch), error)
+            for write in batch:
+                write.result, write.error = None, None
+                try:
+                    with self._db.session() as session:
+                        _attempt(session, write, nested=False)
+                        if write.error is not None:
+                            raise write.error
+                    write.committed = True
+                except Exception as alone:
+                    write.result, write.error = None, write.error or alone
+        self.batches += 1
+        self.writes += len(batch)
+
+
+def _attempt(session: Session, write: _Write[Any], *, nested: bool) -> None:
+    """Run one write; in a batch, in its own savepoint, which its failure rolls back (the others stay)."""
+    try:
+        if nested:
+            with session.begin_nested():
+                write.result = write.work(session)
+        else:
+            write.result = write.work(session)
+    except Exception as error:
+        write.result, write.error = None, error
