@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vault.group_commit")
 T = TypeVar("T")
 MAX_BATCH = 64
+RETRIES = 3  # a write that lost a deadlock in its batch is run alone up to this many times
+TRANSIENT = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 IDLE_SECONDS = 2.0  # the writer thread ends after this long without work (and starts again with the next)
 
 
@@ -96,6 +98,9 @@ class GroupCommit:
                     _attempt(session, write, nested=True)
             for write in batch:
                 write.committed = write.error is None
+            for write in batch:
+                if write.error is not None and _transient(write.error):
+                    self._alone(write)
         except Exception as error:
             if len(batch) == 1:
                 batch[0].result, batch[0].error = None, batch[0].error or error
@@ -113,6 +118,29 @@ class GroupCommit:
                     write.result, write.error = None, write.error or alone
         self.batches += 1
         self.writes += len(batch)
+
+    def _alone(self, write: _Write[Any]) -> None:
+        """Run again, in transactions of its own, a write that lost a deadlock or a serialization conflict inside
+        the batch (its savepoint rolled back, so nothing of it was written): it gets an answer, not a 500."""
+        for _ in range(RETRIES):
+            write.result, write.error = None, None
+            try:
+                with self._db.session() as session:
+                    _attempt(session, write, nested=False)
+                    if write.error is not None:
+                        raise write.error
+                write.committed = True
+                return
+            except Exception as error:
+                write.result, write.error = None, write.error or error
+                if not _transient(write.error):
+                    return
+
+
+def _transient(error: BaseException) -> bool:
+    """A deadlock's victim or a serialization failure (PostgreSQL), which the same write may simply try again."""
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return code in TRANSIENT
 
 
 def _attempt(session: Session, write: _Write[Any], *, nested: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from vault.db import Database, make_engine
@@ -99,3 +99,31 @@ def test_a_batch_whose_commit_fails_is_written_again_one_by_one(db: Database) ->
     assert isinstance(results[7], IntegrityError)
     assert [r for i, r in enumerate(results) if i != 7] == [i for i in range(12) if i != 7]
     assert committed(db) == {i for i in range(12) if i != 7}
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
+def test_a_write_that_lost_a_deadlock_in_the_batch_is_run_again_alone(db: Database) -> None:
+    attempts: list[int] = []
+
+    def victim(session: Session) -> int:
+        attempts.append(1)
+        session.execute(text("INSERT INTO rows (id, parent) VALUES (7, 1)"))
+        if len(attempts) == 1:  # PostgreSQL chose this statement as the deadlock's victim
+            raise OperationalError("UPDATE …", {}, _Deadlock("deadlock detected"))
+        return 7
+
+    results = together(GroupCommit(db), [insert(1), victim, insert(2)])
+    assert results == [1, 7, 2] and len(attempts) == 2
+    with db.session() as session:
+        assert session.execute(text("SELECT id FROM rows ORDER BY id")).scalars().all() == [1, 2, 7]
+
+
+def test_a_write_that_keeps_losing_is_refused_after_its_retries(db: Database) -> None:
+    def always(session: Session) -> int:
+        raise OperationalError("UPDATE …", {}, _Deadlock("deadlock detected"))
+
+    [refused] = together(GroupCommit(db), [always])
+    assert isinstance(refused, OperationalError)
