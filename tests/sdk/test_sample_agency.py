@@ -57,3 +57,24 @@ def test_the_qr_verifier(live: Live, agency: TestClient) -> None:
     assert "Genuine and in force" in agency.post("/verify", data={"qr": shown, "code": "abc234"}).text
     assert "wrong_nonce" in agency.post("/verify", data={"qr": shown, "code": "XYZ789"}).text
     assert "malformed" in agency.post("/verify", data={"qr": "nonsense"}).text
+
+
+def test_the_ride_hailing_check_shows_signed_answers_and_no_value(live: Live, agency: TestClient) -> None:
+    person = PERSONS[0]  # the demo person with a C1 driving licence
+    started = agency.post("/check", data={"id_number": person.id_number, "name": person.name})
+    assert started.status_code == 200 and "waiting for the person" in started.text
+    assert person.id_number not in started.text and person.name not in started.text
+    live.approve_inbox(0)
+    answered = agency.get(str(started.url.path)).text
+    assert "answered" in answered
+    assert answered.count("data-answer='true'") == 3 and answered.count("verified offline") == 3
+    assert "C1" in answered and "18" in answered  # the questions asked, with the item's parameters
+    for value in (person.id_number, person.name, "1985-03-12", "2032-08-20", "示例路"):
+        assert value not in answered
+
+
+def test_a_wrong_name_is_answered_no(live: Live, agency: TestClient) -> None:
+    started = agency.post("/check", data={"id_number": PERSONS[0].id_number, "name": PERSONS[1].name})
+    live.approve_inbox(0)
+    answered = agency.get(str(started.url.path)).text
+    assert answered.count("data-answer='true'") == 2 and answered.count("data-answer='false'") == 1
