@@ -4,7 +4,8 @@
   person approves on their phone, then shows the fields that arrived.
 - /apply: an online service form pre-filled from the vault after consent (the redirect flow); each pre-filled
   field says where its value came from, the rest are typed by the applicant ("一表填报", no second entry).
-- /verify: paste what a person's QR code holds (and the counter code, if the counter gave one): verified offline.
+- /verify: shows a counter code the person types when making their QR code; paste what the QR code holds: verified
+  offline, the code checked (a code made for another counter, or copied, does not verify).
 - /check: the transport bureau's clerk asks questions instead of data ("可用不可见"): the ride-hailing driver check
   asks the person, by CIBA, to let it ask three questions; once approved it asks them (`check`) and shows each
   signed yes or no, verified offline, and never a value of the person.
@@ -40,6 +41,7 @@ CHECK_ITEM = "ride-hailing-driver-check"
 QUESTIONS = ("driving-licence-class-valid", "name-and-id-number-match", "holder-age-at-least")
 MIN_AGE = "18"
 ITEMS = ("vehicle-registration", "vehicle-transfer-registration", "driving-licence-renewal")
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # a counter code: no 0/O or 1/I, read aloud or typed
 AGENCY_URL = "http://127.0.0.1:8001"  # where it serves: the demo agencies' redirect URI is its /callback
 # the application form of vehicle-registration: (label, licence type, field); None: typed by the applicant
 FORM: tuple[tuple[str, str | None, str | None], ...] = (
@@ -225,11 +227,14 @@ def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
                 result = f"<p class='ok'>Genuine and in force.</p><table>{claims}</table>"
             else:
                 result = f"<p class='bad'>Not accepted: <code>{escape(checked.reason)}</code></p>"
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
         return page(
             "Verify a QR code",
-            result + "<form method='post'><label>What the QR code holds<textarea name='qr' rows='6' required>"
-            "</textarea></label><label>Counter code (optional)<input name='code'></label>"
-            "<p><button>Verify</button></p></form>",
+            result + f"<p>Counter code for the person: <b id='counter-code'>{code}</b> (they type it when making "
+            "their QR code, so that a code made for another counter, or copied, does not verify here)</p>"
+            "<form method='post'><label>What the QR code holds<textarea name='qr' rows='6' required>"
+            f"</textarea></label><label>Counter code (empty for a plain presentation)<input name='code' "
+            f"value='{code}'></label><p><button>Verify</button></p></form>",
         )
 
     async def check(request: Request) -> Response:

@@ -15,6 +15,7 @@ import uvicorn
 from sample_agency.app import create_app
 from tests.browser.conftest import _free_port, shot
 from tests.browser.test_citizen import _sign_in
+from tests.browser.test_notices_showings_export import _resigned_licences
 from vault.demo import PERSONS, demo_licences
 from vault.oauth.models import Agency
 from vault.wiring import Vault
@@ -117,16 +118,19 @@ def test_the_sample_agency_end_to_end(live: tuple[str, Vault], agency: str, page
     assert values and not [v for v in values if v in shown]
     shot(clerk, "sample-agency-check-en-1280")
 
-    # a QR code a person shows, verified offline by the SDK
-    from tests import factories
-
-    with vault.db.session() as session:
-        owner = factories.person(vault, session)
-        licence = factories.driving_licence(vault, session, owner)
-        shown, _ = vault.licences.show(session, licence.id, ["name", "class"], actor="test")
+    # a QR code the first person makes in their vault for this counter's code, verified offline by the SDK
     clerk.goto(f"{agency}/verify")
-    clerk.fill("textarea[name=qr]", shown)
+    code = clerk.inner_text("#counter-code")
+    licence = _resigned_licences(vault)["driving-licence"]  # signed for this server's address
+    page.goto(f"{base}/licences/{licence}")
+    page.locator("form[action$='/present'] input[type=checkbox]").nth(0).check()
+    page.fill("input[name=nonce]", code)
+    page.click("button[value=show]")
+    page.wait_for_load_state()
+    clerk.fill("textarea[name=qr]", page.input_value("#presentation-text"))
+    assert clerk.input_value("input[name=code]") == code
     clerk.click("button")
     clerk.wait_for_load_state()
     assert "Genuine and in force" in clerk.inner_text("body")
+    assert clerk.inner_text("table").split() == ["licence_number", PERSONS[0].id_number]  # the one field ticked
     shot(clerk, "sample-agency-verify-en-1280")
