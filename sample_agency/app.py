@@ -31,6 +31,7 @@ from vault_sdk import (
     Tokens,
     VaultClient,
     VaultError,
+    VerificationError,
 )
 
 COUNTER = "traffic-police-counter"
@@ -301,6 +302,12 @@ def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
             try:
                 answer = asked.check(predicate, given[predicate])
                 claims = state.bureau.verifier.verify_answer(answer["signed"], agency=BUREAU)
+            except VerificationError as error:  # never shown as an answer: it may have been altered on the way
+                return page(
+                    "Ride-hailing driver check",
+                    f"<p class='bad'>An answer did not verify: <code>{escape(error.code)}</code> "
+                    f"{escape(error.description)}. Ask again.</p>",
+                )
             except VaultError as error:
                 return page("Ride-hailing driver check", error_box(error))
             answers.append(claims)
