@@ -68,7 +68,8 @@ SHOTS := login-zh-360 home-zh-360 licences-zh-360 licence-zh-360 consent-backcha
 	console-grant-zh-360 console-charts-history-en-1280 \
 	consent-done-zh-360 consent-done-en-1280 consent-refused-zh-360 representatives-ended-zh-360 \
 	consent-agent-ended-zh-360 home-agent-ended-zh-360 verify-in-force-zh-360 showing-expired-zh-360 \
-	verify-export_ok-en-1280 notifications-zh-360 notification-settings-zh-360
+	verify-export_ok-en-1280 notifications-zh-360 notification-settings-zh-360 \
+	sample-agency-form-en-1280 sample-agency-counter-en-1280 sample-agency-check-en-1280 sample-agency-verify-en-1280
 
 screenshots: $(STAMP) ## refresh docs/screenshots from the browser tests
 	$(BIN)/pytest -q tests/browser

@@ -4,7 +4,11 @@
   person approves on their phone, then shows the fields that arrived.
 - /apply: an online service form pre-filled from the vault after consent (the redirect flow); each pre-filled
   field says where its value came from, the rest are typed by the applicant ("一表填报", no second entry).
-- /verify: paste what a person's QR code holds (and the counter code, if the counter gave one): verified offline.
+- /verify: shows a counter code the person types when making their QR code; paste what the QR code holds: verified
+  offline, the code checked (a code made for another counter, or copied, does not verify).
+- /check: the transport bureau's clerk asks questions instead of data ("可用不可见"): the ride-hailing driver check
+  asks the person, by CIBA, to let it ask three questions; once approved it asks them (`check`) and shows each
+  signed yes or no, verified offline, and never a value of the person.
 """
 
 from __future__ import annotations
@@ -27,11 +31,18 @@ from vault_sdk import (
     Tokens,
     VaultClient,
     VaultError,
+    VerificationError,
 )
 
 COUNTER = "traffic-police-counter"
 OFFICE = "traffic-police-vehicle-office"
+BUREAU = "transport-bureau"
+CHECK_ITEM = "ride-hailing-driver-check"
+# the questions the ride-hailing check asks; its service item fixes the licence class (C1)
+QUESTIONS = ("driving-licence-class-valid", "name-and-id-number-match", "holder-age-at-least")
+MIN_AGE = "18"
 ITEMS = ("vehicle-registration", "vehicle-transfer-registration", "driving-licence-renewal")
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # a counter code: no 0/O or 1/I, read aloud or typed
 AGENCY_URL = "http://127.0.0.1:8001"  # where it serves: the demo agencies' redirect URI is its /callback
 # the application form of vehicle-registration: (label, licence type, field); None: typed by the applicant
 FORM: tuple[tuple[str, str | None, str | None], ...] = (
@@ -74,20 +85,44 @@ def fields_table(licences: list[dict[str, Any]]) -> str:
     return f"<table><tr><th>licence</th><th>field</th><th>value</th></tr>{rows}</table>"
 
 
+def answers_table(answers: list[dict[str, Any]]) -> str:
+    """Each verified answer: the question, yes or no, the licence's status and the time; no parameter, no value."""
+    rows = "".join(
+        f"<tr><td>{escape(a['predicate'])}</td><td data-answer='none'>not granted: not asked</td>"
+        "<td>—</td><td>—</td><td>—</td></tr>"
+        if a["answer"] is None
+        else f"<tr><td>{escape(str(a['question']['zh']))}<br><span class='src'>{escape(str(a['question']['en']))}"
+        f"</span></td><td class='{'ok' if a['answer'] else 'bad'}' data-answer='{str(a['answer']).lower()}'>"
+        f"{'是 yes' if a['answer'] else '否 no'}</td><td>{escape(str(a.get('licence_status') or '—'))}</td>"
+        f"<td>{escape(str(a['answered_at']))}</td><td class='ok'>verified offline</td></tr>"
+        for a in answers
+    )
+    return (
+        "<table><tr><th>question</th><th>answer</th><th>licence status</th><th>answered at</th><th>signature</th>"
+        f"</tr>{rows}</table><p class='src'>Each answer is signed by the vault and was checked here with its "
+        "published keys; no value of the person left the vault.</p>"
+    )
+
+
 @dataclass
 class State:
     """In memory: a sample, not a product (a real agency keeps these server-side, in its own store)."""
 
     counter: VaultClient
     office: VaultClient
+    bureau: VaultClient
     requests: dict[str, tuple[BackchannelRequest, str]] = field(default_factory=dict)
     results: dict[str, Tokens] = field(default_factory=dict)
+    # the ride-hailing check: the request and what the clerk typed (kept only until the questions are asked)
+    checks: dict[str, tuple[BackchannelRequest, str, dict[str, str]]] = field(default_factory=dict)
+    answers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
     state = State(
         VaultClient(vault_url, ClientSecretBasic(COUNTER, f"demo-secret-{COUNTER}")),
         VaultClient(vault_url, ClientSecretBasic(OFFICE, f"demo-secret-{OFFICE}")),
+        VaultClient(vault_url, ClientSecretBasic(BUREAU, f"demo-secret-{BUREAU}")),
     )
 
     async def index(request: Request) -> Response:
@@ -95,7 +130,8 @@ def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
             "Sample agency: Demo City Vehicle Office",
             "<ul><li><a href='/counter'>Counter: ask a person for consent (CIBA)</a></li>"
             "<li><a href='/apply'>Online service: a form pre-filled from the vault</a></li>"
-            "<li><a href='/verify'>Verify a QR code a person shows</a></li></ul>"
+            "<li><a href='/verify'>Verify a QR code a person shows</a></li>"
+            "<li><a href='/check'>Transport bureau: ride-hailing driver check, answers instead of data</a></li></ul>"
             f"<p class='src'>Vault: {escape(vault_url)}. Built only on vault_sdk (sdk/python).</p>",
         )
 
@@ -192,18 +228,98 @@ def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
                 result = f"<p class='ok'>Genuine and in force.</p><table>{claims}</table>"
             else:
                 result = f"<p class='bad'>Not accepted: <code>{escape(checked.reason)}</code></p>"
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
         return page(
             "Verify a QR code",
-            result + "<form method='post'><label>What the QR code holds<textarea name='qr' rows='6' required>"
-            "</textarea></label><label>Counter code (optional)<input name='code'></label>"
-            "<p><button>Verify</button></p></form>",
+            result + f"<p>Counter code for the person: <b id='counter-code'>{code}</b> (they type it when making "
+            "their QR code, so that a code made for another counter, or copied, does not verify here)</p>"
+            "<form method='post'><label>What the QR code holds<textarea name='qr' rows='6' required>"
+            f"</textarea></label><label>Counter code (empty for a plain presentation)<input name='code' "
+            f"value='{code}'></label><p><button>Verify</button></p></form>",
         )
+
+    async def check(request: Request) -> Response:
+        if request.method == "POST":
+            form = await request.form()
+            id_number, name = str(form.get("id_number", "")).strip(), str(form.get("name", "")).strip()
+            ticket = "Q-" + secrets.token_hex(2).upper()
+            try:
+                started = state.bureau.start_backchannel(
+                    id_number, CHECK_ITEM, questions=QUESTIONS, binding_message=f"窗口 5 · {ticket}"
+                )
+            except VaultError as error:
+                return page("Ride-hailing driver check", error_box(error) + "<p><a href='/check'>Back</a></p>")
+            key = secrets.token_urlsafe(12)
+            parameters = {"name": name, "id_number": id_number}
+            state.checks[key] = (started, ticket, parameters)
+            return RedirectResponse(f"/check/{key}", status_code=303)
+        return page(
+            "Ride-hailing driver check",
+            "<p>The transport bureau learns whether the applicant qualifies, not who they are or what their "
+            "licence says: the person consents to three questions, the vault answers each yes or no, signed.</p>"
+            "<form method='post'><label>Resident ID number<input name='id_number' required "
+            "placeholder='110105198503121234'></label><label>Name, as the applicant gave it<input name='name' "
+            "required></label><p><button>Ask the questions</button></p></form>",
+        )
+
+    async def check_status(request: Request) -> Response:
+        key = request.path_params["key"]
+        if key in state.answers:
+            return page("Ride-hailing driver check: answered", answers_table(state.answers[key]))
+        if key not in state.checks:
+            return page("Ride-hailing driver check", "<p>No such request.</p>")
+        started, ticket, parameters = state.checks[key]
+        try:
+            tokens = state.bureau.poll(started)
+        except VaultError as error:
+            state.checks.pop(key, None)
+            return page("Ride-hailing driver check", error_box(error))
+        if tokens is None:
+            return page(
+                "Ride-hailing driver check: waiting for the person",
+                f"<p>Ticket <b>{escape(ticket)}</b>: the person approves the questions in their vault inbox, "
+                "which shows the same ticket. This page checks again by itself.</p>",
+                refresh=max(started.interval, 2),
+            )
+        state.checks.pop(key, None)  # what the clerk typed is forgotten once the questions are asked
+        asked = Operations(state.bureau, tokens)
+        given = {
+            "driving-licence-class-valid": {},  # the class is fixed by the service item
+            "name-and-id-number-match": parameters,
+            "holder-age-at-least": {"years": MIN_AGE},
+        }
+        granted = {
+            str(q.get("predicate"))
+            for detail in tokens.authorization_details
+            for q in detail.get("questions") or []
+            if isinstance(q, dict)
+        }
+        answers: list[dict[str, Any]] = []
+        for predicate in QUESTIONS:
+            if predicate not in granted:  # the person may untick a question: it is not asked
+                answers.append({"predicate": predicate, "answer": None})
+                continue
+            try:
+                answer = asked.check(predicate, given[predicate])
+                claims = state.bureau.verifier.verify_answer(answer["signed"], agency=BUREAU)
+            except VerificationError as error:  # never shown as an answer: it may have been altered on the way
+                return page(
+                    "Ride-hailing driver check",
+                    f"<p class='bad'>An answer did not verify: <code>{escape(error.code)}</code> "
+                    f"{escape(error.description)}. Ask again.</p>",
+                )
+            except VaultError as error:
+                return page("Ride-hailing driver check", error_box(error))
+            answers.append(claims)
+        state.answers[key] = answers
+        return RedirectResponse(f"/check/{key}", status_code=303)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         state.counter.close()
         state.office.close()
+        state.bureau.close()
 
     return Starlette(
         lifespan=lifespan,
@@ -214,5 +330,7 @@ def create_app(vault_url: str, agency_url: str = AGENCY_URL) -> Starlette:
             Route("/apply", apply),
             Route("/callback", callback),
             Route("/verify", verify, methods=["GET", "POST"]),
+            Route("/check", check, methods=["GET", "POST"]),
+            Route("/check/{key}", check_status),
         ],
     )

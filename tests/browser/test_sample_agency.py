@@ -1,5 +1,6 @@
-"""The sample agency (built only on the SDK) in Chromium: the redirect flow with one field unticked and the form
-pre-filled from it, a counter request (CIBA) the person approves in their inbox, and a QR code verified."""
+"""The sample agency (built only on the SDK) in Chromium, end to end: the redirect flow with one field unticked and
+the form pre-filled from it (each field's source shown), a counter request (CIBA) the person approves in their
+inbox, the transport bureau's ride-hailing check answered without values, and a QR code verified."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import uvicorn
 from sample_agency.app import create_app
 from tests.browser.conftest import _free_port, shot
 from tests.browser.test_citizen import _sign_in
-from vault.demo import PERSONS
+from tests.browser.test_notices_showings_export import _resigned_licences
+from vault.demo import PERSONS, demo_licences
 from vault.oauth.models import Agency
 from vault.wiring import Vault
 
@@ -55,11 +57,19 @@ def test_the_sample_agency_end_to_end(live: tuple[str, Vault], agency: str, page
     assert "/consent/" in page.url
     page.uncheck("input[value='resident-id-card/address']")
     page.click("button[value=approve]")
-    page.wait_for_load_state()
-    assert page.url.startswith(f"{agency}/callback")
+    page.wait_for_selector("#continue")  # the vault's confirmation; it also continues by itself after a while
+    page.click("#continue")
+    page.wait_for_url(f"{agency}/callback**")
     assert page.locator("[data-source='vault']").count() == 4
     assert page.locator("input.vault[value='" + PERSONS[0].id_number + "']").count() == 1
     assert "not granted: typed by you" in page.inner_text("form")
+    sources = page.locator("label .src").all_inner_texts()
+    assert sources[:4] == [
+        f"from the vault: resident-id-card / {name}, with your consent"
+        for name in ("name", "sex", "birth_date", "id_number")
+    ]
+    assert sources[4:] == ["not granted: typed by you", "typed by you", "typed by you"]
+    assert page.locator("input.vault").count() == 4 and page.input_value("label:has-text('Address') input") == ""
     shot(page, "sample-agency-form-en-1280")
 
     # the counter: the clerk asks, the person approves in their inbox, the fields arrive
@@ -81,15 +91,46 @@ def test_the_sample_agency_end_to_end(live: tuple[str, Vault], agency: str, page
     assert PERSONS[1].id_number in clerk.inner_text("table")
     shot(clerk, "sample-agency-counter-en-1280")
 
-    # a QR code a person shows, verified offline by the SDK
-    from tests import factories
+    # answers instead of data: the transport bureau asks three questions about the first person, who approves them
+    # in the same browser they used above; the clerk sees yes or no, signed and verified offline, and no value
+    clerk.goto(f"{agency}/check")
+    clerk.fill("input[name=id_number]", PERSONS[0].id_number)
+    clerk.fill("input[name=name]", PERSONS[0].name)
+    clerk.click("button")
+    clerk.wait_for_selector("text=waiting for the person")
+    page.goto(f"{base}/inbox")
+    page.click("a[href^='/consent/']")
+    assert page.locator("input[name=question]").count() == 3  # the consent page shows questions, not fields
+    page.click("button[value=approve]")
+    page.wait_for_load_state()
+    clerk.wait_for_selector("text=answered", timeout=30000)
+    assert clerk.locator("[data-answer='true']").count() == 3
+    assert clerk.locator("text=verified offline").count() == 3
+    shown = clerk.content() + clerk.inner_text("body")
+    assert "driving licence of class C1" in shown and "at least 18" in shown
+    values = {
+        str(value)
+        for key, _, licence in demo_licences()
+        if key == PERSONS[0].key
+        for name, value in licence.items()
+        if name != "class" and len(str(value)) > 1  # C1 is what the item asks about; one character matches anywhere
+    }
+    assert values and not [v for v in values if v in shown]
+    shot(clerk, "sample-agency-check-en-1280")
 
-    with vault.db.session() as session:
-        owner = factories.person(vault, session)
-        licence = factories.driving_licence(vault, session, owner)
-        shown, _ = vault.licences.show(session, licence.id, ["name", "class"], actor="test")
+    # a QR code the first person makes in their vault for this counter's code, verified offline by the SDK
     clerk.goto(f"{agency}/verify")
-    clerk.fill("textarea[name=qr]", shown)
+    code = clerk.inner_text("#counter-code")
+    licence = _resigned_licences(vault)["driving-licence"]  # signed for this server's address
+    page.goto(f"{base}/licences/{licence}")
+    page.locator("form[action$='/present'] input[type=checkbox]").nth(0).check()
+    page.fill("input[name=nonce]", code)
+    page.click("button[value=show]")
+    page.wait_for_load_state()
+    clerk.fill("textarea[name=qr]", page.input_value("#presentation-text"))
+    assert clerk.input_value("input[name=code]") == code
     clerk.click("button")
     clerk.wait_for_load_state()
     assert "Genuine and in force" in clerk.inner_text("body")
+    assert clerk.inner_text("table").split() == ["licence_number", PERSONS[0].id_number]  # the one field ticked
+    shot(clerk, "sample-agency-verify-en-1280")

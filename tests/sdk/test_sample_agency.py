@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import pytest
@@ -57,3 +60,48 @@ def test_the_qr_verifier(live: Live, agency: TestClient) -> None:
     assert "Genuine and in force" in agency.post("/verify", data={"qr": shown, "code": "abc234"}).text
     assert "wrong_nonce" in agency.post("/verify", data={"qr": shown, "code": "XYZ789"}).text
     assert "malformed" in agency.post("/verify", data={"qr": "nonsense"}).text
+
+
+def test_the_ride_hailing_check_shows_signed_answers_and_no_value(live: Live, agency: TestClient) -> None:
+    person = PERSONS[0]  # the demo person with a C1 driving licence
+    started = agency.post("/check", data={"id_number": person.id_number, "name": person.name})
+    assert started.status_code == 200 and "waiting for the person" in started.text
+    assert person.id_number not in started.text and person.name not in started.text
+    live.approve_inbox(0)
+    answered = agency.get(str(started.url.path)).text
+    assert "answered" in answered
+    assert answered.count("data-answer='true'") == 3 and answered.count("verified offline") == 3
+    assert "C1" in answered and "18" in answered  # the questions asked, with the item's parameters
+    for value in (person.id_number, person.name, "1985-03-12", "2032-08-20", "示例路"):
+        assert value not in answered
+
+
+def test_a_wrong_name_is_answered_no(live: Live, agency: TestClient) -> None:
+    started = agency.post("/check", data={"id_number": PERSONS[0].id_number, "name": PERSONS[1].name})
+    live.approve_inbox(0)
+    answered = agency.get(str(started.url.path)).text
+    assert answered.count("data-answer='true'") == 2 and answered.count("data-answer='false'") == 1
+
+
+def test_an_answer_altered_on_the_way_is_not_shown(
+    live: Live, agency: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone between the vault and the agency turns a no into a yes: the signature no longer verifies."""
+    from vault_sdk import Operations
+
+    asked = Operations.check
+
+    def altered(self: Operations, predicate: str, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+        answer = asked(self, predicate, parameters)
+        header, payload, signature = answer["signed"].split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["answer"] = True
+        forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        return {**answer, "answer": True, "signed": f"{header}.{forged}.{signature}"}
+
+    monkeypatch.setattr(Operations, "check", altered)
+    started = agency.post("/check", data={"id_number": PERSONS[0].id_number, "name": PERSONS[1].name})
+    live.approve_inbox(0)
+    answered = agency.get(str(started.url.path)).text
+    assert "did not verify" in answered and "bad_signature" in answered
+    assert "verified offline" not in answered and "data-answer" not in answered
