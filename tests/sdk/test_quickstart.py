@@ -81,3 +81,25 @@ def test_the_quickstart_questions_example_gets_answers_without_values(live: Live
     lines = printed.getvalue().splitlines()
     assert len(lines) == 3 and all(" True active " in line for line in lines), lines
     assert "C1" in lines[0] and "18" in lines[2]
+
+
+def test_the_quickstart_counter_request_and_mandate_example_runs(live: Live) -> None:
+    code = python_blocks()[3].replace("http://127.0.0.1:8000", live.url)
+
+    def approve_when_asked() -> None:
+        for _ in range(200):
+            try:
+                live.approve_inbox(0)
+                return
+            except ValueError:  # nothing in the inbox yet
+                time.sleep(0.1)
+
+    approver = threading.Thread(target=approve_when_asked)
+    approver.start()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "docs/quickstart.md", "exec"), {})  # noqa: S102 -- the documented example, as written
+    approver.join(timeout=30)
+    shown = printed.getvalue()
+    assert "'driving-licence'" in shown, shown  # the counter's grant
+    assert "resident-id-card" in shown and "110105198503121234" in shown, shown  # read under the mandate
