@@ -42,14 +42,12 @@ BACKENDS = [
 # parameters instead, the same code path; tests marked `production_password_hashing` keep the real parameters
 # (tests/unit/owners/test_password_hashing.py checks them). Server processes the tests start are not affected.
 CHEAP_HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
-CHEAP_DUMMY_HASH = CHEAP_HASHER.hash("an unknown login takes as long as a wrong password")
 
 
 @pytest.fixture(autouse=True)
 def _password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("production_password_hashing") is None:
         monkeypatch.setattr(accounts, "_hasher", CHEAP_HASHER)
-        monkeypatch.setattr(accounts, "_DUMMY_HASH", CHEAP_DUMMY_HASH)
 
 
 def _admin_url() -> str:
