@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +47,24 @@ def data_dir(tmp_path: Path) -> Path:
     return data
 
 
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory as `vault db upgrade` then `vault demo` leave it, made once by the command line."""
+    data = tmp_path_factory.mktemp("cli-demo") / "var"
+    vault_cli(data, "db", "upgrade")
+    vault_cli(data, "demo")
+    return data
+
+
+@pytest.fixture
+def demo_dir(demo_template: Path, tmp_path: Path) -> Path:
+    """A copy of the demo data directory for a test that starts from the demo (the tests of `vault demo` itself
+    run it in a fresh directory)."""
+    data = tmp_path / "var"
+    shutil.copytree(demo_template, data)
+    return data
+
+
 def test_canary_owner_never_appears_in_plaintext_under_the_data_dir(data_dir: Path) -> None:
     added = vault_cli(data_dir, "owners", "add-person", "--id-number", CANARY_ID, "--name", CANARY_NAME)
     listing = vault_cli(data_dir, "owners", "list")
@@ -79,24 +98,22 @@ def test_the_demo_comes_with_sixty_days_of_history_that_verifies(data_dir: Path)
     assert "left as it is" in vault_cli(data_dir, "demo", "--if-empty").stdout
 
 
-def test_rotate_then_status_shows_every_dek_on_the_new_key(data_dir: Path) -> None:
-    vault_cli(data_dir, "demo")
-    out = vault_cli(data_dir, "keys", "rotate").stdout
+def test_rotate_then_status_shows_every_dek_on_the_new_key(demo_dir: Path) -> None:
+    out = vault_cli(demo_dir, "keys", "rotate").stdout
     new = out.split("new primary master key ")[1].split()[0]
     old = out.split("(was ")[1].split(")")[0]
-    status = vault_cli(data_dir, "keys", "status").stdout
+    status = vault_cli(demo_dir, "keys", "status").stdout
     assert f"{new}: 5 owner data keys" in status
     assert f"{old}: 0 owner data keys, 0 system keys" in status
-    assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
-    vault_cli(data_dir, "keys", "retire", old)
-    assert old not in vault_cli(data_dir, "keys", "status").stdout
+    assert vault_cli(demo_dir, "audit", "verify").stdout.startswith("ok:")
+    vault_cli(demo_dir, "keys", "retire", old)
+    assert old not in vault_cli(demo_dir, "keys", "status").stdout
 
 
-def test_retiring_a_key_in_use_is_refused(data_dir: Path) -> None:
-    vault_cli(data_dir, "demo")
-    first = vault_cli(data_dir, "keys", "status").stdout.split("primary master key: ")[1].split()[0]
-    vault_cli(data_dir, "keys", "rotate", "--rewrap-only")
-    refused = vault_cli(data_dir, "keys", "retire", first, check=False)
+def test_retiring_a_key_in_use_is_refused(demo_dir: Path) -> None:
+    first = vault_cli(demo_dir, "keys", "status").stdout.split("primary master key: ")[1].split()[0]
+    vault_cli(demo_dir, "keys", "rotate", "--rewrap-only")
+    refused = vault_cli(demo_dir, "keys", "retire", first, check=False)
     assert refused.returncode == 2 and re.search(r"still wraps \d+ keys", refused.stderr)
 
 
@@ -107,20 +124,19 @@ def _wrapped_keys(data_dir: Path) -> list[bytes]:
         return [row[0] for row in db.execute("SELECT wrapped FROM owner_keys WHERE wrapped IS NOT NULL")]
 
 
-def test_erase_now_makes_the_owner_unreadable_and_is_logged(data_dir: Path) -> None:
-    vault_cli(data_dir, "demo")
-    before = _wrapped_keys(data_dir)
-    erased = vault_cli(data_dir, "owners", "erase", PERSONS[0].id_number, "--now").stdout
+def test_erase_now_makes_the_owner_unreadable_and_is_logged(demo_dir: Path) -> None:
+    before = _wrapped_keys(demo_dir)
+    erased = vault_cli(demo_dir, "owners", "erase", PERSONS[0].id_number, "--now").stdout
     assert "erased" in erased
-    listing = vault_cli(data_dir, "owners", "list").stdout
+    listing = vault_cli(demo_dir, "owners", "list").stdout
     assert listing.count("(erased)") == 1 and listing.count("active") == 4
-    destroyed = set(before) - set(_wrapped_keys(data_dir))
+    destroyed = set(before) - set(_wrapped_keys(demo_dir))
     assert len(destroyed) == 1
-    assert _files_containing(data_dir, list(destroyed)) == []  # not in the database, its WAL or free pages
-    login = vault_cli(data_dir, "owners", "list")
+    assert _files_containing(demo_dir, list(destroyed)) == []  # not in the database, its WAL or free pages
+    login = vault_cli(demo_dir, "owners", "list")
     assert login.returncode == 0
-    assert vault_cli(data_dir, "audit", "verify").stdout.startswith("ok:")
-    later = vault_cli(data_dir, "owners", "erase", PERSONS[1].id_number).stdout
+    assert vault_cli(demo_dir, "audit", "verify").stdout.startswith("ok:")
+    later = vault_cli(demo_dir, "owners", "erase", PERSONS[1].id_number).stdout
     assert "will be erased after" in later
 
 
@@ -170,16 +186,15 @@ def test_a_directory_without_a_vault_is_refused_and_nothing_is_created(tmp_path:
     assert vault_cli(wrong, "owners", "list").returncode == 0
 
 
-def test_presenting_a_licence_not_in_force_warns_and_needs_force(data_dir: Path) -> None:
+def test_presenting_a_licence_not_in_force_warns_and_needs_force(demo_dir: Path) -> None:
     # without the state check a suspended licence was presented silently, exit status 0
-    vault_cli(data_dir, "demo")
-    listing = vault_cli(data_dir, "licences", "list", "--owner", PERSONS[0].id_number).stdout
+    listing = vault_cli(demo_dir, "licences", "list", "--owner", PERSONS[0].id_number).stdout
     licence = next(line.split()[0] for line in listing.splitlines() if "driving-licence" in line)
-    vault_cli(data_dir, "licences", "suspend", licence, "--reason", "test")
-    refused = vault_cli(data_dir, "licences", "present", licence, "--fields", "name", check=False)
+    vault_cli(demo_dir, "licences", "suspend", licence, "--reason", "test")
+    refused = vault_cli(demo_dir, "licences", "present", licence, "--fields", "name", check=False)
     assert refused.returncode != 0 and refused.stdout == ""
     assert "suspended" in refused.stderr and "--force" in refused.stderr
-    forced = vault_cli(data_dir, "licences", "present", licence, "--fields", "name", "--force")
+    forced = vault_cli(demo_dir, "licences", "present", licence, "--fields", "name", "--force")
     assert forced.stdout.count("~") == 2 and "suspended" in forced.stderr
 
 

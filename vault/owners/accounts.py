@@ -31,8 +31,20 @@ ACTIVATION_LIFETIME = timedelta(hours=72)
 _CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 _CODE_LENGTH = 20
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# verified against when the login name is unknown, so both failures cost the same time
-_DUMMY_HASH = _hasher.hash("an unknown login takes as long as a wrong password")
+_unknown_login_hashes: dict[PasswordHasher, str] = {}
+
+
+def unknown_login_hash() -> str:
+    """What a check against an unknown login name verifies, so both failures cost the same time.
+
+    Made by the hasher in use on first need, not on import: a command that never checks a password does not pay
+    for an argon2 hash. The web app makes it when it is created, so no sign-in pays for it either.
+    """
+    hasher = _hasher
+    made = _unknown_login_hashes.get(hasher)
+    if made is None:
+        made = _unknown_login_hashes[hasher] = hasher.hash("an unknown login takes as long as a wrong password")
+    return made
 
 
 def hash_password(password: str) -> str:
@@ -81,7 +93,7 @@ class AccountService:
     def check_password(account: Account | None, password: str) -> Account | None:
         """argon2 verification, with no database work: run it outside any transaction (it takes ~0.1 s of CPU)."""
         try:
-            _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
+            _hasher.verify(account.password_hash if account else unknown_login_hash(), password)
         except (VerificationError, InvalidHashError):
             return None
         if account is None or account.disabled_at is not None:

@@ -20,6 +20,7 @@ from vault.config import Settings, load_settings
 from vault.db import SchemaError, check_schema
 from vault.logs import configure
 from vault.oauth import endpoints as oauth_endpoints
+from vault.owners import accounts
 from vault.web import consent as consent_pages
 from vault.web import grants_pages, pages, tlog, wellknown
 from vault.wiring import Vault, build_vault
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
     settings = settings or (vault.settings if vault else load_settings())
     configure(settings.log_level, settings.log_dir)
     the_vault = vault or build_vault(settings)
+    accounts.unknown_login_hash()  # now, rather than during the first sign-in with an unknown login name
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
