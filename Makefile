@@ -34,7 +34,8 @@ lint: $(STAMP) ## ruff and mypy
 
 test: lint ## lint, check policies/, then the whole suite (PostgreSQL too when VAULT_TEST_POSTGRES_URL is set)
 	$(BIN)/vault policy check
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/browser
+	$(BIN)/pytest tests/browser
 
 bench: $(STAMP) ## benchmarks; each prints its figures (a few minutes at the default sizes)
 	$(BIN)/python bench/issue.py

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.oauth_helpers import BASE
-from tests.unit.api.support import HALL, client_token, errors_by_code, gql, identifier, police_token
+from tests.oauth_helpers import BASE, dpop_key, dpop_proof
+from tests.unit.api.support import HALL, client_token, errors_by_code, gql, identifier, police_token, secret
 from vault.api.limits import (
     MAX_ALIASES,
     MAX_BODY_BYTES,
@@ -50,6 +50,24 @@ def production(vault: Vault) -> Iterator[TestClient]:
 @pytest.fixture
 def token(http: TestClient) -> str:
     return police_token(http)
+
+
+class Production:
+    """An agency of the production-mode vault: its token bound to a DPoP key, a fresh proof per query."""
+
+    def __init__(self, http: TestClient) -> None:
+        self.http, self.key = http, dpop_key()
+        proof = dpop_proof(self.key, f"{BASE}/oauth/token")
+        data = {"grant_type": "client_credentials", "scope": "licences:verify"}
+        issued = http.post("/oauth/token", auth=(HALL, secret(HALL)), data=data, headers={"DPoP": proof})
+        assert issued.status_code == 200, issued.text
+        self.token = issued.json()["access_token"]
+
+    def gql(self, query: str) -> dict[str, Any]:
+        proof = dpop_proof(self.key, f"{BASE}/graphql", access_token=self.token)
+        headers = {"Content-Type": "application/json", "Authorization": f"DPoP {self.token}", "DPoP": proof}
+        body: dict[str, Any] = self.http.post("/graphql", content=json.dumps({"query": query}), headers=headers).json()
+        return body
 
 
 def messages(body: dict[str, Any]) -> list[str]:
@@ -186,10 +204,10 @@ def test_only_post_with_application_json(http: TestClient, token: str) -> None:
 
 
 def test_production_has_no_introspection_and_no_ide(production: TestClient) -> None:
-    token = police_token(production)
-    body = gql(production, token, INTROSPECTION).json()
+    agency = Production(production)
+    body = agency.gql(INTROSPECTION)
     assert body["data"] is None and any("introspection" in m for m in messages(body))
-    assert gql(production, token, "{ __typename }").json() == {"data": {"__typename": "Query"}}
+    assert agency.gql("{ __typename }") == {"data": {"__typename": "Query"}}
     ide = production.get("/graphql", headers={"Accept": "text/html"})
     assert ide.status_code == 405 and "graphiql" not in ide.text.lower()
 
@@ -203,8 +221,7 @@ def test_development_keeps_graphiql_and_introspection(http: TestClient, token: s
 
 
 def test_no_did_you_mean_suggestions(production: TestClient) -> None:
-    token = police_token(production)
-    body = gql(production, token, '{ licence { typ } verifyLicence(presentaton: "x") { vaild } }').json()
+    body = Production(production).gql('{ licence { typ } verifyLicence(presentaton: "x") { vaild } }')
     assert body["data"] is None and messages(body)
     assert not any("Did you mean" in m or "did you mean" in m for m in messages(body))
 
