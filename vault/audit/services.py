@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -99,6 +99,32 @@ class AuditLog:
         for listener in self.listeners:
             listener(session, event, at, event_id)
         return row
+
+    def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
+        """append() for many events in one multi-row insert (bulk issuance); the same entries, the same listeners."""
+        if not events:
+            return []
+        rows, stamped = [], []
+        for event in events:
+            event_id, at = uuid.uuid4(), utcnow()
+            entry = jws.canonical_json(event.body(event_id=event_id, at=at))
+            rows.append(
+                {
+                    "id": event_id,
+                    "created_at": at,
+                    "owner_id": event.owner_id,
+                    "actor": event.actor,
+                    "action": event.action.value,
+                    "entry": entry,
+                    "leaf_hash": merkle.leaf_hash(entry),
+                }
+            )
+            stamped.append((event, at, event_id))
+        session.connection().execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+        for event, at, event_id in stamped:
+            for listener in self.listeners:
+                listener(session, event, at, event_id)
+        return [event_id for _, _, event_id in stamped]
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:
         return sequencer.integrate(session, limit)
