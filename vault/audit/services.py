@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -27,6 +27,7 @@ from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
 from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
+from vault.db import insert_many
 
 SIGNER_TTL = 60.0
 __all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
@@ -120,7 +121,7 @@ class AuditLog:
                 }
             )
             stamped.append((event, at, event_id))
-        session.connection().execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
+        insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
         for event, at, event_id in stamped:
             for listener in self.listeners:
                 listener(session, event, at, event_id)

@@ -22,15 +22,15 @@ from datetime import date
 from enum import StrEnum
 from typing import TypeVar
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.audit.events import Action, Event
 from vault.clock import utcnow
 from vault.crypto.blind_index import blind_index
-from vault.crypto.envelope import DataKey, FieldContext
+from vault.crypto.envelope import DataKey
 from vault.crypto.errors import CryptoError
+from vault.db import insert_many
 from vault.licences import sdjwt
 from vault.licences.errors import InvalidFieldValue, StatusListFull, UnknownLicenceType
 from vault.licences.lifecycle import LicenceState
@@ -431,6 +431,9 @@ class BulkIssuer:
                     status=sdjwt.StatusRef(idx=slot, uri=uri),
                 )
                 jwt, disclosures = sdjwt.split(token)
+                sealed = dek.encrypt_fields(
+                    {JWT_FIELD: jwt, **dict(zip(values, disclosures, strict=True))}, owner_id, version_id
+                )
                 licences.append(
                     {
                         "id": licence_id,
@@ -465,7 +468,7 @@ class BulkIssuer:
                         "valid_until": valid_until,
                         "issued_at": now,
                         "superseded_at": None,
-                        "jwt_ct": dek.encrypt_text(jwt, _ctx(owner_id, version_id, JWT_FIELD)),
+                        "jwt_ct": sealed.pop(JWT_FIELD),
                     }
                 )
                 slots.append(
@@ -477,9 +480,9 @@ class BulkIssuer:
                         "version_id": version_id,
                         "owner_id": owner_id,
                         "name": name,
-                        "disclosure_ct": dek.encrypt_text(disclosure, _ctx(owner_id, version_id, name)),
+                        "disclosure_ct": ciphertext,
                     }
-                    for name, disclosure in zip(values, disclosures, strict=True)
+                    for name, ciphertext in sealed.items()
                 )
                 notes = service._notes(session, owner_id, official=official) if official else {}
                 events.append(
@@ -502,12 +505,8 @@ class BulkIssuer:
             (StatusEntry, slots),
             (LicenceField, fields),
         ):
-            connection.execute(insert(table.__table__), rows)  # type: ignore[attr-defined]
+            insert_many(connection, table.__table__, rows)  # type: ignore[attr-defined]
         service.audit.append_many(session, events)
-
-
-def _ctx(owner_id: uuid.UUID, version_id: uuid.UUID, name: str) -> FieldContext:
-    return FieldContext(owner_id=owner_id, record_id=version_id, field=name, record_version=1)
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
