@@ -27,8 +27,8 @@ def test_racing_batches_of_the_same_rows_issue_each_number_once(vault: Vault) ->
     issuer = BulkIssuer(vault.licences)
     with vault.db.session() as session:
         before = (
-            session.scalar(select(func.count()).select_from(Licence)),
-            session.scalar(select(func.count()).where(AuditEvent.action == "licence.issued")),
+            int(session.scalar(select(func.count()).select_from(Licence)) or 0),
+            int(session.scalar(select(func.count()).where(AuditEvent.action == "licence.issued")) or 0),
         )
 
     outcome = race(vault.db, lambda session, i: issuer.issue_batch(session, rows, issuer_code="traffic-police"))
@@ -40,8 +40,8 @@ def test_racing_batches_of_the_same_rows_issue_each_number_once(vault: Vault) ->
 
     with vault.db.session() as session:
         after = (
-            session.scalar(select(func.count()).select_from(Licence)),
-            session.scalar(select(func.count()).where(AuditEvent.action == "licence.issued")),
+            int(session.scalar(select(func.count()).select_from(Licence)) or 0),
+            int(session.scalar(select(func.count()).where(AuditEvent.action == "licence.issued")) or 0),
         )
         slots = session.scalar(select(func.count()).select_from(StatusEntry))
         licences = session.scalar(select(func.count()).select_from(Licence))

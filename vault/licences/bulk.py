@@ -20,10 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from vault.audit.events import Action, Event
 from vault.clock import utcnow
@@ -408,7 +408,12 @@ class BulkIssuer:
         now = utcnow()
         today = now.date()
         iat = int(time.time())
-        licences, indexes, versions, slots, fields, events = [], [], [], [], [], []
+        licences: list[dict[str, Any]] = []
+        indexes: list[dict[str, Any]] = []
+        versions: list[dict[str, Any]] = []
+        slots: list[dict[str, Any]] = []
+        fields: list[dict[str, Any]] = []
+        events: list[Event] = []
         for issuer, rows in by_issuer.items():
             signer = service.issuers.signer(session, issuer)
             issuer_id = service.issuers.issuer_id(issuer)
@@ -498,14 +503,14 @@ class BulkIssuer:
                 )
                 row.outcome = RowOutcome(row.index, RowStatus.ISSUED, licence_id, state, valid_until)
         connection = session.connection()  # Core executemany: the ORM's bulk path costs more than the inserts
-        for table, rows in (
+        for model, records in (
             (Licence, licences),
             (BlindIndex, indexes),
             (LicenceVersion, versions),
             (StatusEntry, slots),
             (LicenceField, fields),
         ):
-            insert_many(connection, table.__table__, rows)  # type: ignore[attr-defined]
+            insert_many(connection, SQLModel.metadata.tables[str(model.__tablename__)], records)
         service.audit.append_many(session, events)
 
 

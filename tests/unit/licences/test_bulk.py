@@ -8,7 +8,8 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
+from sqlmodel import col, select
 
 from tests import factories
 from vault.audit.models import AuditEvent
@@ -145,7 +146,7 @@ def test_slots_are_distinct_random_and_free(vault: Vault) -> None:
     outcomes = issue(vault, [driving(owner) for _ in range(24)])
     assert all(o.status is RowStatus.ISSUED for o in outcomes)
     with vault.db.session() as session:
-        slots = session.scalars(select(StatusEntry.idx).where(StatusEntry.issuer_code == "traffic-police")).all()
+        slots = session.scalars(select(StatusEntry.idx).where(col(StatusEntry.issuer_code) == "traffic-police")).all()
     assert sorted(slots) == list(range(64))
     from vault.licences.errors import StatusListFull
 
