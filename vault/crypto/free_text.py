@@ -34,7 +34,9 @@ def check_text(value: str, *, max_length: int, multiline: bool = False) -> str:
     Length counts characters after normalisation. Tabs, carriage returns and other whitespace controls are
     refused (a newline only where `multiline`); so are characters of categories Cc, Cs and Cn, and bidi controls.
     """
-    for position, char in enumerate(value):
+    # printable text (C's own check) has no control, separator but space, surrogate, unassigned or format
+    # character, which covers every bidi control: only text that is not needs the per-character walk
+    for position, char in enumerate("" if value.isprintable() else value):
         category = unicodedata.category(char)
         if category == "Cs":
             raise TextProblem(f"character {position + 1} is a lone surrogate (not valid Unicode text)")
