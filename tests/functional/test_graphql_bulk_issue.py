@@ -88,6 +88,9 @@ def test_good_rows_are_issued_and_bad_rows_reported_by_index(vault: Vault, http:
     events = issued_events(vault)[before:]  # one access event per issued licence, exactly like issueLicence
     assert sorted(e["licence"] for e in events) == sorted(str(i) for i in ids)
     assert all(e["actor"] == "issuer:traffic-police" and "official_note" in e["detail"] for e in events)
+    with vault.db.session() as session:  # the official is kept under each owner's key; the log names the note
+        notes = [vault.licences.texts.open(session, uuid.UUID(e["detail"]["official_note"])) for e in events]
+    assert notes == ["警号 010203", "警号 010203"]
     with vault.db.session() as session:
         for licence_id, key in zip(ids, ("b", "c"), strict=True):  # encrypted per owner, signed, with a status slot
             licence = vault.licences.get(session, licence_id)
@@ -136,6 +139,13 @@ def test_another_departments_type_is_a_problem_of_its_row(http: TestClient, toke
         "field": "type",
         "message": "traffic-police does not issue resident-id-card; public-security does",
     }
+
+
+def test_a_request_of_exactly_the_cap_passes_the_endpoints_limits(http: TestClient, token: str) -> None:
+    rows = [row("b")] + [{"owner": identifier("c"), "type": "passport", "values": []}] * (MAX_BULK_ROWS - 1)
+    result = issue_many(http, token, rows)["data"]["issueLicences"]
+    assert (result["issued"], result["invalid"], len(result["rows"])) == (1, MAX_BULK_ROWS - 1, MAX_BULK_ROWS)
+    assert result["rows"][-1]["index"] == MAX_BULK_ROWS - 1
 
 
 def test_more_rows_than_the_cap_are_refused_whole(vault: Vault, http: TestClient, token: str) -> None:

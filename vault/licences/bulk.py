@@ -407,6 +407,11 @@ class BulkIssuer:
             by_issuer.setdefault(row.licence_type.issuer, []).append(row)
         now = utcnow()
         today = now.date()
+        official_notes: dict[int, uuid.UUID] = {}  # row index -> the official's name sealed under the row's owner
+        if official:
+            holders = [(r.index, r.owner.id) for r in ready if r.owner is not None]
+            note_ids = service.texts.seal_many(session, [(o, keys[o]) for _, o in holders], "official", official)
+            official_notes = {index: note for (index, _), note in zip(holders, note_ids, strict=True)}
         iat = int(time.time())
         licences: list[dict[str, Any]] = []
         indexes: list[dict[str, Any]] = []
@@ -489,7 +494,7 @@ class BulkIssuer:
                     }
                     for name, ciphertext in sealed.items()
                 )
-                notes = service._notes(session, owner_id, official=official) if official else {}
+                notes = {"official_note": str(official_notes[row.index])} if row.index in official_notes else {}
                 events.append(
                     Event(
                         Action.LICENCE_ISSUED,
