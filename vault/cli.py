@@ -330,7 +330,7 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
 
 def licences_import(vault: Vault, args: argparse.Namespace) -> int:
     from vault.licences.bulk import BulkIssuer
-    from vault.licences.importing import Progress, count_rows, format_of, import_file
+    from vault.licences.importing import Progress, count_rows, format_of, import_file, tune_gc_for_import
 
     path = Path(args.file)
     if not path.is_file():
@@ -339,6 +339,7 @@ def licences_import(vault: Vault, args: argparse.Namespace) -> int:
     fmt = format_of(path, args.format)
     report_path = Path(args.report) if args.report else path.with_name(path.name + ".errors.csv")
     total = count_rows(path, fmt)
+    tune_gc_for_import()
     print(f"importing {total:,} rows from {path.name} ({fmt}), {args.batch} per transaction", file=sys.stderr)
     with report_path.open("w", encoding="utf-8", newline="") as report:
         result = import_file(
