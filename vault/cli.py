@@ -328,6 +328,40 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
     return 0
 
 
+def licences_import(vault: Vault, args: argparse.Namespace) -> int:
+    from vault.licences.bulk import BulkIssuer
+    from vault.licences.importing import Progress, count_rows, format_of, import_file, tune_gc_for_import
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no file {path}", file=sys.stderr)
+        return 2
+    fmt = format_of(path, args.format)
+    report_path = Path(args.report) if args.report else path.with_name(path.name + ".errors.csv")
+    total = count_rows(path, fmt)
+    tune_gc_for_import()
+    print(f"importing {total:,} rows from {path.name} ({fmt}), {args.batch} per transaction", file=sys.stderr)
+    with report_path.open("w", encoding="utf-8", newline="") as report:
+        result = import_file(
+            path,
+            fmt,
+            issuer=BulkIssuer(vault.licences),
+            unit_of_work=vault.db.session,
+            report=report,
+            progress=Progress(sys.stderr, total),
+            actor=OPERATOR,
+            batch_size=args.batch,
+        )
+    rate = result.total / result.seconds if result.seconds else 0.0
+    print(
+        f"{result.issued} issued, {result.already_issued} already issued, {result.invalid} invalid "
+        f"of {result.total} rows in {result.seconds:.1f} s ({rate:,.0f} rows/s)"
+    )
+    if result.invalid:
+        print(f"the invalid rows and why are in {report_path}", file=sys.stderr)
+    return 1 if result.invalid else 0
+
+
 def licences_expire(vault: Vault, args: argparse.Namespace) -> int:
     with vault.db.session() as session:
         count = vault.licences.expire_due(session)
@@ -619,6 +653,14 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("--json", help="a JSON file with the field values")
     issue.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a field value (repeatable)")
     issue.set_defaults(run=_with_vault(licences_issue))
+    imp = lic.add_parser(
+        "import", help="issue many licences from a CSV or JSON Lines file, in batches; safe to run again"
+    )
+    imp.add_argument("file", help="a .csv (owner,type,<field>...) or .jsonl ({owner,type,values}) file")
+    imp.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file's extension")
+    imp.add_argument("--report", help="where the invalid rows go (default: FILE.errors.csv)")
+    imp.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
+    imp.set_defaults(run=_with_vault(licences_import))
     present = lic.add_parser("present", help="print an SD-JWT presentation disclosing only the chosen fields")
     present.add_argument("licence", type=_licence_id)
     present.add_argument("--fields", required=True, help="comma-separated field names")

@@ -7,7 +7,6 @@ come back as union results with a message per field; each mutation's writes are 
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -19,19 +18,19 @@ from strawberry.types import Info
 from vault.api.context import Context
 from vault.api.errors import BadUserInput, Forbidden
 from vault.api.licences import LicenceStateEnum
-from vault.api.limits import MAX_FIELD_NAMES, check_list
+from vault.api.limits import MAX_BULK_ROWS, MAX_FIELD_NAMES, check_list
 from vault.api.reads import NO_SUCH_OWNER, find_owner
 from vault.crypto.free_text import TextProblem, check_text
 from vault.licences import errors
+from vault.licences.bulk import BulkIssuer, BulkRow, RowOutcome, RowProblem, RowStatus, read_values
 from vault.licences.lifecycle import LicenceState, Step
 from vault.licences.models import Licence as LicenceRow
-from vault.licences.types import FieldType, LicenceType
+from vault.licences.types import LicenceType
 from vault.oauth.scopes import Scope
 from vault.owners.models import Owner, OwnerKind
 
 MAX_REASON = 500
 MAX_OFFICIAL = 100
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 @strawberry.input(description="One field's value; integers and dates (yyyy-mm-dd) are written as strings.")
@@ -116,31 +115,8 @@ def own_type(context: Context, licence_type: LicenceType) -> str:
 def _values(licence_type: LicenceType, given: list[FieldValueInput]) -> tuple[dict[str, object], list[tuple[str, str]]]:
     """The values given, by name, and a problem for each entry that cannot even be read as its field's type."""
     check_list("values", given, MAX_FIELD_NAMES)
-    values: dict[str, object] = {}
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for entry in given:
-        name = _name(entry.name)
-        if name in seen:
-            problems.append((name, f"field {name!r}: given more than once"))
-            values.pop(name, None)
-            continue
-        seen.add(name)
-        if name not in licence_type.field_names:
-            problems.append((name, f"{licence_type.code} has no field {name!r}"))
-        elif licence_type.field(name).type is FieldType.INTEGER:
-            if _INTEGER.fullmatch(entry.value.strip()):
-                values[name] = int(entry.value)
-            else:
-                problems.append((name, f"field {name!r}: not an integer"))
-        else:
-            values[name] = entry.value
-    return values, problems
-
-
-def _name(given: str) -> str:
-    """A field name as it may be echoed in an error: printable ASCII, at most 100 characters."""
-    return given if len(given) <= 100 and given.isascii() and given.isprintable() else "(unreadable field name)"
+    values, problems = read_values(licence_type, [(entry.name, entry.value) for entry in given])
+    return values, [(p.field, str(p)) for p in problems]
 
 
 def _checked(
@@ -259,8 +235,84 @@ def _change(
     return _atomic(context, licence_type.number_field, work, row)
 
 
+@strawberry.input(description="One licence of a bulk issuance: the owner's identifier, the type, the values.")
+class LicenceInput:
+    owner: str
+    type: str
+    values: list[FieldValueInput]
+
+
+IssueRowStatus = strawberry.enum(RowStatus, name="IssueRowStatus", description="What became of one row.")
+
+
+@strawberry.type(description="One row of a bulk issuance: its index in the input (from 0) and what became of it.")
+class IssueRowResult:
+    index: int
+    status: IssueRowStatus  # type: ignore[valid-type]
+    licence: LicenceRecord | None = strawberry.field(description="The licence issued (or before: ALREADY_ISSUED).")
+    problems: list[FieldProblem] = strawberry.field(description="Why an INVALID row was not issued, per field.")
+
+
+@strawberry.type(description="Valid rows were issued and committed together; invalid rows wrote nothing.")
+class IssueLicencesResult:
+    issued: int
+    already_issued: int
+    invalid: int
+    rows: list[IssueRowResult]
+
+
+def _row_result(outcome: RowOutcome, type_code: str) -> IssueRowResult:
+    licence = None
+    if outcome.licence_id is not None and outcome.state is not None:
+        licence = LicenceRecord(
+            id=strawberry.ID(str(outcome.licence_id)),
+            type=type_code,
+            state=outcome.state,
+            version=1,
+            valid_until=outcome.valid_until,
+        )
+    problems = [FieldProblem(field=p.field, message=p.message) for p in outcome.problems]
+    return IssueRowResult(index=outcome.index, status=outcome.status, licence=licence, problems=problems)
+
+
+def _bulk_row(entry: LicenceInput) -> BulkRow:
+    return BulkRow(entry.owner, entry.type, [(value.name, value.value) for value in entry.values])
+
+
 @strawberry.type
 class IssuerMutations:
+    @strawberry.mutation(
+        description=f"Issue up to {MAX_BULK_ROWS} licences of your types: each row is checked as issueLicence checks"
+        " it; the valid rows are issued and committed together, each invalid row is reported by index and writes"
+        " nothing. A row whose number was already issued to the same owner is ALREADY_ISSUED, so a retry is safe."
+    )
+    def issue_licences(
+        self, info: Info[Context, None], input: list[LicenceInput], official: str | None = None
+    ) -> IssueLicencesResult:
+        context = info.context
+        department = issuing_department(context)
+        check_list("input", input, MAX_BULK_ROWS)
+        problems: list[tuple[str, str]] = []
+        official_text = _official(official, problems)
+        if problems:
+            raise BadUserInput(problems[0][1], argument="official")
+        too_long = {n for n, entry in enumerate(input) if len(entry.values) > MAX_FIELD_NAMES}
+        rows = [BulkRow("", "", []) if n in too_long else _bulk_row(entry) for n, entry in enumerate(input)]
+        outcomes = BulkIssuer(context.vault.licences).issue_batch(
+            context.session, rows, issuer_code=department, official=official_text
+        )
+        for n in too_long:
+            message = f"values takes at most {MAX_FIELD_NAMES} entries, got {len(input[n].values)}"
+            outcomes[n] = RowOutcome(n, RowStatus.INVALID, problems=[RowProblem("values", message)])
+        results = [_row_result(o, input[o.index].type) for o in outcomes]
+        count = {status: sum(1 for o in outcomes if o.status is status) for status in RowStatus}
+        return IssueLicencesResult(
+            issued=count[RowStatus.ISSUED],
+            already_issued=count[RowStatus.ALREADY_ISSUED],
+            invalid=count[RowStatus.INVALID],
+            rows=results,
+        )
+
     @strawberry.mutation(description="Issue version 1 of a licence of one of your types to an owner.")
     def issue_licence(
         self,

@@ -44,6 +44,7 @@ MAX_TYPES = 20
 MAX_FIELD_NAMES = 100
 MAX_PRESENTATIONS = 1_000
 MAX_LICENCES_PER_OWNER = 200
+MAX_BULK_ROWS = 1_000  # rows of one issueLicences request: about 1 MB of input, one transaction of a few seconds
 
 
 def check_list(name: str, values: Sequence[Any] | None, limit: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
 from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
+from vault.db import insert_many
 
 SIGNER_TTL = 60.0
 __all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
@@ -99,6 +100,32 @@ class AuditLog:
         for listener in self.listeners:
             listener(session, event, at, event_id)
         return row
+
+    def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
+        """append() for many events in one multi-row insert (bulk issuance); the same entries, the same listeners."""
+        if not events:
+            return []
+        rows, stamped = [], []
+        for event in events:
+            event_id, at = uuid.uuid4(), utcnow()
+            entry = jws.canonical_json(event.body(event_id=event_id, at=at))
+            rows.append(
+                {
+                    "id": event_id,
+                    "created_at": at,
+                    "owner_id": event.owner_id,
+                    "actor": event.actor,
+                    "action": event.action.value,
+                    "entry": entry,
+                    "leaf_hash": merkle.leaf_hash(entry),
+                }
+            )
+            stamped.append((event, at, event_id))
+        insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
+        for event, at, event_id in stamped:
+            for listener in self.listeners:
+                listener(session, event, at, event_id)
+        return [event_id for _, _, event_id in stamped]
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:
         return sequencer.integrate(session, limit)

@@ -124,6 +124,8 @@ def issue_sd_jwt(
 ) -> str:
     """Issue an SD-JWT VC whose every entry of `fields` is a disclosure; return `<jwt>~<d1>~...~`.
 
+    The disclosures follow the order of `fields` (bulk issuance pairs them by position, without decoding).
+
     `extra_claims` are signed in the clear and never disclosable. Raises ValueError for a field or extra
     claim that uses a reserved name, for a name used by both, and for `sub` among the extra claims (a
     licence must not carry a stable subject identifier that links every presentation of it).

@@ -173,3 +173,17 @@ def test_a_running_process_picks_up_a_rotation_made_by_another(tmp_path: Path) -
     old = next(k for k in cli.key_ids() if k != new)
     cli.retire(old)
     assert server.key_ids() == [new]
+
+
+def test_fields_sealed_together_open_one_by_one_and_only_where_they_belong() -> None:
+    owner, record = uuid.uuid4(), uuid.uuid4()
+    dek = DataKey.generate(owner)
+    sealed = dek.encrypt_fields({"name": "测试", "class": "C1"}, owner, record, 3)
+    for name, text in (("name", "测试"), ("class", "C1")):
+        assert dek.decrypt_text(sealed[name], FieldContext(owner, record, name, 3)) == text
+    with pytest.raises(DecryptionFailed):
+        dek.decrypt_text(sealed["name"], FieldContext(owner, record, "class", 3))
+    with pytest.raises(DecryptionFailed):
+        dek.decrypt_text(sealed["name"], FieldContext(owner, record, "name", 1))
+    with pytest.raises(ValueError, match="own owner"):
+        dek.encrypt_fields({"name": "x"}, uuid.uuid4(), record)

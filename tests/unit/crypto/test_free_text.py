@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from vault.crypto.free_text import TextProblem, check_text
@@ -31,3 +33,28 @@ def test_text_comes_back_nfc_and_stripped() -> None:
     assert check_text("  Jose\u0301 ", max_length=10) == "José"
     assert check_text("two\nlines", max_length=10, multiline=True) == "two\nlines"
     assert check_text("e\u0301" * 10, max_length=10) == "é" * 10  # counted after normalisation
+
+
+def _refused_by_category(char: str, multiline: bool) -> bool:
+    """The rule spelled out per character, independently of check_text's shortcut for printable text."""
+    category = unicodedata.category(char)
+    allowed = " \n" if multiline else " "
+    bidi = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    return (
+        category in ("Cs", "Cn")
+        or char in bidi
+        or ((category == "Cc" or category.startswith("Z")) and char not in allowed)
+    )
+
+
+def test_every_code_point_is_judged_as_the_rule_says() -> None:
+    planes = [*range(0x30000), *range(0xE0000, 0xE0200), 0xF0000, 0x10FFFD, 0x10FFFF]  # every plane in use
+    for code in planes:
+        char = chr(code)
+        for multiline in (False, True):
+            try:
+                check_text(f"a{char}b", max_length=10, multiline=multiline)
+                refused = False
+            except TextProblem:
+                refused = True
+            assert refused == _refused_by_category(char, multiline), (hex(code), multiline)
