@@ -135,11 +135,13 @@ def test_no_read_releases_data_after_the_revocation_committed(
         deadline = time.monotonic() + 30
         while len(reads.released) < 3 and time.monotonic() < deadline:  # the readers are in full flow
             time.sleep(0.01)
-        with vault.db.session() as session:
-            vault.consent.revoke(session, grant.id, actor="staff:x", owner_id=None, reason=None)
-            # the revocation holds the grant's row now: what it sees is every use committed before it
-            uses_at_revocation.append(session.get(Grant, grant.id, populate_existing=True).uses)  # type: ignore[union-attr]
-        revoked.set()
+        try:  # a revocation that fails (a deadlock with the readers, say) fails the test instead of hanging it
+            with vault.db.session() as session:
+                vault.consent.revoke(session, grant.id, actor="staff:x", owner_id=None, reason=None)
+                # the revocation holds the grant's row now: what it sees is every use committed before it
+                uses_at_revocation.append(session.get(Grant, grant.id, populate_existing=True).uses)  # type: ignore[union-attr]
+        finally:
+            revoked.set()
 
     after: list[float] = []
 
@@ -258,3 +260,44 @@ def test_an_ending_committed_by_one_worker_is_honoured_by_the_next_request_in_an
             assert events(vault, "fields.released", owner) == released
     finally:
         other.close()
+
+
+def test_a_read_and_a_revocation_at_the_same_moment_do_not_deadlock(
+    vault: Vault, civil: AgencyClient, http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read has checked its token (a shared lock on the token's row) when a revocation starts (it locks the
+    grant, then wants the tokens). Were the read to lock the grant only now, to count its use, each would wait for
+    the other and PostgreSQL would fail one of them. The read locks the grant first, so the revocation waits."""
+    owner = person_id(vault)
+    token = consented_tokens(vault, civil, owner, REPEATED_ITEM)["access_token"]
+    grant = _grant(vault, owner)
+    checked, revoking = threading.Event(), threading.Event()
+    require_unrevoked = vault.tokens.require_unrevoked
+
+    def then_wait(session: Any, token_id: Any) -> None:
+        require_unrevoked(session, token_id)
+        checked.set()
+        assert revoking.wait(30)
+        time.sleep(0.5)  # the revocation is under way: it holds, or waits for, the grant's row
+
+    monkeypatch.setattr(vault.tokens, "require_unrevoked", then_wait)
+    outcome: dict[str, Any] = {}
+
+    def revoke() -> None:
+        assert checked.wait(30)
+        revoking.set()
+        try:
+            with vault.db.session() as session:
+                vault.consent.revoke(session, grant.id, actor="staff:x", owner_id=None, reason=None)
+            outcome["revoked"] = True
+        except Exception as error:  # the outcome under test
+            outcome["revoked"] = error
+
+    revoker = threading.Thread(target=revoke)
+    revoker.start()
+    read = _read(http, token)
+    revoker.join(60)
+    assert outcome.get("revoked") is True, outcome
+    assert read == (200, True)  # it committed first, with its use; the revocation came after it
+    final = _grant(vault, owner)
+    assert final.state == "revoked" and final.uses == 1 == events(vault, "fields.released", owner)

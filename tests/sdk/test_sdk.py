@@ -320,3 +320,23 @@ def test_the_sdk_and_the_reference_sd_jwt_library_agree(live: Live, fields: list
     spliced = presentation + foreign + "~"
     assert checker.verify_presentation(spliced).reason == "digest_mismatch"
     assert "name" not in set(SDJWTVerifier(spliced, key_of).get_verified_payload()) - set(fields)
+
+
+def test_an_issuer_issues_many_licences_in_one_call(live: Live) -> None:
+    from tests import factories
+
+    issuer = client(live, "traffic-police-issuing")
+    tokens = issuer.client_credentials("licences:issue")
+
+    def row(index: int, **changes: Any) -> Any:
+        values = factories.driving_licence_values(name=PERSONS[index].name, **changes)
+        return {
+            "owner": PERSONS[index].id_number,
+            "type": "driving-licence",
+            "values": [{"name": k, "value": str(v)} for k, v in values.items()],
+        }
+
+    result = Operations(issuer, tokens).issue_licences([row(1), row(2, valid_from="2020-02-30")])
+    assert (result["issued"], result["invalid"]) == (1, 1), result
+    assert [r["status"] for r in result["rows"]] == ["ISSUED", "INVALID"]
+    assert result["rows"][1]["problems"]

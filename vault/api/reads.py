@@ -170,20 +170,24 @@ class ReadLedger:
         mandate is then counted against the mandate's limits; over a limit, the read becomes a recorded denial and
         `limited` says why: the caller then returns no data.
         """
+        released_any = any(read.licences for read in self.reads.values()) or any(q.answered for q in self.questions)
+        grant = authority.grant if released_any and authority is not None else None
+        if grant is not None:
+            # the grant's row first, then the token's: a revocation locks them in that order (ConsentService
+            # ._grant_to ends the tokens after the grant), so a read and a revocation never wait on each other in
+            # a cycle, which PostgreSQL would break by failing one of them
+            vault.consent.hold(session, grant.id)
         if token_id is not None:
             vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:
             self._count(session, vault, client_id, self.mandate_read)
-        released_any = False
         for read in self.reads.values():
-            released_any = released_any or bool(read.licences)
             event = _event(read, client_id, authority, request_id, self._notes(authority, read))
             vault.audit.append(session, event)
         for question in self.questions:
-            released_any = released_any or question.answered
             vault.audit.append(session, _question_event(session, vault, question, client_id, authority, request_id))
-        if released_any and authority is not None and authority.grant is not None:
-            vault.consent.use(session, authority.grant.id)
+        if grant is not None:
+            vault.consent.use(session, grant.id)
 
     def _notes(self, authority: Authority | None, read: OwnerRead) -> list[str]:
         """The sealed case text (and official's name) of the mandate's owner, for their event to point at."""

@@ -537,6 +537,15 @@ class ConsentService:
             self._grant_to(session, grant, GrantState.EXHAUSTED, "system", "use limit reached")
         return grant
 
+    def hold(self, session: Session, grant_id: uuid.UUID) -> None:
+        """Lock the grant's row until this transaction ends (PostgreSQL; SQLite has one writer anyway).
+
+        A read takes it before its access token's row, as a revocation does (the grant, then its tokens), so the
+        two never deadlock; the read's guarded use of the grant then runs under the lock it already holds.
+        """
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(Grant.id).where(col(Grant.id) == grant_id).with_for_update(key_share=True))
+
     def _grant_to(self, session: Session, grant: Grant, to: GrantState, actor: str, reason: str | None) -> bool:
         """Claim the step in the database; False (nothing written) when the grant's state no longer allows it.
 

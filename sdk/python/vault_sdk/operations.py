@@ -20,6 +20,12 @@ class FieldValue(TypedDict):
     value: str
 
 
+class LicenceRow(TypedDict):
+    owner: str  # resident ID number or unified social credit code
+    type: str
+    values: list[FieldValue]
+
+
 @cache
 def document(name: str) -> str:
     """The text of one shipped operation, e.g. "agency-read-licences"."""
@@ -94,6 +100,11 @@ class Operations:
         self, owner: str, type: str, values: Sequence[FieldValue], official: str | None = None
     ) -> dict[str, Any]:
         return _only(self._run("issuer-issue-licence", owner=owner, type=type, values=list(values), official=official))
+
+    def issue_licences(self, rows: Sequence[LicenceRow], official: str | None = None) -> dict[str, Any]:
+        """Issue up to 1,000 licences in one request: `issued`, `alreadyIssued`, `invalid` and a result per row
+        (an invalid row carries its problems and writes nothing; the valid ones are committed together)."""
+        return _only(self._run("issuer-issue-licences", input=[dict(row) for row in rows], official=official))
 
     def renew_licence(self, id: str, changes: Sequence[FieldValue], official: str | None = None) -> dict[str, Any]:
         return _only(self._run("issuer-renew-licence", id=id, changes=list(changes), official=official))
