@@ -245,23 +245,28 @@ class Verifier:
         keys: dict[str, dict[str, Any]] = self._get(f"{self.issuer}/oauth/jwks", parse)
         return keys
 
-    def verify_receipt(self, receipt: str, *, agency: str | None = None, grant_id: str | None = None) -> dict[str, Any]:
-        """The claims of a vault-signed consent receipt; raises VerificationError if it is not one."""
+    def _vault_signed(self, token: str, typ: str, what: str) -> dict[str, Any]:
+        """The claims of a JWS of type `typ` that this vault signed with a key it publishes; raises otherwise."""
         try:
-            header = _header(receipt)
+            header = _header(token)
         except (ValueError, UnicodeDecodeError):
             raise VerificationError("malformed", "not a compact JWS") from None
-        if header.get("typ") != RECEIPT_TYP or header.get("alg") not in ALGORITHMS:
-            raise VerificationError("wrong_type", f"not an EdDSA {RECEIPT_TYP}")
+        if header.get("typ") != typ or header.get("alg") not in ALGORITHMS:
+            raise VerificationError("wrong_type", f"not an EdDSA {typ}")
         jwk = self.vault_keys().get(str(header.get("kid")))
         if jwk is None:
             raise VerificationError("unknown_key", "signed by a key the vault does not publish")
-        verified = _signature_verifies(receipt, jwk)
+        verified = _signature_verifies(token, jwk)
         if verified is None:
             raise VerificationError("bad_signature", "the vault's signature does not verify")
         claims = _strict_json(verified[1])
         if not isinstance(claims, dict) or claims.get("iss") != self.issuer:
-            raise VerificationError("wrong_issuer", "the receipt was not issued by this vault")
+            raise VerificationError("wrong_issuer", f"the {what} was not signed by this vault")
+        return claims
+
+    def verify_receipt(self, receipt: str, *, agency: str | None = None, grant_id: str | None = None) -> dict[str, Any]:
+        """The claims of a vault-signed consent receipt; raises VerificationError if it is not one."""
+        claims = self._vault_signed(receipt, RECEIPT_TYP, "receipt")
         if agency is not None and claims.get("agency") != agency:
             raise VerificationError("wrong_agency", "the receipt is another agency's")
         if grant_id is not None and claims.get("jti") != grant_id:
@@ -270,21 +275,7 @@ class Verifier:
 
     def verify_answer(self, answer: str, *, agency: str | None = None) -> dict[str, Any]:
         """The claims of a vault-signed answer to a `check` (yes or no, no value); raises VerificationError if not."""
-        try:
-            header = _header(answer)
-        except (ValueError, UnicodeDecodeError):
-            raise VerificationError("malformed", "not a compact JWS") from None
-        if header.get("typ") != ANSWER_TYP or header.get("alg") not in ALGORITHMS:
-            raise VerificationError("wrong_type", f"not an EdDSA {ANSWER_TYP}")
-        jwk = self.vault_keys().get(str(header.get("kid")))
-        if jwk is None:
-            raise VerificationError("unknown_key", "signed by a key the vault does not publish")
-        verified = _signature_verifies(answer, jwk)
-        if verified is None:
-            raise VerificationError("bad_signature", "the vault's signature does not verify")
-        claims = _strict_json(verified[1])
-        if not isinstance(claims, dict) or claims.get("iss") != self.issuer:
-            raise VerificationError("wrong_issuer", "the answer was not signed by this vault")
+        claims = self._vault_signed(answer, ANSWER_TYP, "answer")
         if not isinstance(claims.get("answer"), bool):
             raise VerificationError("incomplete", "the answer carries no yes or no")
         if agency is not None and claims.get("agency") != agency:
