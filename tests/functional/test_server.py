@@ -74,6 +74,13 @@ def test_serving_signs_checkpoints_and_expires_licences(vault: Vault) -> None:
         licence = factories.driving_licence(vault, session, owner, valid_until=str(date.today() - timedelta(days=1)))
     with TestClient(create_app(vault=vault)) as client:
         assert client.get("/healthz").status_code == 200
+        # the first maintenance round runs as soon as the app is the leader; wait for it rather than for a time
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with vault.db.session() as session:
+                if vault.audit.latest_checkpoint(session) is not None:
+                    break
+            time.sleep(0.05)
     with vault.db.session() as session:
         assert vault.licences.get(session, licence.id).state == "expired"
         latest = vault.audit.latest_checkpoint(session)
