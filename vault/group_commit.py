@@ -107,22 +107,15 @@ class GroupCommit:
                 return
             log.warning("a batch of %d writes failed to commit (%s); writing each alone", len(batch), error)
             for write in batch:
-                write.result, write.error = None, None
-                try:
-                    with self._db.session() as session:
-                        _attempt(session, write, nested=False)
-                        if write.error is not None:
-                            raise write.error
-                    write.committed = True
-                except Exception as alone:
-                    write.result, write.error = None, write.error or alone
+                self._alone(write, attempts=1)
         self.batches += 1
         self.writes += len(batch)
 
-    def _alone(self, write: _Write[Any]) -> None:
-        """Run again, in transactions of its own, a write that lost a deadlock or a serialization conflict inside
-        the batch (its savepoint rolled back, so nothing of it was written): it gets an answer, not a 500."""
-        for _ in range(RETRIES):
+    def _alone(self, write: _Write[Any], attempts: int = RETRIES) -> None:
+        """Run a write again in a transaction of its own (nothing of it was written): once when its batch failed to
+        commit, up to `attempts` times while it loses a deadlock or a serialization conflict, so that it gets an
+        answer, not a 500."""
+        for _ in range(attempts):
             write.result, write.error = None, None
             try:
                 with self._db.session() as session:
