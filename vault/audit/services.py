@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -95,8 +95,9 @@ class AuditLog:
             entry=entry,
             leaf_hash=merkle.leaf_hash(entry),
         )
-        session.add(row)
-        session.flush()
+        # one INSERT, not the ORM's unit of work: every read's transaction appends one (seq comes back with it)
+        values = row.model_dump(exclude={"seq", "leaf_index"})
+        row.seq = session.execute(insert(AuditEvent).values(values).returning(col(AuditEvent.seq))).scalar_one()
         for listener in self.listeners:
             listener(session, event, at, event_id)
         return row

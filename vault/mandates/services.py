@@ -291,19 +291,23 @@ class MandateService:
 
     @staticmethod
     def _take(session: Session, key: str, start: datetime, limit: int) -> bool:
+        """Count one read on the key's row for the window if it is under `limit`: one guarded upsert, which creates
+        the row at 1 or adds 1 only where count < limit (the row locked meanwhile, so concurrent takes never pass
+        the limit); whether it counted is whether a row came back."""
+        if limit < 1:
+            return False
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(insert(MandateCounter).values(key=key, window_start=start, count=0).on_conflict_do_nothing())
+        counter = MandateCounter.__table__  # type: ignore[attr-defined]
+        statement = insert(counter).values(key=key, window_start=start, count=1)
         taken = session.execute(
-            update(MandateCounter)
-            .where(
-                col(MandateCounter.key) == key,
-                col(MandateCounter.window_start) == start,
-                col(MandateCounter.count) < limit,
-            )
-            .values(count=col(MandateCounter.count) + 1)
+            statement.on_conflict_do_update(
+                index_elements=[counter.c.key, counter.c.window_start],
+                set_={"count": counter.c.count + 1},
+                where=counter.c.count < limit,
+            ).returning(counter.c.count)
         )
-        return bool(getattr(taken, "rowcount", 0))
+        return taken.first() is not None
 
 
 def registration_end(last_day: date) -> datetime:

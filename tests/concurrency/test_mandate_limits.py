@@ -1,0 +1,62 @@
+"""A mandate's read limits hold across workers: N reads counted at once at a limit of k, exactly k are counted."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+from sqlmodel import select
+
+from tests.concurrency.race import PARALLEL, race
+from vault.mandates.errors import RateLimited
+from vault.mandates.models import MandateCounter
+from vault.mandates.services import MandateClaim, MandateService
+from vault.policy.catalogue import Mandate, RateLimits
+from vault.wiring import Vault
+
+MANDATE = "traffic-accident-handling"
+NOW = datetime(2026, 11, 30, 10, 30, tzinfo=UTC)
+
+
+def _mandate(vault: Vault, per_case: int, per_client: int) -> Mandate:
+    mandate = vault.policy.catalogue.mandate(MANDATE)
+    limits = RateLimits(per_case=per_case, per_client=per_client, window_hours=1)
+    return dataclasses.replace(mandate, rate_limits=limits)
+
+
+def _counts(vault: Vault) -> dict[str, int]:
+    with vault.db.session() as session:
+        return {row.key.split(":")[0]: row.count for row in session.scalars(select(MandateCounter))}
+
+
+def _count(vault: Vault, mandate: Mandate, case: str) -> Callable[[Session, int], None]:
+    """One read counted against the mandate's limits for `case`, as each racing request would."""
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    claim = MandateClaim(MANDATE, case, frozenset(), "012345")
+    return lambda session, i: service.count_read(session, mandate, claim, "traffic-police", NOW)
+
+
+def test_a_case_limit_admits_exactly_that_many_reads_at_once(vault: Vault) -> None:
+    mandate = _mandate(vault, per_case=3, per_client=100)
+    outcome = race(vault.db, _count(vault, mandate, "case-1"))
+    assert len(outcome.won) == 3 and len(outcome.lost) == PARALLEL - 3
+    assert not outcome.errors_of(RateLimited)
+    assert all(isinstance(error, RateLimited) and error.scope == "case" for error in outcome.lost)
+    # a read refused for its case is not counted against the client either
+    assert _counts(vault) == {"client": 3, "case": 3}
+
+
+def test_a_client_limit_of_one_admits_one_read_at_once(vault: Vault) -> None:
+    mandate = _mandate(vault, per_case=100, per_client=1)
+    outcome = race(vault.db, _count(vault, mandate, "case-2"))
+    assert len(outcome.won) == 1 and not outcome.errors_of(RateLimited)
+    assert _counts(vault) == {"client": 1, "case": 1}
+
+
+def test_a_limit_of_zero_admits_no_read(vault: Vault) -> None:
+    mandate = _mandate(vault, per_case=0, per_client=5)
+    outcome = race(vault.db, _count(vault, mandate, "case-3"), n=2)
+    assert not outcome.won and not outcome.errors_of(RateLimited)
+    assert not any(_counts(vault).values())
