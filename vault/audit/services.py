@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
@@ -57,6 +58,10 @@ def origin_of(public_url: str) -> str:
     return public_url.split("://", 1)[-1].rstrip("/") + "/log"
 
 
+_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
+_APPEND = insert(_EVENTS).returning(_EVENTS.c.seq)
+
+
 class AuditLog:
     """Appends events in the caller's transaction; the leader sequences, checkpoints, publishes and gets cosigned."""
 
@@ -86,18 +91,18 @@ class AuditLog:
         """Record the event now; it has no index until the sequencer integrates it (within about a second)."""
         event_id, at = uuid.uuid4(), utcnow()
         entry = jws.canonical_json(event.body(event_id=event_id, at=at))
-        row = AuditEvent(
-            id=event_id,
-            created_at=at,
-            owner_id=event.owner_id,
-            actor=event.actor,
-            action=event.action.value,
-            entry=entry,
-            leaf_hash=merkle.leaf_hash(entry),
-        )
-        # one INSERT, not the ORM's unit of work: every read's transaction appends one (seq comes back with it)
-        values = row.model_dump(exclude={"seq", "leaf_index"})
-        row.seq = session.execute(insert(AuditEvent).values(values).returning(col(AuditEvent.seq))).scalar_one()
+        values: dict[str, Any] = {
+            "id": event_id,
+            "created_at": at,
+            "owner_id": event.owner_id,
+            "actor": event.actor,
+            "action": event.action.value,
+            "entry": entry,
+            "leaf_hash": merkle.leaf_hash(entry),
+        }
+        # one prepared INSERT, not the ORM's unit of work: every read's transaction appends one
+        seq = session.connection().execute(_APPEND, values).scalar_one()
+        row = AuditEvent(seq=seq, **values)
         for listener in self.listeners:
             listener(session, event, at, event_id)
         return row
