@@ -11,6 +11,11 @@ request go on with its own result or its own error:
 - If the commit itself fails, no write of the batch took effect; each is then run again in a transaction of its
   own, so one write cannot make the others fail, and each request gets the outcome of its own.
 - Nothing is answered before its commit: a request's data leaves only with its committed access event.
+- A write may leave part of its work to the end of its batch (`later`): the access events of all the batch's
+  reads are then inserted with one statement, and a counter every read adds to (a mandate's limit) is updated once,
+  by the batch's total, just before the commit, so its row stays locked for the commit alone rather than the whole
+  batch. If that cannot be done for the total (a limit would be passed), the batch is rolled back and each write
+  runs again alone, doing all its work itself.
 """
 
 from __future__ import annotations
@@ -45,6 +50,25 @@ class _Write(Generic[T]):
 
 class NotWritten(Exception):
     """The writer stopped before this write was committed (nothing of it was written)."""
+
+
+class Unfinished(Exception):
+    """What the batch's writes left to its end cannot be done for them all together: each write runs again alone."""
+
+
+Finish = Callable[[Session, list[Any]], object]
+_LATER = "group_commit.later"  # in session.info while a write runs in a batch: kind -> (order, finish, items)
+
+
+def later(session: Session, kind: str, item: Any, finish: Finish, order: int = 0) -> bool:
+    """Leave `item` to the end of the batch this write runs in: `finish(session, items)` is then called once with
+    every item of `kind` the batch's successful writes left, in the same transaction, before the commit (kinds in
+    `order`). Returns False outside a batch: the caller then does the work itself, at once."""
+    pending = session.info.get(_LATER)
+    if pending is None:
+        return False
+    pending.setdefault(kind, (order, finish, []))[2].append(item)
+    return True
 
 
 class GroupCommit:
@@ -94,13 +118,19 @@ class GroupCommit:
     def _commit(self, batch: list[_Write[Any]]) -> None:
         try:
             with self._db.session() as session:
+                left: dict[str, tuple[int, Finish, list[Any]]] = {}
                 for write in batch:
-                    _attempt(session, write, nested=True)
+                    _attempt(session, write, nested=True, left=left)
+                for _, finish, items in sorted(left.values(), key=lambda entry: entry[0]):
+                    finish(session, items)
             for write in batch:
                 write.committed = write.error is None
             for write in batch:
                 if write.error is not None and _transient(write.error):
                     self._alone(write)
+        except Unfinished:
+            for write in batch:
+                self._alone(write)
         except Exception as error:
             if len(batch) == 1:
                 batch[0].result, batch[0].error = None, batch[0].error or error
@@ -136,13 +166,23 @@ def _transient(error: BaseException) -> bool:
     return code in TRANSIENT
 
 
-def _attempt(session: Session, write: _Write[Any], *, nested: bool) -> None:
-    """Run one write; in a batch, in its own savepoint, which its failure rolls back (the others stay)."""
+def _attempt(
+    session: Session, write: _Write[Any], *, nested: bool, left: dict[str, tuple[int, Finish, list[Any]]] | None = None
+) -> None:
+    """Run one write; in a batch, in its own savepoint, which its failure rolls back (the others stay), and what it
+    leaves to the batch's end (`later`) joins `left` only if it succeeded."""
     try:
         if nested:
+            pending: dict[str, tuple[int, Finish, list[Any]]] = {}
+            session.info[_LATER] = pending
             with session.begin_nested():
                 write.result = write.work(session)
+            assert left is not None, "a write in a batch hands what it leaves to the batch"
+            for kind, (order, finish, items) in pending.items():
+                left.setdefault(kind, (order, finish, []))[2].extend(items)
         else:
             write.result = write.work(session)
     except Exception as error:
         write.result, write.error = None, error
+    finally:
+        session.info.pop(_LATER, None)

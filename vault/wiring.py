@@ -142,7 +142,7 @@ def _notifications(
     )
     mandates = policy.catalogue.mandates
     notifications = NotificationService(keys, config, lambda m: mandates[m].deferral_days if m in mandates else 0)
-    audit.listeners.append(notifications.on_event)
+    audit.listeners.append(notifications.on_events)
     smtp = SmtpServer.parse(settings.smtp_url, default_sender(settings.public_url)) if settings.smtp_url else None
     trusted = (settings.webhook_url,) if settings.webhook_url else ()
 

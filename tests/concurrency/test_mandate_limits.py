@@ -7,16 +7,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
-from sqlmodel import select
+from sqlmodel import col, func, select
+from starlette.testclient import TestClient
 
-from tests.concurrency.race import PARALLEL, race
+from tests.concurrency.race import PARALLEL, parallel, race
+from tests.oauth_helpers import BASE
+from tests.unit.api.support import gql, identifier, police_token
+from vault.audit.models import AuditEvent
 from vault.mandates.errors import RateLimited
 from vault.mandates.models import MandateCounter
 from vault.mandates.services import MandateClaim, MandateService
 from vault.policy.catalogue import Mandate, RateLimits
+from vault.web.app import create_app
 from vault.wiring import Vault
 
 MANDATE = "traffic-accident-handling"
+POLICE = "police-criminal-investigation"
+READ = 'query($o: String!) { licences(owner: $o, types: ["resident-id-card"]) { fields(names: ["name"]) { value } } }'
 NOW = datetime(2026, 11, 30, 10, 30, tzinfo=UTC)
 
 
@@ -60,3 +67,22 @@ def test_a_limit_of_zero_admits_no_read(vault: Vault) -> None:
     outcome = race(vault.db, _count(vault, mandate, "case-3"), n=2)
     assert not outcome.won and not outcome.errors_of(RateLimited)
     assert not any(_counts(vault).values())
+
+
+def test_reads_at_once_over_a_case_limit_release_data_exactly_up_to_it(vault: Vault) -> None:
+    """Reads whose counts are committed together (group commit) still stop at the limit: a batch whose total would
+    pass it is written again read by read, and the reads over it are refused and recorded."""
+    limit = vault.policy.catalogue.mandate(POLICE).rate_limits.per_case
+    with TestClient(create_app(vault=vault), base_url=BASE) as http:
+        token = police_token(http, case="XS-2026-000777")
+
+        def read(i: int) -> int:
+            return gql(http, token, READ, {"o": identifier("a")}).status_code
+
+        statuses = parallel(read, n=limit + 6)
+    assert sorted(statuses) == [200] * limit + [429] * 6
+    with vault.db.session() as session:
+        released = session.scalar(select(func.count()).where(col(AuditEvent.action) == "fields.released"))
+        denied = session.scalar(select(func.count()).where(col(AuditEvent.action) == "fields.denied"))
+    assert (released, denied) == (limit, 6)
+    assert _counts(vault)["case"] == limit

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vault import group_commit
 from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
 from vault.consent.models import Grant
@@ -180,12 +181,19 @@ class ReadLedger:
         if token_id is not None:
             vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:
-            self._count(session, vault, client_id, self.mandate_read)
-        for read in self.reads.values():
-            event = _event(read, client_id, authority, request_id, self._notes(authority, read))
-            vault.audit.append(session, event)
-        for question in self.questions:
-            vault.audit.append(session, _question_event(session, vault, question, client_id, authority, request_id))
+            pending = self.mandate_read
+            counted = (pending.mandate, pending.claim, client_id, pending.now)
+            service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+            # in a group commit, counted with the batch's other reads, last, just before the commit
+            if not group_commit.later(session, "mandate.count", counted, service.count_reads, order=1):
+                self._count(session, vault, client_id, pending)
+        events = [
+            _event(read, client_id, authority, request_id, self._notes(authority, read)) for read in self.reads.values()
+        ]
+        events += [_question_event(session, vault, q, client_id, authority, request_id) for q in self.questions]
+        for event in events:  # in a group commit, the batch's events are inserted together
+            if not group_commit.later(session, "audit.append", event, vault.audit.append_many):
+                vault.audit.append(session, event)
         if grant is not None:
             vault.consent.use(session, grant.id)
 

@@ -83,7 +83,7 @@ class AuditLog:
         self.transport = transport
         self._signer: tuple[float, Signer] | None = None
         # called inside the appending transaction (notifications written with the event that caused them)
-        self.listeners: list[Callable[[Session, Event, datetime, uuid.UUID], None]] = []
+        self.listeners: list[Callable[[Session, list[tuple[Event, datetime, uuid.UUID]]], None]] = []
 
     # writing
 
@@ -104,7 +104,7 @@ class AuditLog:
         seq = session.connection().execute(_APPEND, values).scalar_one()
         row = AuditEvent(seq=seq, **values)
         for listener in self.listeners:
-            listener(session, event, at, event_id)
+            listener(session, [(event, at, event_id)])
         return row
 
     def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
@@ -128,9 +128,8 @@ class AuditLog:
             )
             stamped.append((event, at, event_id))
         insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
-        for event, at, event_id in stamped:
-            for listener in self.listeners:
-                listener(session, event, at, event_id)
+        for listener in self.listeners:
+            listener(session, stamped)
         return [event_id for _, _, event_id in stamped]
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -23,6 +23,7 @@ from vault.audit.services import AuditLog
 from vault.crypto.blind_index import blind_index
 from vault.crypto.free_text import OwnerTexts
 from vault.crypto.services import KeyService
+from vault.group_commit import Unfinished
 from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
 from vault.mandates.models import MandateCase, MandateCounter
 from vault.owners.errors import InvalidIdentifier, InvalidText
@@ -289,25 +290,48 @@ class MandateService:
             )
             raise RateLimited("case", retry_after)
 
+    def count_reads(self, session: Session, reads: list[tuple[Mandate, MandateClaim, str, datetime]]) -> None:
+        """count_read for many reads at once (a group commit's batch): each key's row is updated once, by the
+        reads' total, in a fixed order of keys; raises Unfinished, changing nothing, if any total would pass its
+        limit (each read is then counted alone, and the one over the limit is refused by count_read)."""
+        totals: dict[tuple[str, datetime], list[int]] = {}
+        for mandate, claim, client_id, now in reads:
+            limits = mandate.rate_limits
+            window = timedelta(hours=limits.window_hours)
+            start = _EPOCH + ((now - _EPOCH) // window) * window
+            for key, limit in (
+                (f"client:{mandate.id}:{client_id}", limits.per_client),
+                (f"case:{mandate.id}:{claim.case}", limits.per_case),
+            ):
+                totals.setdefault((key, start), [0, limit])[0] += 1
+        for (key, start), (count, limit) in sorted(totals.items()):
+            if not self._take(session, key, start, limit, count):
+                raise Unfinished(f"a mandate's limit would be passed by {count} reads counted together")
+
     @staticmethod
-    def _take(session: Session, key: str, start: datetime, limit: int) -> bool:
+    def _take(session: Session, key: str, start: datetime, limit: int, count: int = 1) -> bool:
         """Count one read on the key's row for the window if it is under `limit`: one guarded upsert, which creates
         the row at 1 or adds 1 only where count < limit (the row locked meanwhile, so concurrent takes never pass
         the limit); whether it counted is whether a row came back."""
-        if limit < 1:
+        if count > limit:
             return False
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        counter = MandateCounter.__table__  # type: ignore[attr-defined]
-        statement = insert(counter).values(key=key, window_start=start, count=1)
-        taken = session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[counter.c.key, counter.c.window_start],
-                set_={"count": counter.c.count + 1},
-                where=counter.c.count < limit,
-            ).returning(counter.c.count)
-        )
+        upsert = _COUNT[session.get_bind().dialect.name]
+        taken = session.connection().execute(upsert, {"key": key, "start": start, "n": count, "room": limit - count})
         return taken.first() is not None
+
+
+def _count_statement(insert: Any) -> Any:
+    """Add n to a counter's row, creating it at n, only where it stays within the limit (count <= room = limit - n)."""
+    counter = MandateCounter.__table__  # type: ignore[attr-defined]
+    statement = insert(counter).values(key=bindparam("key"), window_start=bindparam("start"), count=bindparam("n"))
+    return statement.on_conflict_do_update(
+        index_elements=[counter.c.key, counter.c.window_start],
+        set_={"count": counter.c.count + statement.excluded.count},
+        where=counter.c.count <= bindparam("room"),
+    ).returning(counter.c.count)
+
+
+_COUNT = {"postgresql": _count_statement(postgresql.insert), "sqlite": _count_statement(sqlite.insert)}
 
 
 def registration_end(last_day: date) -> datetime:

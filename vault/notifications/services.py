@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, update
@@ -72,10 +73,10 @@ class Preferences:
 _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _PREFERENCES = NotificationPreference.__table__  # type: ignore[attr-defined]
 _OWNERS = Owner.__table__  # type: ignore[attr-defined]
-_OWNER_AND_PREFERENCES = (
+_OWNERS_AND_PREFERENCES = (  # each owner that exists, and their preferences' key (None: they chose nothing)
     sa_select(_OWNERS.c.id, _PREFERENCES.c.owner_id.label("chose"))
     .select_from(_OWNERS.outerjoin(_PREFERENCES, _PREFERENCES.c.owner_id == _OWNERS.c.id))
-    .where(_OWNERS.c.id == bindparam("owner_id"))
+    .where(_OWNERS.c.id.in_(bindparam("owners", expanding=True)))
 )
 _INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 DEFAULT_PREFERENCES = Preferences(None, None, frozenset(), frozenset(k.value for k in Kind), None, None, "zh")
@@ -83,6 +84,38 @@ DEFAULT_PREFERENCES = Preferences(None, None, frozenset(), frozenset(k.value for
 
 def _ctx(owner_id: uuid.UUID, field: str) -> FieldContext:
     return FieldContext(owner_id=owner_id, record_id=owner_id, field=field)
+
+
+def _note(
+    owner_id: uuid.UUID,
+    kind: Kind,
+    *,
+    dedupe_key: str,
+    at: datetime,
+    client_id: str | None = None,
+    service_item: str | None = None,
+    mandate: str | None = None,
+    fields: Iterable[str] = (),
+    ref: str | None = None,
+    urgent: bool = False,
+    visible_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A notification's row (field names, never values)."""
+    return {
+        "id": uuid.uuid4(),
+        "owner_id": owner_id,
+        "kind": kind.value,
+        "client_id": client_id,
+        "service_item": service_item,
+        "mandate": mandate,
+        "fields": sorted(fields),
+        "ref": ref,
+        "urgent": urgent,
+        "dedupe_key": dedupe_key,
+        "created_at": at,
+        "visible_at": visible_at or at,
+        "read_at": None,
+    }
 
 
 class NotificationService:
@@ -93,17 +126,23 @@ class NotificationService:
 
     # what causes a notification
 
-    def on_event(self, session: Session, event: Event, at: datetime, event_id: uuid.UUID) -> None:
-        """The audit log's listener: runs inside the transaction that appends `event` (stamped `at`)."""
+    def on_events(self, session: Session, stamped: list[tuple[Event, datetime, uuid.UUID]]) -> None:
+        """The audit log's listener: runs inside the transaction that appends the events (each with its stamp and
+        id), and records what they cause with one query and one insert however many there are."""
         at = clock.utcnow()  # the vault's clock, which tests move; the event's stamp differs by a moment at most
+        notes = [note for event, _, event_id in stamped if (note := self._caused(event, event_id, at)) is not None]
+        if notes:
+            self._record(session, notes)
+
+    def _caused(self, event: Event, event_id: uuid.UUID, at: datetime) -> dict[str, Any] | None:
+        """The notification an event causes, as a row to insert; None if it causes none."""
         owner_id = event.owner_id
         if owner_id is None or event.decision == "deny":
-            return
+            return None
         agency = event.actor.removeprefix("agency:") if event.actor.startswith("agency:") else None
         if event.action is Action.CONSENT_REQUESTED:
             counter = event.detail.get("kind") == "backchannel"
-            self.notify(
-                session,
+            return _note(
                 owner_id,
                 Kind.REQUEST,
                 dedupe_key=f"event:{event_id}",
@@ -114,10 +153,9 @@ class NotificationService:
                 urgent=counter,
                 at=at,
             )
-        elif event.action is Action.FIELDS_RELEASED and agency is not None:
+        if event.action is Action.FIELDS_RELEASED and agency is not None:
             days = self.deferral_days(event.mandate) if event.mandate else 0
-            self.notify(
-                session,
+            return _note(
                 owner_id,
                 Kind.MANDATE_READ if event.mandate else Kind.READ,
                 dedupe_key=f"event:{event_id}",
@@ -129,10 +167,9 @@ class NotificationService:
                 at=at,
                 visible_at=at + timedelta(days=days),
             )
-        elif event.action.value.startswith("representative."):
-            self.notify(
-                session, owner_id, Kind.REPRESENTATIVE, dedupe_key=f"event:{event_id}", ref=str(event_id), at=at
-            )
+        if event.action.value.startswith("representative."):
+            return _note(owner_id, Kind.REPRESENTATIVE, dedupe_key=f"event:{event_id}", ref=str(event_id), at=at)
+        return None
 
     def sweep_expiring(self, session: Session, now: datetime | None = None) -> int:
         """Tell owners about active consents ending within EXPIRY_WARNING; each grant once."""
@@ -180,40 +217,50 @@ class NotificationService:
         visible_at: datetime | None = None,
     ) -> uuid.UUID | None:
         """Record the notification and queue it for each channel the owner chose for its kind; its id, or None for
-        an owner id that names no owner (an event about a denied guess must not fail for want of one).
+        an owner id that names no owner (an event about a denied guess must not fail for want of one)."""
+        note = _note(
+            owner_id,
+            kind,
+            dedupe_key=dedupe_key,
+            at=at,
+            client_id=client_id,
+            service_item=service_item,
+            mandate=mandate,
+            fields=fields,
+            ref=ref,
+            urgent=urgent,
+            visible_at=visible_at,
+        )
+        return note["id"] if self._record(session, [note]) else None
 
-        It runs in the transaction of every read's access event, so it costs two statements: one query for the owner
-        and whether they chose any preferences, one insert (prepared once, no ORM unit of work).
-        """
+    def _record(self, session: Session, notes: list[dict[str, Any]]) -> int:
+        """Insert the notifications of owners that exist, and queue each for the channels its owner chose for its
+        kind: one query for the owners and whether they chose anything, one multi-row insert. Returns how many."""
         connection = session.connection()
-        found = connection.execute(_OWNER_AND_PREFERENCES, {"owner_id": owner_id}).first()
-        if found is None:
-            return None
-        note_id, shown = uuid.uuid4(), visible_at or at
-        note = {
-            "id": note_id,
-            "owner_id": owner_id,
-            "kind": kind.value,
-            "client_id": client_id,
-            "service_item": service_item,
-            "mandate": mandate,
-            "fields": sorted(fields),
-            "ref": ref,
-            "urgent": urgent,
-            "dedupe_key": dedupe_key,
-            "created_at": at,
-            "visible_at": shown,
-            "read_at": None,
-        }
-        connection.execute(_INSERT_NOTIFICATION, note)
-        prefs = session.get(NotificationPreference, owner_id) if found.chose is not None else None
-        if prefs is None or kind.value not in prefs.kinds:
-            return note_id
-        due = shown if urgent else release_time(shown, prefs.quiet_start, prefs.quiet_end, self.config.timezone)
+        owners = list({note["owner_id"] for note in notes})
+        chose: dict[uuid.UUID, uuid.UUID | None] = dict(
+            connection.execute(_OWNERS_AND_PREFERENCES, {"owners": owners}).all()
+        )
+        notes = [note for note in notes if note["owner_id"] in chose]
+        if notes:
+            connection.execute(_INSERT_NOTIFICATION, notes)
+        for note in notes:
+            if chose[note["owner_id"]] is not None:
+                self._queue(session, note)
+        return len(notes)
+
+    def _queue(self, session: Session, note: dict[str, Any]) -> None:
+        """The outbox messages of one notification, for each channel its owner chose for its kind."""
+        prefs = session.get(NotificationPreference, note["owner_id"])
+        if prefs is None or note["kind"] not in prefs.kinds:
+            return
+        shown = note["visible_at"]
+        due = shown if note["urgent"] else release_time(shown, prefs.quiet_start, prefs.quiet_end, self.config.timezone)
         for channel in sorted(set(prefs.channels) & self.available_channels(prefs)):
-            session.add(OutboxMessage(notification_id=note_id, owner_id=owner_id, channel=channel, not_before=due))
+            session.add(
+                OutboxMessage(notification_id=note["id"], owner_id=note["owner_id"], channel=channel, not_before=due)
+            )
         session.flush()
-        return note_id
 
     def available_channels(self, prefs: NotificationPreference) -> set[str]:
         """Channels that can deliver to this owner now: e-mail with an SMTP server and an address, a webhook with

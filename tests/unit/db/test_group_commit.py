@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from vault.db import Database, make_engine
-from vault.group_commit import GroupCommit
+from vault.group_commit import GroupCommit, Unfinished, later
 
 SCHEMA = [
     "CREATE TABLE parents (id INTEGER PRIMARY KEY)",
@@ -127,3 +127,68 @@ def test_a_write_that_keeps_losing_is_refused_after_its_retries(db: Database) ->
 
     [refused] = together(GroupCommit(db), [always])
     assert isinstance(refused, OperationalError)
+
+
+def _batched(group: GroupCommit, works: list[Any]) -> list[Any]:
+    """Run `works` as one batch: the writer is held busy while they queue up behind it."""
+    running, release = threading.Event(), threading.Event()
+
+    def blocker(session: Session) -> None:
+        running.set()
+        release.wait(30)
+
+    first = threading.Thread(target=group.run, args=(blocker,))
+    first.start()
+    assert running.wait(30)
+    threading.Timer(0.5, release.set).start()
+    results = together(group, works)
+    first.join(30)
+    return results
+
+
+def leaving(row: int, finished: list[list[int]], fail: bool = False, alone: list[int] | None = None) -> Any:
+    """A write that leaves the insert of its row to the end of its batch (or does it at once outside a batch)."""
+
+    def finish(session: Session, rows: list[int]) -> None:
+        finished.append(sorted(rows))
+        if any(r < 0 for r in rows):
+            raise Unfinished("a negative row cannot be written together with others")
+        for r in rows:
+            session.execute(text("INSERT INTO rows (id, parent) VALUES (:i, 1)"), {"i": abs(r)})
+
+    def work(session: Session) -> int:
+        if not later(session, "rows", row, finish):
+            if alone is not None:
+                alone.append(row)
+            session.execute(text("INSERT INTO rows (id, parent) VALUES (:i, 1)"), {"i": abs(row)})
+        if fail:
+            raise ValueError(f"write {row} refused")
+        return row
+
+    return work
+
+
+def test_what_the_writes_of_a_batch_leave_is_done_once_for_those_that_succeeded(db: Database) -> None:
+    group, finished = GroupCommit(db, max_batch=64), []
+    results = _batched(group, [leaving(i, finished, fail=i == 3) for i in range(8)])
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(8) if i != 3]
+    assert finished == [[i for i in range(8) if i != 3]]  # one call, without the refused write's row
+    assert committed(db) == {i for i in range(8) if i != 3}
+
+
+def test_what_cannot_be_done_together_is_done_by_each_write_alone(db: Database) -> None:
+    group, finished, alone = GroupCommit(db, max_batch=64), [], []
+    results = _batched(group, [leaving(-i if i == 5 else i, finished, alone=alone) for i in range(1, 8)])
+    assert results == [-5 if i == 5 else i for i in range(1, 8)]
+    assert finished == [sorted(-i if i == 5 else i for i in range(1, 8))]  # tried together once, then ...
+    assert sorted(alone) == sorted(-i if i == 5 else i for i in range(1, 8))  # ... each wrote its own
+    assert committed(db) == set(range(1, 8))
+
+
+def test_a_write_alone_in_its_batch_is_still_run_again_when_its_part_cannot_be_done(db: Database) -> None:
+    finished: list[list[int]] = []
+    alone: list[int] = []
+    assert db.group.run(leaving(-9, finished, alone=alone)) == -9
+    assert finished == [[-9]] and alone == [-9]
+    assert committed(db) == {9}
