@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import secrets
 import uuid
@@ -109,8 +110,18 @@ def operation_type(data: GraphQLRequestData) -> OperationType | None:
     """The type of the operation the request will run; None when the document does not say (it will fail)."""
     if data.query is None:
         return None
+    if len(data.query) > CACHED_DOCUMENT_CHARS:  # a large document is parsed each time, never held in memory
+        return _operation_type.__wrapped__(data.query, data.operation_name)
+    return _operation_type(data.query, data.operation_name)
+
+
+CACHED_DOCUMENT_CHARS = 8_192
+
+
+@functools.lru_cache(maxsize=128)  # agencies send the same few documents again and again: parse each once (<= 1 MB)
+def _operation_type(query: str, operation_name: str | None) -> OperationType | None:
     try:
-        operation = get_operation_ast(parse(data.query), data.operation_name)
+        operation = get_operation_ast(parse(query), operation_name)
     except GraphQLError:
         return None
     return None if operation is None else OperationType(operation.operation.value)

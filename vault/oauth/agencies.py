@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -22,6 +24,10 @@ from vault.oauth.models import Agency
 from vault.oauth.scopes import AuthMethod, GrantType, Scope
 from vault.policy.engine import AgencyInfo, PolicyEngine
 
+_AGENCIES = Agency.__table__  # type: ignore[attr-defined]
+_INFO = sa_select(
+    _AGENCIES.c.category, _AGENCIES.c.department, _AGENCIES.c.suspended_at, _AGENCIES.c.service_items
+).where(_AGENCIES.c.client_id == bindparam("client_id"))
 ASSERTION_KEY_TYPES = ("OKP", "EC")  # what private_key_jwt's algorithms verify with; never a shared (oct) key
 
 
@@ -133,15 +139,18 @@ class AgencyRegistry:
         return list(session.scalars(select(Agency).order_by(col(Agency.client_id))))
 
     def info(self, session: Session, client_id: str) -> AgencyInfo:
-        agency = self.get(session, client_id)
-        if agency is None:
+        """What a request's policy decisions need of its agency, read afresh (a suspension counts at once): the
+        five columns only, on every agency request, rather than the whole row with its keys and URIs."""
+        found = session.connection().execute(_INFO, {"client_id": client_id}).first()
+        if found is None:
             raise KeyError(client_id)
+        category, department, suspended_at, service_items = found
         return AgencyInfo(
-            client_id=agency.client_id,
-            category=agency.category,
-            department=agency.department,
-            suspended=agency.suspended_at is not None,
-            service_items=tuple(agency.service_items),
+            client_id=client_id,
+            category=category,
+            department=department,
+            suspended=suspended_at is not None,
+            service_items=tuple(service_items),
         )
 
     def display_name(self, session: Session, client_id: str, lang: str) -> str:
