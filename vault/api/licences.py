@@ -18,7 +18,7 @@ from datetime import date
 from typing import Any
 
 import strawberry
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlmodel import col, select
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
@@ -346,22 +346,28 @@ def read_licences(context: Context, wanted: Wanted, types: list[str] | None, own
     ]
 
 
+_CURRENT = (  # an owner's licences of some types with their current versions, prepared once
+    select(LicenceRow, LicenceVersion)
+    .join(
+        LicenceVersion,
+        and_(
+            col(LicenceVersion.licence_id) == col(LicenceRow.id),
+            col(LicenceVersion.version) == col(LicenceRow.current_version),
+        ),
+    )
+    .where(
+        col(LicenceRow.owner_id) == bindparam("owner_id"),
+        col(LicenceRow.type_code).in_(bindparam("codes", expanding=True)),
+    )
+    .order_by(col(LicenceRow.created_at), col(LicenceRow.id))
+    .limit(MAX_LICENCES_PER_OWNER)
+)
+
+
 def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple[LicenceRow, LicenceVersion]]:
     """The owner's licences of these types with their current versions: one statement."""
-    statement = (
-        select(LicenceRow, LicenceVersion)
-        .join(
-            LicenceVersion,
-            and_(
-                col(LicenceVersion.licence_id) == col(LicenceRow.id),
-                col(LicenceVersion.version) == col(LicenceRow.current_version),
-            ),
-        )
-        .where(col(LicenceRow.owner_id) == owner_id, col(LicenceRow.type_code).in_(codes))
-        .order_by(col(LicenceRow.created_at), col(LicenceRow.id))
-        .limit(MAX_LICENCES_PER_OWNER)
-    )
-    rows = [(row, version) for row, version in context.session.execute(statement).all()]
+    found = context.session.execute(_CURRENT, {"owner_id": owner_id, "codes": codes}).all()
+    rows = [(row, version) for row, version in found]
     today = context.now.date()
     for row, version in rows:
         state = context.vault.licences.effective_state(row, version, today)

@@ -11,7 +11,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import nacl.signing
-from sqlalchemy import func, text, update
+from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -27,6 +28,10 @@ BLIND_INDEX = "blind-index"
 VAULT_SIGNING = "vault-signing"
 WEB_FORM_CSRF = "web-form-csrf"
 ROTATION_BATCH = 500
+_KEYS = OwnerKey.__table__  # type: ignore[attr-defined]
+_OWNER_KEYS = sa_select(_KEYS.c.owner_id, _KEYS.c.dek_id, _KEYS.c.wrapped).where(
+    _KEYS.c.owner_id.in_(bindparam("owners", expanding=True))
+)
 _PG_KEY_LOCK = 0x6B657973  # serialises first creation of system keys across processes
 
 
@@ -85,11 +90,11 @@ class KeyService:
         """Unwrapped DEKs of several owners in one query; destroyed or missing keys are left out."""
         if not owner_ids:
             return {}
-        rows = session.scalars(select(OwnerKey).where(col(OwnerKey.owner_id).in_(owner_ids))).all()
+        rows = session.connection().execute(_OWNER_KEYS, {"owners": owner_ids}).all()
         return {
-            r.owner_id: DataKey.unwrap(self.keyring, r.owner_id, r.dek_id, r.wrapped)
-            for r in rows
-            if r.wrapped is not None
+            owner_id: DataKey.unwrap(self.keyring, owner_id, dek_id, wrapped)
+            for owner_id, dek_id, wrapped in rows
+            if wrapped is not None
         }
 
     def destroy_owner_key(self, session: Session, owner_id: uuid.UUID) -> None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -61,6 +62,12 @@ STEP_ACTIONS = {
 # Verifying is pure Python under the GIL. Six threads verifying 1,000 presentations each made the event loop, and
 # so /readyz, wait for the GIL behind all six (p99 203 ms); a thread waiting on this lock does not hold the GIL, so
 # one chunk at a time per process keeps the loop's wait to one switch interval.
+_FIELDS = LicenceField.__table__  # type: ignore[attr-defined]
+_DISCLOSURES = sa_select(_FIELDS.c.version_id, _FIELDS.c.name, _FIELDS.c.disclosure_ct).where(
+    _FIELDS.c.owner_id == bindparam("owner_id"),
+    _FIELDS.c.version_id.in_(bindparam("versions", expanding=True)),
+    _FIELDS.c.name.in_(bindparam("names", expanding=True)),
+)
 _VERIFYING = threading.Lock()
 VERIFY_CHUNK = 50
 
@@ -470,13 +477,11 @@ class LicenceService:
         if not by_id:
             return {}
         names = sorted(set().union(*(n for _, n in by_id.values())))
-        rows = session.execute(
-            select(LicenceField.version_id, LicenceField.name, LicenceField.disclosure_ct).where(
-                LicenceField.owner_id == owner_id,
-                col(LicenceField.version_id).in_(list(by_id)),
-                col(LicenceField.name).in_(names),
-            )
-        ).all()
+        rows = (
+            session.connection()
+            .execute(_DISCLOSURES, {"owner_id": owner_id, "versions": list(by_id), "names": names})
+            .all()
+        )
         found: dict[uuid.UUID, dict[str, str]] = {}
         for version_id, name, ciphertext in rows:
             version, chosen = by_id[version_id]

@@ -41,6 +41,12 @@ MAX_OFFICIAL_NAME = 50
 MAX_CASE_OWNERS = 50
 _INDEX_KIND = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OWNER_BY_DIGEST = (
+    select(Owner)
+    .join(BlindIndex, col(BlindIndex.owner_id) == col(Owner.id))
+    .where(col(BlindIndex.kind) == bindparam("kind"), col(BlindIndex.digest) == bindparam("digest"))
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -130,12 +136,8 @@ class MandateService:
 
     def owner_by_digest(self, session: Session, kind: OwnerKind, digest: str) -> Owner | None:
         """The live owner whose identifier has this keyed hash, or None."""
-        owner = session.scalars(  # one statement: the index entry and its owner
-            select(Owner)
-            .join(BlindIndex, col(BlindIndex.owner_id) == col(Owner.id))
-            .where(BlindIndex.kind == _INDEX_KIND[kind], BlindIndex.digest == bytes.fromhex(digest))
-            .limit(1)
-        ).first()
+        # one prepared statement: the index entry and its owner
+        owner = session.scalars(_OWNER_BY_DIGEST, {"kind": _INDEX_KIND[kind], "digest": bytes.fromhex(digest)}).first()
         return None if owner is None or owner.erased_at is not None else owner
 
     # token time

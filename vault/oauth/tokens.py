@@ -36,6 +36,8 @@ _INTROSPECT = sa_select(
         )
     )
 ).where(_TOKENS.c.access_hash == bindparam("access_hash"))
+_UNREVOKED = sa_select(_TOKENS.c.id).where(_TOKENS.c.id == bindparam("token_id"), _TOKENS.c.revoked_at.is_(None))
+_UNREVOKED_FOR_SHARE = _UNREVOKED.with_for_update(read=True)
 ACCESS_LIFETIME = timedelta(minutes=10)
 INTROSPECTED_CACHE_SIZE = 4_096  # live tokens remembered per process (about 1 kB each); emptied when full
 REFRESH_IDLE = timedelta(days=7)  # a refresh token unused this long dies even inside the grant's validity
@@ -180,10 +182,9 @@ class TokenService:
         On PostgreSQL the row is locked FOR SHARE until commit, so a revocation either committed before (and is
         seen here) or waits for this transaction: whatever this transaction records happened before it.
         """
-        query = select(Token.id).where(col(Token.id) == token_id, col(Token.revoked_at).is_(None))
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
-        if session.execute(query).first() is None:
+        connection = session.connection()
+        query = _UNREVOKED_FOR_SHARE if connection.dialect.name == "postgresql" else _UNREVOKED
+        if connection.execute(query, {"token_id": token_id}).first() is None:
             raise TokenRevoked("the access token was revoked")
 
     def refresh_usable(self, row: Token) -> bool:
