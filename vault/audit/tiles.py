@@ -176,12 +176,12 @@ class TiledTree:
         return self.subtree(0, self.size if size is None else size)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        if 0 <= index < size:
+        if self._fetch is not None and 0 <= index < size:
             self.prefetch(tiles_for(lambda subtree: merkle.inclusion_proof_from(size, index, subtree)))
         return merkle.inclusion_proof_from(size, index, self.subtree)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
-        if 0 <= old_size <= new_size:
+        if self._fetch is not None and 0 <= old_size <= new_size:
             self.prefetch(tiles_for(lambda subtree: merkle.consistency_proof_from(new_size, old_size, subtree)))
         return merkle.consistency_proof_from(new_size, old_size, self.subtree)
 
