@@ -173,7 +173,10 @@ class TiledTree:
         return acc
 
     def root(self, size: int | None = None) -> bytes:
-        return self.subtree(0, self.size if size is None else size)
+        end = self.size if size is None else size
+        if self._fetch is not None:
+            self.prefetch(tiles_for(lambda subtree: subtree(0, end)))
+        return self.subtree(0, end)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         if self._fetch is not None and 0 <= index < size:

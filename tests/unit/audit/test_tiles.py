@@ -55,6 +55,13 @@ def test_a_consistency_proof_reads_its_tiles_in_one_query(size: int) -> None:
         assert store.fetches <= 1  # none when the proof is empty
 
 
+@pytest.mark.parametrize("size", [1, 255, 256, 257, 65_536, 70_000])
+def test_a_root_reads_its_tiles_in_one_query(size: int) -> None:
+    store = OneQuery(_stored(size))
+    assert tiles.TiledTree(store.get, size, fetch=store.fetch).root() == merkle.root(LEAVES[:size])
+    assert store.fetches == 1
+
+
 def test_a_rewritten_partial_tile_is_hashed_up_afresh() -> None:
     """The cache is keyed by a tile's content: the same position with more hashes is another entry."""
     store = OneQuery(_stored(300))
