@@ -67,23 +67,28 @@ def _hash_rows(data: bytes) -> tuple[bytes, ...]:
     return tuple(rows)
 
 
-_upper_rows = functools.lru_cache(maxsize=512)(_hash_rows)
-_lower_rows = functools.lru_cache(maxsize=64)(_hash_rows)
+_upper_rows = functools.lru_cache(maxsize=512)(_hash_rows)  # full tiles above level 0
+_lower_rows = functools.lru_cache(maxsize=64)(_hash_rows)  # full level-0 tiles
+_edge_rows = functools.lru_cache(maxsize=16)(_hash_rows)  # partial tiles: the right edge, rewritten every batch
 
 
 def tile_rows(level: int, data: bytes) -> tuple[bytes, ...]:
     """`_hash_rows` of a tile, cached by its content (a pure function of it, so a rewritten tile is simply another
-    key, never mistaken for the old one). Tiles above level 0 — 512 of them cover 33 million events — and the
-    level-0 tiles used last are hashed up once per process, so signing and proving cost about the same at 10^7
-    events as at 10^4; about 12 MB at most."""
+    key, never mistaken for the old one). Full tiles above level 0 — 512 of them cover 33 million events — the
+    partial tiles of the right edge and the full level-0 tiles used last are hashed up once per process, so
+    signing and proving cost about the same at 10^7 events as at 10^4; about 10 MB at most. A proof of an event
+    whose level-0 tile is not among the last 64 hashes that tile up (255 hashes) at any size."""
+    if len(data) < FULL_TILE:
+        return _edge_rows(data)
     return (_upper_rows if level else _lower_rows)(data)
 
 
-def clear_cache(*, upper: bool = True) -> None:
-    """Forget the hashed-up tiles: all of them, or with upper=False those of level 0 only."""
-    if upper:
-        _upper_rows.cache_clear()
+def clear_cache(*, bottom_only: bool = False) -> None:
+    """Forget the hashed-up tiles: all of them, or only the full level-0 tiles."""
     _lower_rows.cache_clear()
+    if not bottom_only:
+        _upper_rows.cache_clear()
+        _edge_rows.cache_clear()
 
 
 def tile_width(level: int, index: int, size: int) -> int:
