@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, text
-from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -53,17 +52,15 @@ class InclusionProof:
         return {"format": "consent-vault-inclusion-proof/2", **self.__dict__}
 
 
-_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
-_PROOF_EVENT = sa_select(_EVENTS.c.leaf_index, _EVENTS.c.leaf_hash, _EVENTS.c.entry).where(
-    _EVENTS.c.id == bindparam("id")
-)
-_PROOF_CHECKPOINTS = text(
-    "SELECT c.tree_size, c.root, c.signed, s.line FROM audit_checkpoints AS c "
+_PROOF_ROWS = text(
+    "SELECT e.leaf_index, e.leaf_hash, e.entry, c.tree_size, c.root, c.signed, s.line FROM audit_events AS e "
+    "LEFT JOIN audit_checkpoints AS c ON c.tree_size IN "
+    "((SELECT max(tree_size) FROM audit_cosignatures), (SELECT max(tree_size) FROM audit_checkpoints)) "
     "LEFT JOIN audit_cosignatures AS s ON s.tree_size = c.tree_size "
-    "WHERE c.tree_size IN ((SELECT max(tree_size) FROM audit_cosignatures), "
-    "(SELECT max(tree_size) FROM audit_checkpoints)) "
-    "ORDER BY c.tree_size, s.witness"
-)
+    "WHERE e.id = :id ORDER BY c.tree_size, s.witness"
+).bindparams(bindparam("id", type_=AuditEvent.__table__.c.id.type))  # type: ignore[attr-defined]
+"""The event with the latest cosigned checkpoint and the latest checkpoint (one row when they are the same, none
+when there is no checkpoint yet), a row per cosignature line: no rows when there is no such event."""
 
 
 def _with_cosignatures(signed: str, lines: Sequence[str]) -> str:
@@ -239,20 +236,20 @@ class AuditLog:
     def prove(self, session: Session, event_id: uuid.UUID) -> InclusionProof:
         """The event's inclusion proof against the latest cosigned checkpoint that covers it (else the latest).
 
-        Three queries whatever the log's size: the event, the two candidate checkpoints with their cosignatures,
-        and the tiles the path needs; everything is read afresh from the session's database.
+        Two queries whatever the log's size: the event with the two candidate checkpoints and their cosignatures,
+        then the tiles the path needs; everything is read afresh from the session's database.
         """
-        conn = session.connection()
-        event = conn.execute(_PROOF_EVENT, {"id": event_id}).first()
-        if event is None:
+        rows = session.connection().execute(_PROOF_ROWS, {"id": event_id}).all()
+        if not rows:
             raise AuditError("no such event in the log")
-        leaf_index = event.leaf_index
+        leaf_index, leaf_hash, entry = rows[0][:3]
         if leaf_index is None:
             raise NotIntegrated("the event is recorded; its place in the tree is given within seconds")
-        # The latest cosigned checkpoint and the latest checkpoint (the same row when the latest is cosigned):
-        # the smaller of them that covers the event is the one the rule above names.
+        # Of the latest cosigned checkpoint and the latest, the smaller that covers the event is the one named above.
         candidates: dict[int, tuple[bytes, str, list[str]]] = {}
-        for size, root, signed, line in conn.execute(_PROOF_CHECKPOINTS):
+        for *_, size, root, signed, line in rows:
+            if size is None:
+                continue
             _, _, lines = candidates.setdefault(int(size), (bytes(root), signed, []))
             if line is not None:
                 lines.append(line)
@@ -266,11 +263,11 @@ class AuditLog:
             event_id=str(event_id),
             leaf_index=leaf_index,
             tree_size=tree_size,
-            leaf_hash=note.b64(bytes(event.leaf_hash)),
+            leaf_hash=note.b64(bytes(leaf_hash)),
             path=[note.b64(h) for h in path],
             root=note.b64(root),
             checkpoint=_with_cosignatures(signed, lines),
-            entry=bytes(event.entry).decode("utf-8"),
+            entry=bytes(entry).decode("utf-8"),
             log_key=self.log_key(session),
             witness_keys=[w.verifier.vkey for w in self.witnesses],
         )
