@@ -52,12 +52,12 @@ def parents(row: bytes) -> bytes:
     The same hashes as node_hash, a fifth faster (a tile is 255 of them): one slice of the row per pair, hashed
     after a copy of the hash state that has taken the prefix.
     """
-    prefixed, parents = _NODE_STATE, []
+    hashes = []
     for i in range(0, len(row) - 32, 64):
-        state = prefixed.copy()
+        state = _NODE_STATE.copy()
         state.update(row[i : i + 64])
-        parents.append(state.digest())
-    return b"".join(parents)
+        hashes.append(state.digest())
+    return b"".join(hashes)
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
