@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +251,17 @@ class Timer:
         return f"median {ms(statistics.median(self.wall))} ({ms(statistics.median(self.cpu))} CPU)"
 
 
+def load_average() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = True, runs: int = 30) -> list[str]:
+    """Signing and proofs, timed one by one. Before the proofs, 10 x runs untimed proofs of other events, as in a
+    server that has been proving a while: the tiles above level 0 are then hashed up in this process. Three
+    figures per proof: "warm" as it then comes (in a log of 10^4 every level-0 tile is still cached as well, in a
+    log of 10^7 the event's level-0 tile almost never is), "bottom tile uncached" with the full level-0 tiles
+    forgotten before each proof (the same work at every size: the like-for-like comparison), and "cold" with
+    every hashed-up tile forgotten."""
     lines = []
     signing = Timer()
     for i in range(runs):  # one more event each time: integrate it, then time the signature alone
@@ -261,47 +271,58 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = 
             vault.audit.integrate(session)
             with signing.run():
                 vault.audit.checkpoint(session)
-    lines.append(f"  sign a checkpoint: {signing}")
+    lines.append(f"  sign a checkpoint: {signing}  [{load_average()}]")
     with vault.db.session() as session:
         n = vault.audit.size(session)
-        ids = (
-            session.execute(
-                text("SELECT id FROM audit_events WHERE leaf_index IN :idx").bindparams(
-                    __import__("sqlalchemy").bindparam("idx", expanding=True)
-                ),
-                {"idx": random.sample(range(n), runs * 11)},
-            )
-            .scalars()
-            .all()
-        )
-        for event_id in ids[runs:]:  # a server that has been proving a while: its tile cache is warm
-            vault.audit.prove(session, event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id)))
-        ids = ids[:runs]
-        timer, sizes = Timer(), []
-        for event_id in ids:
-            event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
-            with timer.run():
-                proof = vault.audit.prove(session, event_uuid)
+        leaves = random.sample(range(n), runs * 13)
+        found = session.execute(
+            text("SELECT leaf_index, id FROM audit_events WHERE leaf_index IN :idx").bindparams(
+                bindparam("idx", expanding=True)
+            ),
+            {"idx": leaves},
+        ).all()
+        by_leaf = {leaf: value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for leaf, value in found}
+        ids = [by_leaf[leaf] for leaf in leaves]  # in random order: the warm-up's events lie anywhere in the log
+        for event_id in ids[3 * runs :]:
+            vault.audit.prove(session, event_id)
+        # each series proves events of its own, read for the first time (as the database's pages are for a server)
+        warm, bottom, cold, sizes = Timer(), Timer(), Timer(), []
+        for event_id in ids[:runs]:
+            with warm.run():
+                proof = vault.audit.prove(session, event_id)
             sizes.append(len(proof.path) * 32)
-        cold = Timer()
-        for event_id in ids:  # again with no tile hashed up in this process yet: each proof's worst case
-            event_uuid = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+        for event_id in ids[runs : 2 * runs]:
+            tiles.clear_cache(bottom_only=True)
+            with bottom.run():
+                vault.audit.prove(session, event_id)
+        for event_id in ids[2 * runs : 3 * runs]:
             tiles.clear_cache()
             with cold.run():
-                vault.audit.prove(session, event_uuid)
-        lines.append(f"  inclusion proof: {timer}, cold {cold}, {statistics.median(sizes):.0f} bytes of hashes")
-        timer, cold, sizes = Timer(), Timer(), []
-        for old in random.sample(range(1, n), runs * 10):  # warm, as above
+                vault.audit.prove(session, event_id)
+        lines.append(f"  inclusion proof, warm: {warm}  [{load_average()}]")
+        lines.append(f"  inclusion proof, bottom tile uncached: {bottom}  [{load_average()}]")
+        lines.append(
+            f"  inclusion proof, cold: {cold}, {statistics.median(sizes):.0f} bytes of hashes  [{load_average()}]"
+        )
+        olds = random.sample(range(1, n), runs * 13)
+        for old in olds[3 * runs :]:
             vault.audit.tree(session, n).consistency_proof(old, n)
-        for _ in range(runs):
-            old = random.randrange(1, n)
-            with timer.run():
+        warm, bottom, cold, sizes = Timer(), Timer(), Timer(), []
+        for old in olds[:runs]:
+            with warm.run():
                 proof_hashes = vault.audit.tree(session, n).consistency_proof(old, n)
+            sizes.append(len(proof_hashes) * 32)
+        for old in olds[runs : 2 * runs]:
+            tiles.clear_cache(bottom_only=True)
+            with bottom.run():
+                vault.audit.tree(session, n).consistency_proof(old, n)
+        for old in olds[2 * runs : 3 * runs]:
             tiles.clear_cache()
             with cold.run():
                 vault.audit.tree(session, n).consistency_proof(old, n)
-            sizes.append(len(proof_hashes) * 32)
-        lines.append(f"  consistency proof: {timer}, cold {cold}, {statistics.median(sizes):.0f} bytes")
+        lines.append(f"  consistency proof, warm: {warm}  [{load_average()}]")
+        lines.append(f"  consistency proof, bottom tile uncached: {bottom}  [{load_average()}]")
+        lines.append(f"  consistency proof, cold: {cold}, {statistics.median(sizes):.0f} bytes  [{load_average()}]")
     if not verify:
         return lines
     child = subprocess.run(
@@ -313,6 +334,14 @@ def at_size(vault: Vault, size: int, url: str, workdir: Path, *, verify: bool = 
         f"ok={result['ok']}, peak RSS {result['rss_mb']:.0f} MB (interpreter and imports: {result['base_mb']:.0f} MB)"
     )
     return lines
+
+
+def read_through(path: str) -> None:
+    """Read a SQLite file once, so that the OS holds its pages as it would a serving database's (a log of 10^7 just
+    built was half in memory: proofs of the first events then waited for the disk)."""
+    with open(path, "rb") as data:
+        while data.read(1 << 24):
+            pass
 
 
 def peak_rss_mb() -> float:
@@ -352,8 +381,7 @@ def run(backend: str, sizes: list[int]) -> None:
                 print(f"{backend}: {size:,} events (built directly in {time.perf_counter() - start:.0f} s)", flush=True)
                 for line in at_size(vault, size, url, workdir):
                     print(f"{backend}:{line}", flush=True)
-                load = os.getloadavg()
-                print(f"{backend}:  load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+                print(f"{backend}:  {load_average()}", flush=True)
                 vault.close()
 
 
@@ -363,18 +391,33 @@ def main() -> int:
     parser.add_argument("--backends", nargs="*", default=["sqlite", "postgres"])
     parser.add_argument("--verify", nargs=2, metavar=("URL", "DATA_DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=2, metavar=("URL", "DATA_DIR"), help="sign and prove on an existing log")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs of each measurement (--measure)")
+    parser.add_argument("--keep", metavar="DIR", help="build SQLite logs of --sizes into DIR/n<size> and keep them")
     args = parser.parse_args()
+    if args.keep:
+        for size in args.sizes:
+            workdir = Path(args.keep) / f"n{size}"
+            workdir.mkdir(parents=True)
+            url = f"sqlite:///{workdir / 'vault.db'}"
+            vault = open_vault(url, workdir)
+            start = time.perf_counter()
+            build(vault, size)
+            vault.close()
+            seconds = time.perf_counter() - start
+            print(f"{size:,} events built in {seconds:.0f} s: --measure {url} {workdir}", flush=True)
+        return 0
     if args.verify:
         verify_child(*args.verify)
         return 0
     if args.measure:
+        if args.measure[0].startswith("sqlite:"):
+            read_through(make_url(args.measure[0]).database or "")
         vault = open_vault(args.measure[0], Path(args.measure[1]))
         with vault.db.session() as session:
             size = vault.audit.size(session)
-        for line in at_size(vault, size, *args.measure[:1], Path(args.measure[1]), verify=False):
+        for line in at_size(vault, size, args.measure[0], Path(args.measure[1]), verify=False, runs=args.runs):
             print(f"{size:,} events:{line}", flush=True)
-        load = os.getloadavg()
-        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(load_average())
         vault.close()
         return 0
     load = os.getloadavg()

@@ -8,17 +8,19 @@ still pending and simply goes into a later batch. A crash before the batch commi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
-from sqlalchemy import func, text
+from sqlalchemy import Select, and_, bindparam, func, or_, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.audit import tiles
-from vault.audit.models import AuditEvent
+from vault.audit.models import AuditEvent, AuditTile
 
 log = logging.getLogger("vault.audit.sequencer")
 
@@ -28,6 +30,17 @@ _UPSERT_TILE = text(
     "INSERT INTO audit_tiles (level, idx, hashes) VALUES (:level, :idx, :hashes) "
     "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
 )
+_TILES = AuditTile.__table__  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=64)
+def _select_tiles(count: int) -> Select[int, int, bytes]:
+    """Tiles by `count` exact keys (:l0, :i0, ...): SQLite searches the primary key for each term of the OR (a
+    row-value IN would scan the table), PostgreSQL likewise; one statement per count, compiled once."""
+    keys = (and_(_TILES.c.level == bindparam(f"l{n}"), _TILES.c.idx == bindparam(f"i{n}")) for n in range(count))
+    return sa_select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(or_(*keys))
+
+
 _SET_INDEX_SQLITE = "UPDATE audit_events SET leaf_index = ? WHERE seq = ? AND leaf_index IS NULL"
 _SET_INDEXES_PG = text(
     "UPDATE audit_events AS e SET leaf_index = v.i FROM unnest(CAST(:i AS bigint[]), CAST(:s AS bigint[])) AS v(i, s) "
@@ -60,6 +73,17 @@ def tile_getter(session: Session) -> tiles.TileGetter:
         return bytes(value) if value is not None else b""
 
     return get
+
+
+def tiles_getter(session: Session) -> tiles.TilesGetter:
+    """Many tiles in one query: a proof's few tiles (one per level and side) in one round trip."""
+
+    def fetch(keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        params = {f"{name}{n}": value for n, key in enumerate(keys) for name, value in zip("li", key, strict=True)}
+        rows = session.connection().execute(_select_tiles(len(keys)), params)
+        return {(int(level), int(idx)): bytes(value) for level, idx, value in rows}
+
+    return fetch
 
 
 def tree_size(session: Session) -> int:

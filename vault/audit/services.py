@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, bindparam, insert, text
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -51,6 +51,24 @@ class InclusionProof:
 
     def as_json(self) -> dict[str, object]:
         return {"format": "consent-vault-inclusion-proof/2", **self.__dict__}
+
+
+_PROOF_ROWS = text(
+    "SELECT e.leaf_index, e.leaf_hash, e.entry, c.tree_size, c.root, c.signed, s.line FROM audit_events AS e "
+    "LEFT JOIN audit_checkpoints AS c ON c.tree_size IN "
+    "((SELECT max(tree_size) FROM audit_cosignatures), (SELECT max(tree_size) FROM audit_checkpoints)) "
+    "LEFT JOIN audit_cosignatures AS s ON s.tree_size = c.tree_size "
+    "WHERE e.id = :id ORDER BY c.tree_size, s.witness"
+).bindparams(bindparam("id", type_=AuditEvent.__table__.c.id.type))  # type: ignore[attr-defined]
+"""The event with the latest cosigned checkpoint and the latest checkpoint (one row when they are the same, none
+when there is no checkpoint yet), a row per cosignature line: no rows when there is no such event."""
+
+
+def _with_cosignatures(signed: str, lines: Sequence[str]) -> str:
+    """A checkpoint note with its witnesses' cosignature lines (they follow the note's own signature lines)."""
+    if not lines or not signed.endswith("\n"):
+        return signed
+    return signed + "".join(lines)
 
 
 def origin_of(public_url: str) -> str:
@@ -147,7 +165,11 @@ class AuditLog:
         return sequencer.pending_count(session)
 
     def tree(self, session: Session, size: int | None = None) -> tiles.TiledTree:
-        return tiles.TiledTree(sequencer.tile_getter(session), self.size(session) if size is None else size)
+        return tiles.TiledTree(
+            sequencer.tile_getter(session),
+            self.size(session) if size is None else size,
+            fetch=sequencer.tiles_getter(session),
+        )
 
     # signing
 
@@ -208,9 +230,7 @@ class AuditLog:
             .where(AuditCosignature.tree_size == row.tree_size)
             .order_by(col(AuditCosignature.witness))
         ).all()
-        if not lines or not row.signed.endswith("\n"):
-            return row.signed
-        return row.signed + "".join(lines)
+        return _with_cosignatures(row.signed, lines)
 
     def latest_cosigned(self, session: Session) -> AuditCheckpoint | None:
         size = session.scalar(select(AuditCosignature.tree_size).order_by(col(AuditCosignature.tree_size).desc()))
@@ -219,27 +239,40 @@ class AuditLog:
     # proving
 
     def prove(self, session: Session, event_id: uuid.UUID) -> InclusionProof:
-        """The event's inclusion proof against the latest cosigned checkpoint that covers it (else the latest)."""
-        event = session.scalars(select(AuditEvent).where(AuditEvent.id == event_id)).first()
-        if event is None:
+        """The event's inclusion proof against the latest cosigned checkpoint that covers it (else the latest).
+
+        Two queries whatever the log's size: the event with the two candidate checkpoints and their cosignatures,
+        then the tiles the path needs; everything is read afresh from the session's database.
+        """
+        rows = session.connection().execute(_PROOF_ROWS, {"id": event_id}).all()
+        if not rows:
             raise AuditError("no such event in the log")
-        if event.leaf_index is None:
+        leaf_index, leaf_hash, entry = rows[0][:3]
+        if leaf_index is None:
             raise NotIntegrated("the event is recorded; its place in the tree is given within seconds")
-        row = self.latest_cosigned(session)
-        if row is None or row.tree_size <= event.leaf_index:
-            row = self.latest_checkpoint(session)
-        if row is None or row.tree_size <= event.leaf_index:
+        # Of the latest cosigned checkpoint and the latest, the smaller that covers the event is the one named above.
+        candidates: dict[int, tuple[bytes, str, list[str]]] = {}
+        for *_, size, root, signed, line in rows:
+            if size is None:
+                continue
+            _, _, lines = candidates.setdefault(int(size), (bytes(root), signed, []))
+            if line is not None:
+                lines.append(line)
+        covering = [size for size in candidates if size > leaf_index]
+        if not covering:
             raise NotIntegrated("the event is in the tree; the checkpoint that covers it is signed within seconds")
-        path = self.tree(session, row.tree_size).inclusion_proof(event.leaf_index, row.tree_size)
+        tree_size = min(covering)
+        root, signed, lines = candidates[tree_size]
+        path = self.tree(session, tree_size).inclusion_proof(leaf_index, tree_size)
         return InclusionProof(
-            event_id=str(event.id),
-            leaf_index=event.leaf_index,
-            tree_size=row.tree_size,
-            leaf_hash=note.b64(event.leaf_hash),
+            event_id=str(event_id),
+            leaf_index=leaf_index,
+            tree_size=tree_size,
+            leaf_hash=note.b64(bytes(leaf_hash)),
             path=[note.b64(h) for h in path],
-            root=note.b64(row.root),
-            checkpoint=self.cosigned_note(session, row),
-            entry=event.entry.decode("utf-8"),
+            root=note.b64(root),
+            checkpoint=_with_cosignatures(signed, lines),
+            entry=bytes(entry).decode("utf-8"),
             log_key=self.log_key(session),
             witness_keys=[w.verifier.vkey for w in self.witnesses],
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vault.audit import merkle
@@ -22,6 +22,9 @@ FULL_TILE = WIDTH * HASH_SIZE
 
 TileGetter = Callable[[int, int], bytes]
 """(level, index) -> the stored tile's bytes (a partial tile is shorter), b"" when there is none."""
+
+TilesGetter = Callable[[Collection[tuple[int, int]]], dict[tuple[int, int], bytes]]
+"""Many tiles at once: {(level, index): bytes} for those of the keys that are stored (in one query)."""
 
 _PATH = re.compile(r"^(0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?$")
 
@@ -48,10 +51,7 @@ def parse_tile_path(path: str) -> tuple[int, int, int]:
 
 def hashes_up(row: Sequence[bytes]) -> bytes:
     """The root over a power-of-two row of hashes."""
-    level = list(row)
-    while len(level) > 1:
-        level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
+    return _hash_rows(b"".join(row))[-1]
 
 
 def split_hashes(data: bytes) -> list[bytes]:
@@ -60,28 +60,35 @@ def split_hashes(data: bytes) -> list[bytes]:
 
 def _hash_rows(data: bytes) -> tuple[bytes, ...]:
     """Every complete node inside a tile: row r is the concatenated roots of its aligned runs of 2**r hashes."""
-    rows, row = [data], split_hashes(data)
-    while len(row) > 1:
-        row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
-        rows.append(b"".join(row))
+    rows = [data]
+    while len(data) > HASH_SIZE:
+        data = merkle.parents(data)
+        rows.append(data)
     return tuple(rows)
 
 
-_upper_rows = functools.lru_cache(maxsize=512)(_hash_rows)
-_lower_rows = functools.lru_cache(maxsize=64)(_hash_rows)
+_upper_rows = functools.lru_cache(maxsize=512)(_hash_rows)  # full tiles above level 0
+_lower_rows = functools.lru_cache(maxsize=64)(_hash_rows)  # full level-0 tiles
+_edge_rows = functools.lru_cache(maxsize=16)(_hash_rows)  # partial tiles: the right edge, rewritten every batch
 
 
 def tile_rows(level: int, data: bytes) -> tuple[bytes, ...]:
     """`_hash_rows` of a tile, cached by its content (a pure function of it, so a rewritten tile is simply another
-    key, never mistaken for the old one). Tiles above level 0 — 512 of them cover 33 million events — and the
-    level-0 tiles used last are hashed up once per process, so signing and proving cost about the same at 10^7
-    events as at 10^4; about 12 MB at most."""
+    key, never mistaken for the old one). Full tiles above level 0 — 512 of them cover 33 million events — the
+    partial tiles of the right edge and the full level-0 tiles used last are hashed up once per process, so
+    signing and proving cost about the same at 10^7 events as at 10^4; about 10 MB at most. A proof of an event
+    whose level-0 tile is not among the last 64 hashes that tile up (255 hashes) at any size."""
+    if len(data) < FULL_TILE:
+        return _edge_rows(data)
     return (_upper_rows if level else _lower_rows)(data)
 
 
-def clear_cache() -> None:
-    _upper_rows.cache_clear()
+def clear_cache(*, bottom_only: bool = False) -> None:
+    """Forget the hashed-up tiles: all of them, or only the full level-0 tiles."""
     _lower_rows.cache_clear()
+    if not bottom_only:
+        _upper_rows.cache_clear()
+        _edge_rows.cache_clear()
 
 
 def tile_width(level: int, index: int, size: int) -> int:
@@ -90,11 +97,46 @@ def tile_width(level: int, index: int, size: int) -> int:
     return max(0, min(WIDTH, count - index * WIDTH))
 
 
-class TiledTree:
-    """Reads a tree of `size` leaves through its tiles, each tile fetched at most once per instance."""
+def subtree_nodes(lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """(height, index) of the complete subtrees that make up D[lo:hi], left to right: node(height, index) covers
+    leaves index * 2**height up to (index + 1) * 2**height."""
+    position = lo
+    while position < hi:
+        height = (hi - position).bit_length() - 1
+        if position:
+            height = min(height, (position & -position).bit_length() - 1)
+        yield height, position >> height
+        position += 1 << height
 
-    def __init__(self, get: TileGetter, size: int) -> None:
+
+def tile_of(height: int, index: int) -> tuple[int, int]:
+    """(level, index) of the tile whose hashes node(height, index) is computed from."""
+    level, rest = divmod(height, HEIGHT)
+    return level, (index << rest) >> HEIGHT
+
+
+def tiles_for(proof: Callable[[merkle.SubtreeRoot], object]) -> set[tuple[int, int]]:
+    """The tiles a proof reads: `proof` is run with a subtree function that only notes them, so the keys come
+    from the same walk as the proof itself."""
+    keys: set[tuple[int, int]] = set()
+
+    def note(lo: int, hi: int) -> bytes:
+        keys.update(tile_of(height, index) for height, index in subtree_nodes(lo, hi))
+        return b""
+
+    proof(note)
+    return keys
+
+
+class TiledTree:
+    """Reads a tree of `size` leaves through its tiles, each tile fetched at most once per instance.
+
+    With `fetch` (many tiles in one query), a proof reads all the tiles it needs in one round trip.
+    """
+
+    def __init__(self, get: TileGetter, size: int, *, fetch: TilesGetter | None = None) -> None:
         self._get = get
+        self._fetch = fetch
         self.size = size
         self._cache: dict[tuple[int, int], bytes] = {}
 
@@ -103,6 +145,15 @@ class TiledTree:
         if key not in self._cache:
             self._cache[key] = self._get(level, index)
         return self._cache[key]
+
+    def prefetch(self, keys: Iterable[tuple[int, int]]) -> None:
+        """Read the tiles not read yet in one query (a missing tile is remembered as b"", as `tile` would)."""
+        wanted = [key for key in keys if key not in self._cache]
+        if self._fetch is None or not wanted:
+            return
+        found = self._fetch(wanted)
+        for key in wanted:
+            self._cache[key] = found.get(key, b"")
 
     def node(self, height: int, index: int) -> bytes:
         """MTH of the complete subtree of 2**height leaves starting at leaf index * 2**height."""
@@ -120,26 +171,26 @@ class TiledTree:
         """MTH(D[lo:hi]) from the complete subtrees that make it up, joined from the right."""
         if lo == hi:
             return merkle.EMPTY_ROOT
-        nodes: list[bytes] = []
-        position = lo
-        while position < hi:
-            height = (hi - position).bit_length() - 1
-            if position:
-                height = min(height, (position & -position).bit_length() - 1)
-            nodes.append(self.node(height, position >> height))
-            position += 1 << height
+        nodes = [self.node(height, index) for height, index in subtree_nodes(lo, hi)]
         acc = nodes[-1]
         for left in reversed(nodes[:-1]):
             acc = merkle.node_hash(left, acc)
         return acc
 
     def root(self, size: int | None = None) -> bytes:
-        return self.subtree(0, self.size if size is None else size)
+        end = self.size if size is None else size
+        if self._fetch is not None:
+            self.prefetch(tiles_for(lambda subtree: subtree(0, end)))
+        return self.subtree(0, end)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if self._fetch is not None and 0 <= index < size:
+            self.prefetch(tiles_for(lambda subtree: merkle.inclusion_proof_from(size, index, subtree)))
         return merkle.inclusion_proof_from(size, index, self.subtree)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        if self._fetch is not None and 0 <= old_size <= new_size:
+            self.prefetch(tiles_for(lambda subtree: merkle.consistency_proof_from(new_size, old_size, subtree)))
         return merkle.consistency_proof_from(new_size, old_size, self.subtree)
 
 

@@ -308,3 +308,15 @@ def test_verify_is_incremental_and_reads_from_a_snapshot(vault: Vault) -> None:
             conn.execute(text("SELECT count(*) FROM audit_events")).scalar()
             threading.Thread(target=lambda: (append(vault, 1), done.set())).start()
             assert done.wait(5), "a writer waited for verify"
+
+
+def test_a_proof_names_the_latest_cosigned_checkpoint_that_covers_the_event_else_the_latest(witnessed: Vault) -> None:
+    early = fill(witnessed, 3)  # checkpoint 3, cosigned
+    late = fill(witnessed, 2, cosign=False)  # checkpoint 5, not yet
+    with witnessed.db.session() as session:
+        cosigned = witnessed.audit.prove(session, early[1])
+        latest = witnessed.audit.prove(session, late[0])
+    assert (cosigned.tree_size, latest.tree_size) == (3, 5)
+    witness_key = witnessed.audit.witnesses[0].verifier
+    assert note.verified_by(note.parse_note(cosigned.checkpoint), [witness_key]) == [witness_key]
+    assert note.verified_by(note.parse_note(latest.checkpoint), [witness_key]) == []
