@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ IDLE_SECONDS = 2.0  # the writer thread ends after this long without work (and s
 @dataclass
 class _Write(Generic[T]):
     work: Callable[[Session], T]
+    savepoint: bool = True
     result: T | None = None
     error: BaseException | None = None
     committed: bool = False  # set only once the transaction holding this write has committed
@@ -82,10 +84,16 @@ class GroupCommit:
         self.batches = 0  # commits made, for measurements
         self.writes = 0
 
-    def run(self, work: Callable[[Session], T]) -> T:
+    def run(self, work: Callable[[Session], T], *, savepoint: bool = True) -> T:
         """Run `work(session)` in the next batch; return its result once the batch has committed, or raise its
-        error (or the commit's) with nothing of it written."""
-        write: _Write[T] = _Write(work)
+        error (or the commit's) with nothing of it written.
+
+        `savepoint=False` is for work that changes nothing in the database but by one guarded statement as its very
+        last step, or through `later`: a refusal (an exception) then leaves nothing to roll back, and it is spared
+        the two statements of a savepoint. An unexpected database error in it fails the batch, whose writes are
+        then each run again alone.
+        """
+        write: _Write[T] = _Write(work, savepoint)
         with self._changed:
             self._waiting.append(write)
             if self._running:
@@ -175,7 +183,10 @@ def _attempt(
         if nested:
             pending: dict[str, tuple[int, Finish, list[Any]]] = {}
             session.info[_LATER] = pending
-            with session.begin_nested():
+            if write.savepoint:
+                with session.begin_nested():
+                    write.result = write.work(session)
+            else:
                 write.result = write.work(session)
             assert left is not None, "a write in a batch hands what it leaves to the batch"
             for kind, (order, finish, items) in pending.items():
@@ -184,5 +195,17 @@ def _attempt(
             write.result = write.work(session)
     except Exception as error:
         write.result, write.error = None, error
+        if nested and not write.savepoint and _from_database(error):
+            # without a savepoint the failed statement may have spoilt the transaction (PostgreSQL aborts it): the
+            # batch is rolled back and each of its writes runs again alone
+            raise Unfinished("a write without a savepoint failed in the database") from error
     finally:
         session.info.pop(_LATER, None)
+
+
+def _from_database(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, SQLAlchemyError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
