@@ -558,7 +558,10 @@ class BulkIssuer:
                     (version_id, licence_id, owner_id, 1, signer.kid, slot, valid_from, valid_until, now, None, jwt_ct)
                 )
                 slots.append((issuer, slot, version_id, 0, now))
-                fields.extend((uuid.uuid4(), version_id, owner_id, name, ct) for name, ct in sealed.items())
+                fields.extend(
+                    (field_id, version_id, owner_id, name, ct)
+                    for field_id, (name, ct) in zip(_neighbour_ids(len(sealed)), sealed.items(), strict=True)
+                )
                 notes = {"official_note": str(official_notes[row.index])} if row.index in official_notes else {}
                 events.append(
                     Event(
@@ -581,6 +584,17 @@ class BulkIssuer:
         ]
         owners = sorted({r.owner.id for r in ready if r.owner is not None})
         return PreparedBatch([], inserts, events, owners, used)
+
+
+def _neighbour_ids(count: int) -> list[uuid.UUID]:
+    """Random version-4 ids that differ only in their last byte, so a version's field rows sit side by side in the
+    primary key's index: one random place in it per licence instead of one per field (SQLite's inserts into a large
+    index cost about a third less; see docs/performance.md). The ids are internal: a row's id says nothing the row's
+    version_id does not.
+    """
+    assert count <= 256
+    head = secrets.token_bytes(15)
+    return [uuid.UUID(bytes=head + bytes([n]), version=4) for n in range(count)]
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterable[Sequence[_T]]:
