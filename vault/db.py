@@ -261,9 +261,11 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[in
 def for_driver(batch: InsertRows, table: Table) -> InsertRows:
     """The same rows in SQLite's driver values and statement order (what insert_rows would do while writing)."""
     _, order, processors = _sqlite_insert(table, batch.columns)
-    pairs = list(zip(order, processors, strict=True))
-    rows = [tuple(p(r[n]) if p else r[n] for n, p in pairs) for r in batch.rows]
-    return InsertRows(batch.table, batch.columns, rows, driver_ready=True)
+    if not batch.rows:
+        return InsertRows(batch.table, batch.columns, [], driver_ready=True)
+    columns = list(zip(*batch.rows, strict=True))  # a column at a time: map() costs less than a loop per value
+    processed = [columns[n] if p is None else list(map(p, columns[n])) for n, p in zip(order, processors, strict=True)]
+    return InsertRows(batch.table, batch.columns, list(zip(*processed, strict=True)), driver_ready=True)
 
 
 def insert_rows(connection: Connection, table: Table, batch: InsertRows) -> None:
