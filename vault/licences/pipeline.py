@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vault.licences.pipeline")
 
 WRITER_CACHE_KIB = 131_072  # SQLite's page cache while writing batches (the default is 2 MiB)
+CHECKPOINT_EVERY = 20  # batches between checkpoints that fold SQLite's WAL back into the database
 RETRIES = 3  # a batch that lost a race (a number or a status slot taken meanwhile) is checked and tried again
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
@@ -181,10 +182,16 @@ class Pipeline:
         issuer_code: str | None = None,
     ) -> Iterator[list[RowOutcome]]:
         in_flight: deque[_InFlight] = deque()
+        written = 0
         for rows in batches:
             in_flight.append(self._submit(list(rows), issuer_code, actor))
             if len(in_flight) > self.workers:  # each worker has the next batch queued while this one writes
                 yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
+                written += 1
+                if written % CHECKPOINT_EVERY == 0:
+                    # the workers' reads overlap without end, so SQLite's own checkpoints never find a moment to
+                    # start the WAL again: it grew past 1 GB in 200,000 licences, and every read and write slowed
+                    self.db.checkpoint_wal()
         while in_flight:
             yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
 
