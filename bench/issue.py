@@ -1,10 +1,14 @@
 """Issue licences as fast as the vault will, and compare with the bare Ed25519 signature each one needs.
 
-    .venv/bin/python bench/issue.py [--licences 10000] [--owners 1000] [--database-url URL] [--bulk N [--batch B]]
+    .venv/bin/python bench/issue.py [--licences 10000] [--owners 1000] [--database-url URL]
+                                    [--bulk N [--batch B] [--workers W]]
     .venv/bin/python bench/issue.py --make-file rows.jsonl --rows 1000000 [--owners 20000]
 
 `--bulk N` then issues N more licences in the same run through bulk issuance (licences/bulk.py), a batch of B
 rows per transaction, with every guarantee of a single issuance, and prints both rates with the load average.
+With W worker processes (default 2, as `vault licences import`; 0 for none) the workers check, sign and
+encrypt the batches while this process writes them (licences/pipeline.py); the CPU time printed is that of all
+the processes, the workers' read from /proc.
 
 `--make-file` writes a file for `vault licences import` (.jsonl or .csv by its extension) of vehicle licences
 and road transport permits spread over `--owners` synthetic people, and first adds those people to the vault
