@@ -329,8 +329,11 @@ def licences_change(vault: Vault, args: argparse.Namespace) -> int:
 
 
 def licences_import(vault: Vault, args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from vault.licences.bulk import BulkIssuer
-    from vault.licences.importing import Progress, count_rows, format_of, import_file, tune_gc_for_import
+    from vault.licences.importing import Progress, count_rows, format_of, import_file
+    from vault.licences.pipeline import Pipeline, WorkerSetup, tune_gc_for_import
 
     path = Path(args.file)
     if not path.is_file():
@@ -340,17 +343,26 @@ def licences_import(vault: Vault, args: argparse.Namespace) -> int:
     report_path = Path(args.report) if args.report else path.with_name(path.name + ".errors.csv")
     total = count_rows(path, fmt)
     tune_gc_for_import()
-    print(f"importing {total:,} rows from {path.name} ({fmt}), {args.batch} per transaction", file=sys.stderr)
-    with report_path.open("w", encoding="utf-8", newline="") as report:
+    issuer = BulkIssuer(vault.licences)
+    settings = vault.settings
+    setup = WorkerSetup(settings.database_url, settings.policies_dir, settings.public_url, vault.keyring.in_memory())
+    pipeline = Pipeline(issuer, vault.db, setup, workers=args.workers) if args.workers else None
+    workers = f"{args.workers} worker processes preparing" if args.workers else "prepared in this process"
+    print(
+        f"importing {total:,} rows from {path.name} ({fmt}), {args.batch} per transaction, {workers}",
+        file=sys.stderr,
+    )
+    with report_path.open("w", encoding="utf-8", newline="") as report, pipeline or nullcontext():
         result = import_file(
             path,
             fmt,
-            issuer=BulkIssuer(vault.licences),
+            issuer=issuer,
             unit_of_work=vault.db.session,
             report=report,
             progress=Progress(sys.stderr, total),
             actor=OPERATOR,
             batch_size=args.batch,
+            pipeline=pipeline,
         )
     rate = result.total / result.seconds if result.seconds else 0.0
     print(
@@ -660,6 +672,12 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file's extension")
     imp.add_argument("--report", help="where the invalid rows go (default: FILE.errors.csv)")
     imp.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
+    imp.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes checking, signing and encrypting batches while this one writes (default 2; 0: none)",
+    )
     imp.set_defaults(run=_with_vault(licences_import))
     present = lic.add_parser("present", help="print an SD-JWT presentation disclosing only the chosen fields")
     present.add_argument("licence", type=_licence_id)

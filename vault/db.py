@@ -230,6 +230,57 @@ class Database:
             return conn.execute(text("SELECT 1")).scalar() == 1
 
 
+@dataclass(frozen=True)
+class InsertRows:
+    """Rows for one multi-row insert into `table`, each a tuple in `columns` order.
+
+    `driver_ready` rows were already put through each column's bind processing (SQLite only), so whoever
+    prepared them paid for it, not the process holding the writer's lock.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    driver_ready: bool = False
+
+
+@functools.cache
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[int], list[Any]]:
+    """(statement, where each of its parameters is in `columns`, each one's bind processor or None)."""
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    names = list(compiled.positiontup or ())
+    impls = [table.c[name].type.dialect_impl(dialect) for name in names]
+    # sqlite3 takes bytes as they are: wrapping each in a memoryview (LargeBinary's processor) only costs time
+    processors = [None if isinstance(i, LargeBinary) else i.bind_processor(dialect) for i in impls]
+    return str(compiled), [columns.index(n) for n in names], processors
+
+
+def for_driver(batch: InsertRows, table: Table) -> InsertRows:
+    """The same rows in SQLite's driver values and statement order (what insert_rows would do while writing)."""
+    _, order, processors = _sqlite_insert(table, batch.columns)
+    if not batch.rows:
+        return InsertRows(batch.table, batch.columns, [], driver_ready=True)
+    columns = list(zip(*batch.rows, strict=True))  # a column at a time: map() costs less than a loop per value
+    processed = [columns[n] if p is None else list(map(p, columns[n])) for n, p in zip(order, processors, strict=True)]
+    return InsertRows(batch.table, batch.columns, list(zip(*processed, strict=True)), driver_ready=True)
+
+
+def insert_rows(connection: Connection, table: Table, batch: InsertRows) -> None:
+    """A multi-row insert; on SQLite straight to the driver with each column's own bind processing."""
+    if not batch.rows:
+        return
+    if connection.dialect.name != "sqlite":
+        assert not batch.driver_ready, "driver values are SQLite's"
+        connection.execute(insert(table), [dict(zip(batch.columns, r, strict=True)) for r in batch.rows])
+        return
+    statement = _sqlite_insert(table, batch.columns)[0]
+    ready = batch if batch.driver_ready else for_driver(batch, table)
+    connection.exec_driver_sql(statement, ready.rows)
+
+
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """A multi-row insert; on SQLite straight to the driver with each column's own bind processing.
 

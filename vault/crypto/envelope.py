@@ -94,13 +94,14 @@ class DataKey:
             raise ValueError("a field is encrypted only under its own owner's key")
         header = bytes([FIELD_VERSION]) + self.dek_id.bytes
         prefix = header + _frame(owner_id.bytes, record_id.bytes, struct.pack(">Q", record_version))
-        sealed = {}
+        items = []
         for name, text in texts.items():
             field = name.encode()
-            nonce = aead.new_nonce()
-            aad = prefix + struct.pack(">I", len(field)) + field
-            sealed[name] = header + nonce + aead.seal(self.key, nonce, text.encode("utf-8"), aad)
-        return sealed
+            items.append((text.encode("utf-8"), prefix + struct.pack(">I", len(field)) + field))
+        return {
+            name: header + nonce + ciphertext
+            for name, (nonce, ciphertext) in zip(texts, aead.seal_many(self.key, items), strict=True)
+        }
 
     def encrypt_text(self, text: str, ctx: FieldContext) -> bytes:
         return self.encrypt(text.encode("utf-8"), ctx)

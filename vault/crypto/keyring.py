@@ -65,6 +65,10 @@ class Keyring:
     def key_ids(self) -> list[str]:
         return [self._primary, *(k for k in self._keys if k != self._primary)]
 
+    def in_memory(self) -> Keyring:
+        """The same keys in a plain keyring that persists nothing: what a worker process is handed over its pipe."""
+        return Keyring(self._keys, self._primary)
+
     def wrap(self, key: bytes, context: bytes) -> bytes:
         kek_id = self._primary.encode("ascii")
         header = bytes([WRAP_VERSION, len(kek_id)]) + kek_id

@@ -74,3 +74,7 @@ class HolderNotAllowed(LicenceError):
 
 class StatusListFull(LicenceError):
     """The issuer's status list has no free slot left."""
+
+
+class BatchStale(LicenceError):
+    """A batch prepared outside its write transaction no longer holds when written (an owner was erased since)."""

@@ -13,42 +13,30 @@ Rows are numbered from 1 in the order they appear; the CSV header and blank line
 from __future__ import annotations
 
 import csv
-import gc
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TextIO
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vault.licences.bulk import BulkIssuer, BulkRow, RowProblem, RowStatus
 from vault.licences.errors import LicenceError
+from vault.licences.pipeline import Pipeline, issue_in_one_transaction
 
 log = logging.getLogger("vault.licences.importing")
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BATCH = 1_000
-_RETRIES = 3  # a batch that lost a race (a number or a status slot taken meanwhile) is checked and tried again
 
 
 class ImportRefused(LicenceError):
     """The file cannot be imported at all (unknown format, no header, missing columns); nothing was written."""
-
-
-def tune_gc_for_import() -> None:
-    """For an import's own process: leave the vault's long-lived objects out of every collection, collect less often.
-
-    Batches allocate many short-lived objects and few cycles; with the defaults, collections scanning the whole heap
-    took about a fifth of the CPU time (1,390 licences per CPU-second, 1,790 with this; see docs/performance.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
 
 
 def format_of(path: Path, given: str | None) -> str:
@@ -193,30 +181,40 @@ def import_file(
     progress: Progress | None = None,
     actor: str,
     batch_size: int = BATCH,
+    pipeline: Pipeline | None = None,
 ) -> ImportResult:
     """Import the file a batch per transaction; every invalid row gets a line in `report` (CSV: row,field,reason).
 
-    A batch that fails for another reason raises after the batches before it committed: running the same file
-    again carries on where it stopped (rows already issued are counted, not issued again).
+    With a `pipeline` (already entered), worker processes prepare the batches while this process writes them;
+    without, each batch is checked and written in its own transaction here. A batch that fails for another
+    reason than a lost race raises after the batches before it committed: running the same file again carries
+    on where it stopped (rows already issued are counted, not issued again).
     """
     result = ImportResult()
     writer = csv.writer(report)
     writer.writerow(["row", "field", "reason"])
     started = time.monotonic()
     with path.open(encoding="utf-8-sig", newline="") as stream:
-        for batch in _batches(read_rows(stream, fmt), batch_size):
-            rows = [(n, row) for n, row in batch if isinstance(row, BulkRow)]
+        batches = _batches(read_rows(stream, fmt), batch_size)
+        parsed: deque[list[Parsed]] = deque()
+
+        def rows_of(batches: Iterator[list[Parsed]]) -> Iterator[list[BulkRow]]:
+            for batch in batches:
+                parsed.append(batch)
+                yield [row for _, row in batch if isinstance(row, BulkRow)]
+
+        if pipeline is not None:
+            issued = pipeline.issue(rows_of(batches), unit_of_work=unit_of_work, actor=actor)
+        else:
+            issued = (
+                issue_in_one_transaction(issuer, unit_of_work, rows, issuer_code=None, actor=actor)
+                for rows in rows_of(batches)
+            )
+        for outcomes in issued:
+            batch = parsed.popleft()
+            rows = [n for n, row in batch if isinstance(row, BulkRow)]
             failed = [(n, problem) for n, problem in batch if isinstance(problem, RowProblem)]
-            for attempt in range(_RETRIES):
-                try:
-                    with unit_of_work() as session:
-                        outcomes = issuer.issue_batch(session, [r for _, r in rows], issuer_code=None, actor=actor)
-                    break
-                except IntegrityError:
-                    if attempt == _RETRIES - 1:
-                        raise
-                    log.warning("a batch lost a race for a number or a status slot; checking it again")
-            for (number, _), outcome in zip(rows, outcomes, strict=True):
+            for number, outcome in zip(rows, outcomes, strict=True):
                 if outcome.status is RowStatus.ISSUED:
                     result.issued += 1
                 elif outcome.status is RowStatus.ALREADY_ISSUED:

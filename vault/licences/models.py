@@ -33,7 +33,7 @@ class LicenceVersion(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("licence_id", "version"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    licence_id: uuid.UUID = Field(foreign_key="licences.id", index=True)
+    licence_id: uuid.UUID = Field(foreign_key="licences.id")  # looked up through the unique constraint's index
     owner_id: uuid.UUID = Field(foreign_key="owners.id", index=True)
     version: int
     kid: str = Field(max_length=100)
@@ -52,7 +52,7 @@ class LicenceField(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("version_id", "name"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    version_id: uuid.UUID = Field(foreign_key="licence_versions.id", index=True)
+    version_id: uuid.UUID = Field(foreign_key="licence_versions.id")  # the unique constraint's index serves
     owner_id: uuid.UUID = Field(foreign_key="owners.id", index=True)
     name: str = Field(max_length=100)
     disclosure_ct: bytes

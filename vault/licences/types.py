@@ -5,6 +5,7 @@ each. Adding a licence type is adding a file: nothing here names a type.
 """
 
 import datetime
+import functools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -176,16 +177,20 @@ class LicenceType:
     holder_name_field: str | None = None  # must equal the owner's name on record
     holder_id_field: str | None = None  # must equal the owner's resident ID number or credit code
 
-    @property
+    @functools.cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(field.name for field in self.fields)
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, FieldDef]:
+        return {field.name: field for field in self.fields}
+
     def field(self, name: str) -> FieldDef:
         """The field called ``name``; raise UnknownLicenceField if there is none."""
-        for field in self.fields:
-            if field.name == name:
-                return field
-        raise UnknownLicenceField(f"{self.code} has no field {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownLicenceField(f"{self.code} has no field {name!r}") from None
 
     def validate_values(self, values: Mapping[str, object]) -> dict[str, FieldValue]:
         """Check a whole licence's values against this type: no unknown fields, every required one present.

@@ -64,3 +64,16 @@ def test_nonces_are_fresh_and_24_bytes() -> None:
     nonces = {aead.new_nonce() for _ in range(1000)}
     assert len(nonces) == 1000
     assert {len(n) for n in nonces} == {24}
+
+
+def test_seal_many_seals_as_seal_does_each_with_its_own_nonce() -> None:
+    items = [(KAT_PLAINTEXT, KAT_AAD), (b"", b"a"), ("测试".encode(), b"field:name")]
+    sealed = aead.seal_many(KAT_KEY, items)
+    assert len({nonce for nonce, _ in sealed}) == 3
+    for (plaintext, aad), (nonce, ciphertext) in zip(items, sealed, strict=True):
+        assert ciphertext == aead.seal(KAT_KEY, nonce, plaintext, aad)
+        assert aead.open_(KAT_KEY, nonce, ciphertext, aad) == plaintext
+    with pytest.raises(ValueError):
+        aead.seal_many(KAT_KEY[:31], items)
+    with pytest.raises(TypeError):
+        aead.seal_many(KAT_KEY, [(b"x", b"")])

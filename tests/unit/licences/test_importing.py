@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.unit.licences.test_bulk import add_person
 from vault.licences.bulk import BulkIssuer
 from vault.licences.importing import ImportRefused, Progress, format_of, import_file
 from vault.licences.models import Licence
+from vault.licences.pipeline import Pipeline, WorkerSetup
 from vault.wiring import Vault
 
 
@@ -51,7 +53,9 @@ def write(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def run(vault: Vault, path: Path, batch: int = 3) -> tuple[object, list[list[str]], str]:
+def run(
+    vault: Vault, path: Path, batch: int = 3, pipeline: Pipeline | None = None
+) -> tuple[object, list[list[str]], str]:
     report, progress = io.StringIO(), io.StringIO()
     result = import_file(
         path,
@@ -62,6 +66,7 @@ def run(vault: Vault, path: Path, batch: int = 3) -> tuple[object, list[list[str
         progress=Progress(progress, total=7, every=0.0),
         actor="operator:test",
         batch_size=batch,
+        pipeline=pipeline,
     )
     return result, list(csv.reader(io.StringIO(report.getvalue()))), progress.getvalue()
 
@@ -71,10 +76,20 @@ def licences(vault: Vault) -> int:
         return int(session.scalar(select(func.count()).select_from(Licence)) or 0)
 
 
+@pytest.fixture
+def pipeline(vault: Vault) -> Iterator[Pipeline]:
+    settings = vault.settings
+    setup = WorkerSetup(settings.database_url, settings.policies_dir, settings.public_url, vault.keyring.in_memory())
+    with Pipeline(BulkIssuer(vault.licences), vault.db, setup, workers=2) as running:
+        yield running
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["in-one-process", "pipelined"])
 def test_import_reports_bad_rows_commits_good_ones_and_runs_again_safely(
-    vault: Vault, tmp_path: Path, suffix: str
+    vault: Vault, tmp_path: Path, suffix: str, pipelined: bool, request: pytest.FixtureRequest
 ) -> None:
+    pipeline = request.getfixturevalue("pipeline") if pipelined else None
     owner = add_person(vault)
     rows = licence_rows(owner, 7)
     rows[1]["name"] = "别人"  # not the holder on record
@@ -82,7 +97,7 @@ def test_import_reports_bad_rows_commits_good_ones_and_runs_again_safely(
     rows[5]["owner"] = "110101199001011237"  # names nobody
     path = write(tmp_path / f"rows{suffix}", rows)
     before = licences(vault)
-    result, report, progress = run(vault, path)
+    result, report, progress = run(vault, path, pipeline=pipeline)
     assert (result.total, result.issued, result.already_issued, result.invalid) == (7, 4, 0, 3)  # type: ignore[attr-defined]
     assert report == [
         ["row", "field", "reason"],
@@ -94,7 +109,7 @@ def test_import_reports_bad_rows_commits_good_ones_and_runs_again_safely(
     assert "7/7 rows (100%)" in progress and "rows/s" in progress and "ETA" in progress
     assert "3/7 rows" in progress  # one line per batch of three, then the last
 
-    again, report, _ = run(vault, path)
+    again, report, _ = run(vault, path, pipeline=pipeline)
     assert (again.issued, again.already_issued, again.invalid) == (0, 4, 3)  # type: ignore[attr-defined]
     assert licences(vault) - before == 4
     for text in ("批量居民", "别人", owner, rows[0]["licence_number"]):
