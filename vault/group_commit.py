@@ -16,6 +16,9 @@ request go on with its own result or its own error:
   by the batch's total, just before the commit, so its row stays locked for the commit alone rather than the whole
   batch. If that cannot be done for the total (a limit would be passed), the batch is rolled back and each write
   runs again alone, doing all its work itself.
+- A write that changes nothing itself (it only checks, and leaves its changes to `later`) may run without a
+  savepoint (`run(..., savepoint=False)`), sparing two statements; if it fails in the database the batch is
+  rolled back and written again write by write, since PostgreSQL aborts a transaction after a failed statement.
 """
 
 from __future__ import annotations
