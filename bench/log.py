@@ -46,7 +46,7 @@ from vault.db import make_engine, upgrade  # noqa: E402
 from vault.wiring import Vault, build_vault  # noqa: E402
 
 WRITERS = 16
-PER_WRITER = 40
+PER_WRITER = 200  # 3,200 appends: long enough for a steady rate
 INTEGRATE = 20_000
 BUILD_CHUNK = 50_000
 
