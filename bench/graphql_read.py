@@ -281,6 +281,8 @@ class Run:
     sample: bytes = b""
     load_cpu: float = 0.0
     server_cpu: float = 0.0
+    database_cpu: float = 0.0  # PostgreSQL's server processes (0 for SQLite, which runs inside the server)
+    machine_busy: float = 0.0  # every CPU of the machine, from /proc/stat: all processes, ours and others'
 
     @property
     def rps(self) -> float:
@@ -531,13 +533,43 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds so far of every PostgreSQL server process on this machine, by pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    found[int(entry.name)] = cpu_seconds([int(entry.name)])
+            except OSError:
+                continue
+    return found
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), sum(fields) / os.sysconf("SC_CLK_TCK")
+
+
 def measured(port: int, requests: list[bytes], args: argparse.Namespace, pids: list[int]) -> Run:
-    """Drive the server; record the CPU the load generator (this process) and the server took per wall second."""
-    before, own, wall = cpu_seconds(pids), os.times(), time.perf_counter()
+    """Drive the server; record the CPU the load generator (this process), the server, PostgreSQL and the whole
+    machine took per wall second."""
+    before, own, wall, database, machine = (
+        cpu_seconds(pids),
+        os.times(),
+        time.perf_counter(),
+        postgres_cpu(),
+        machine_cpu(),
+    )
     run = drive(port, requests, args.clients, args.warmup, args.seconds)
     after, spent, elapsed = cpu_seconds(pids), os.times(), time.perf_counter() - wall
+    database_after, machine_after = postgres_cpu(), machine_cpu()
     run.load_cpu = (spent.user + spent.system - own.user - own.system) / elapsed
     run.server_cpu = (after - before) / elapsed
+    run.database_cpu = sum(t - database.get(pid, 0.0) for pid, t in database_after.items()) / elapsed
+    run.machine_busy = (machine_after[0] - machine[0]) / elapsed
     return run
 
 
@@ -616,10 +648,13 @@ def report(args: argparse.Namespace, results: dict[str, Run], profiled: tuple[fl
     print(f"machine: {os.cpu_count()} CPUs, {cpu}, {platform.system()}, Python {platform.python_version()}")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     heading = f"{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'server CPU':>12}{'load CPU':>10}"
+    heading += f"{'PG CPU':>8}{'machine':>9}"
     print(f"\n{'':<16}{heading}")
     for label, run in results.items():
-        print(f"{run.line(label)}{run.server_cpu:>12.2f}{run.load_cpu:>10.2f}")
-    print("(CPU: cores busy on average during the run, warm-up included; 'load CPU' is this load generator's)")
+        figures = f"{run.server_cpu:>12.2f}{run.load_cpu:>10.2f}{run.database_cpu:>8.2f}{run.machine_busy:>9.2f}"
+        print(f"{run.line(label)}{figures}")
+    print("(CPU: cores busy on average during the run, warm-up included; 'load CPU' is this load generator's,")
+    print(" 'PG CPU' PostgreSQL's server processes', 'machine' every process's on the machine, others' included)")
     bare = results["bare Strawberry"]
     vaults = [(label, run) for label, run in results.items() if run is not bare]
     for label, run in vaults:
