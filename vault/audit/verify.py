@@ -1,9 +1,9 @@
 """`vault audit verify`: stream the log from a read-only snapshot and check it against what the database cannot
 change — the witnesses' cosigned checkpoints, the published checkpoint file, and the log's signing keys.
 
-Memory stays bounded (a chunk of events, O(log n) frontier hashes, one hash per full tile formed and one per 16
-upper-tile hashes for their stored subtree roots); the server is
-never blocked (SQLite: a deferred read transaction in WAL mode; PostgreSQL: a READ ONLY repeatable-read one).
+Memory stays bounded (a chunk of events, O(log n) frontier hashes, one hash per full tile formed, and one per 16
+hashes of the upper tiles for their stored subtree roots); the server is never blocked (SQLite: a deferred read
+transaction in WAL mode; PostgreSQL: a READ ONLY repeatable-read one).
 Unless `full`, it starts from the frontier saved at the last checkpoint it verified, kept outside the database.
 """
 
