@@ -218,6 +218,9 @@ def build(vault: Vault, size: int) -> None:
                 )
             changed = tiles.append(lambda level, idx, known=edge: known.get((level, idx), b""), first, hashes)
             tile_rows = [(k[0], k[1], v) for k, v in sorted(changed.items())]
+            root_rows = [
+                (level, idx, tiles.subtree_roots(v)) for level, idx, v in tile_rows if len(v) == tiles.FULL_TILE
+            ]
             cursor = raw.cursor()
             if sqlite:
                 cursor.executemany(insert + "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -226,6 +229,7 @@ def build(vault: Vault, size: int) -> None:
                     "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
                     tile_rows,
                 )
+                cursor.executemany("INSERT INTO audit_tile_roots (level, idx, roots) VALUES (?, ?, ?)", root_rows)
             else:
                 with cursor.copy(copy_in) as copy:
                     for row in rows:
@@ -235,6 +239,7 @@ def build(vault: Vault, size: int) -> None:
                     "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes",
                     tile_rows,
                 )
+                cursor.executemany("INSERT INTO audit_tile_roots (level, idx, roots) VALUES (%s, %s, %s)", root_rows)
             raw.commit()
             edge = {k: v for k, v in {**edge, **changed}.items() if len(v) < tiles.FULL_TILE}
         for sql in indexes:

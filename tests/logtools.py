@@ -92,12 +92,18 @@ def rebuild_tiles(engine: Engine) -> None:
             )
         ]
         conn.execute(text("DELETE FROM audit_tiles"))
+        conn.execute(text("DELETE FROM audit_tile_roots"))
         built = tiles.append(lambda level, idx: b"", 0, hashes)
         for (level, idx), data in built.items():
             conn.execute(
                 text("INSERT INTO audit_tiles (level, idx, hashes) VALUES (:l, :i, :h)"),
                 {"l": level, "i": idx, "h": data},
             )
+            if len(data) == tiles.FULL_TILE:
+                conn.execute(
+                    text("INSERT INTO audit_tile_roots (level, idx, roots) VALUES (:l, :i, :r)"),
+                    {"l": level, "i": idx, "r": tiles.subtree_roots(data)},
+                )
 
 
 def resign(vault: Vault) -> None:

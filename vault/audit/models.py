@@ -45,6 +45,18 @@ class AuditTile(SQLModel, table=True):
     hashes: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
 
 
+class AuditTileRoots(SQLModel, table=True):
+    """The roots of a full tile's 16 height-4 subtrees (16 x 32 bytes), derived from it and never changed: a proof
+    hashes at most 15 nodes inside a tile instead of 255. A DBA could alter them, as the tiles: a proof built from
+    altered roots fails against the signed checkpoint, and `vault audit verify --full` compares them."""
+
+    __tablename__ = "audit_tile_roots"
+
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(sa_column=Column(BigInteger(), primary_key=True, autoincrement=False))
+    roots: bytes = Field(sa_column=Column(LargeBinary(), nullable=False))
+
+
 class AuditCheckpoint(SQLModel, table=True):
     """A signed statement of the tree's size and root: a C2SP checkpoint note (older rows: a compact JWS)."""
 

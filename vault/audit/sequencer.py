@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.audit import tiles
-from vault.audit.models import AuditEvent, AuditTile
+from vault.audit.models import AuditEvent, AuditTile, AuditTileRoots
 
 log = logging.getLogger("vault.audit.sequencer")
 
@@ -30,15 +30,24 @@ _UPSERT_TILE = text(
     "INSERT INTO audit_tiles (level, idx, hashes) VALUES (:level, :idx, :hashes) "
     "ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes"
 )
+_INSERT_ROOTS = text(
+    "INSERT INTO audit_tile_roots (level, idx, roots) VALUES (:level, :idx, :roots) "
+    "ON CONFLICT (level, idx) DO UPDATE SET roots = excluded.roots"
+)
 _TILES = AuditTile.__table__  # type: ignore[attr-defined]
+_ROOTS = AuditTileRoots.__table__  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=64)
-def _select_tiles(count: int) -> Select[int, int, bytes]:
-    """Tiles by `count` exact keys (:l0, :i0, ...): SQLite searches the primary key for each term of the OR (a
-    row-value IN would scan the table), PostgreSQL likewise; one statement per count, compiled once."""
+def _select_tiles(count: int) -> Select[int, int, bytes, bytes | None]:
+    """Tiles and their stored subtree roots by `count` exact keys (:l0, :i0, ...): SQLite searches the primary key
+    for each term of the OR (a row-value IN would scan the table), PostgreSQL likewise, and each tile's roots by
+    theirs; one statement per count, compiled once."""
     keys = (and_(_TILES.c.level == bindparam(f"l{n}"), _TILES.c.idx == bindparam(f"i{n}")) for n in range(count))
-    return sa_select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes).where(or_(*keys))
+    joined = _TILES.outerjoin(_ROOTS, and_(_ROOTS.c.level == _TILES.c.level, _ROOTS.c.idx == _TILES.c.idx))
+    return (
+        sa_select(_TILES.c.level, _TILES.c.idx, _TILES.c.hashes, _ROOTS.c.roots).select_from(joined).where(or_(*keys))
+    )
 
 
 _SET_INDEX_SQLITE = "UPDATE audit_events SET leaf_index = ? WHERE seq = ? AND leaf_index IS NULL"
@@ -76,12 +85,13 @@ def tile_getter(session: Session) -> tiles.TileGetter:
 
 
 def tiles_getter(session: Session) -> tiles.TilesGetter:
-    """Many tiles in one query: a proof's few tiles (one per level and side) in one round trip."""
+    """Many tiles in one query: a proof's few tiles (one per level and side) with their subtree roots in one round
+    trip."""
 
-    def fetch(keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def fetch(keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         params = {f"{name}{n}": value for n, key in enumerate(keys) for name, value in zip("li", key, strict=True)}
         rows = session.connection().execute(_select_tiles(len(keys)), params)
-        return {(int(level), int(idx)): bytes(value) for level, idx, value in rows}
+        return {(int(level), int(idx)): (bytes(value), bytes(roots or b"")) for level, idx, value, roots in rows}
 
     return fetch
 
@@ -111,7 +121,15 @@ def _assign(session: Session, size: int, seqs: Sequence[int]) -> None:
 
 
 def _write_tiles(session: Session, changed: dict[tuple[int, int], bytes]) -> None:
+    """The changed tiles, and the subtree roots of those that became full (a full tile never changes again)."""
     session.execute(_UPSERT_TILE, [{"level": k[0], "idx": k[1], "hashes": v} for k, v in sorted(changed.items())])
+    full = [
+        {"level": k[0], "idx": k[1], "roots": tiles.subtree_roots(v)}
+        for k, v in sorted(changed.items())
+        if len(v) == tiles.FULL_TILE
+    ]
+    if full:
+        session.execute(_INSERT_ROOTS, full)
 
 
 def integrate(session: Session, limit: int = BATCH) -> int:

@@ -2,7 +2,8 @@
 
 Only the bottom row of each 8-level tile is stored; the hashes between are recomputed (at most 255 per tile), so
 any subtree root, the tree's root, an inclusion or a consistency proof reads O(log n) tiles, and appending a batch
-rewrites only the tiles on the tree's right edge.
+rewrites only the tiles on the tree's right edge. Beside each full tile (which never changes) the roots of its 16
+height-4 subtrees are stored, derived data: a node inside the tile then costs at most 15 hashes, not 255.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ FULL_TILE = WIDTH * HASH_SIZE
 TileGetter = Callable[[int, int], bytes]
 """(level, index) -> the stored tile's bytes (a partial tile is shorter), b"" when there is none."""
 
-TilesGetter = Callable[[Collection[tuple[int, int]]], dict[tuple[int, int], bytes]]
-"""Many tiles at once: {(level, index): bytes} for those of the keys that are stored (in one query)."""
+TilesGetter = Callable[[Collection[tuple[int, int]]], dict[tuple[int, int], tuple[bytes, bytes]]]
+"""Many tiles at once: {(level, index): (hashes, subtree roots or b"")} for those of the keys that are stored (in
+one query)."""
+
+SUBTREE_HEIGHT = 4
+SUBTREES = WIDTH >> SUBTREE_HEIGHT  # stored roots per full tile
+ROOTS_SIZE = SUBTREES * HASH_SIZE
 
 _PATH = re.compile(r"^(0|[1-9][0-9]?)/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([1-9][0-9]{0,2}))?$")
 
@@ -58,6 +64,21 @@ def split_hashes(data: bytes) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
+def subtree_roots(data: bytes) -> bytes:
+    """The concatenated roots of a full tile's 16 height-4 subtrees (240 hashes), stored beside the tile."""
+    for _ in range(SUBTREE_HEIGHT):
+        data = merkle.parents(data)
+    return data
+
+
+def _run_root(row: bytes, at: int, count: int) -> bytes:
+    """The root over `count` (a power of two) hashes of a concatenated row, from hash `at`."""
+    data = row[at * HASH_SIZE : (at + count) * HASH_SIZE]
+    while len(data) > HASH_SIZE:
+        data = merkle.parents(data)
+    return data
+
+
 def _hash_rows(data: bytes) -> tuple[bytes, ...]:
     """Every complete node inside a tile: row r is the concatenated roots of its aligned runs of 2**r hashes."""
     rows = [data]
@@ -76,8 +97,8 @@ def tile_rows(level: int, data: bytes) -> tuple[bytes, ...]:
     """`_hash_rows` of a tile, cached by its content (a pure function of it, so a rewritten tile is simply another
     key, never mistaken for the old one). Full tiles above level 0 — 512 of them cover 33 million events — the
     partial tiles of the right edge and the full level-0 tiles used last are hashed up once per process, so
-    signing and proving cost about the same at 10^7 events as at 10^4; about 10 MB at most. A proof of an event
-    whose level-0 tile is not among the last 64 hashes that tile up (255 hashes) at any size."""
+    signing and proving cost about the same at 10^7 events as at 10^4; about 10 MB at most. A full tile read with
+    its stored subtree roots is not hashed up at all (see TiledTree.node): this is for tiles without them."""
     if len(data) < FULL_TILE:
         return _edge_rows(data)
     return (_upper_rows if level else _lower_rows)(data)
@@ -139,6 +160,7 @@ class TiledTree:
         self._fetch = fetch
         self.size = size
         self._cache: dict[tuple[int, int], bytes] = {}
+        self._roots: dict[tuple[int, int], bytes] = {}
 
     def tile(self, level: int, index: int) -> bytes:
         key = (level, index)
@@ -153,7 +175,9 @@ class TiledTree:
             return
         found = self._fetch(wanted)
         for key in wanted:
-            self._cache[key] = found.get(key, b"")
+            self._cache[key], roots = found.get(key, (b"", b""))
+            if len(roots) == ROOTS_SIZE and len(self._cache[key]) == FULL_TILE:
+                self._roots[key] = roots
 
     def node(self, height: int, index: int) -> bytes:
         """MTH of the complete subtree of 2**height leaves starting at leaf index * 2**height."""
@@ -164,6 +188,11 @@ class TiledTree:
         offset = first & (WIDTH - 1)
         if len(data) < (offset + count) * HASH_SIZE:
             raise TileError(f"tile {tile_path(level, first >> HEIGHT)} is missing hashes the tree needs")
+        roots = self._roots.get((level, first >> HEIGHT))
+        if roots is not None:  # a full tile read with its stored subtree roots: at most 15 hashes, not 255
+            if rest < SUBTREE_HEIGHT:
+                return _run_root(data, offset, count)
+            return _run_root(roots, offset >> SUBTREE_HEIGHT, count >> SUBTREE_HEIGHT)
         at = (offset >> rest) * HASH_SIZE
         return tile_rows(level, data)[rest][at : at + HASH_SIZE]
 
@@ -226,8 +255,9 @@ def append(get: TileGetter, size: int, leaf_hashes: Iterable[bytes]) -> dict[tup
 class CompactRange:
     """The right frontier of a tree being rebuilt leaf by leaf: O(log n) roots, enough for the root at any size.
 
-    `push` also reports each full-tile root it forms (a hash of level >= 1 in tile terms), so a verifier can
-    compare the stored upper tiles without keeping them.
+    `push` also reports (height, index, node) for each node it forms whose height is a multiple of 4: those of
+    height 8L are the hashes of level-L tiles, those of height 8L + 4 the stored subtree roots of level-L tiles,
+    so a verifier can compare both without hashing the tiles again.
     """
 
     size: int = 0
@@ -240,8 +270,8 @@ class CompactRange:
             node = merkle.node_hash(self.nodes.pop(), node)
             height += 1
             position >>= 1
-            if height % HEIGHT == 0:
-                formed.append((height // HEIGHT, position, node))
+            if height % SUBTREE_HEIGHT == 0:
+                formed.append((height, position, node))
         self.nodes.append(node)
         self.size += 1
         return formed

@@ -1,8 +1,9 @@
 """`vault audit verify`: stream the log from a read-only snapshot and check it against what the database cannot
 change — the witnesses' cosigned checkpoints, the published checkpoint file, and the log's signing keys.
 
-Memory stays bounded (a chunk of events, O(log n) frontier hashes, one hash per full tile formed); the server is
-never blocked (SQLite: a deferred read transaction in WAL mode; PostgreSQL: a READ ONLY repeatable-read one).
+Memory stays bounded (a chunk of events, O(log n) frontier hashes, one hash per full tile formed, and one per 16
+hashes of the upper tiles for their stored subtree roots); the server is never blocked (SQLite: a deferred read
+transaction in WAL mode; PostgreSQL: a READ ONLY repeatable-read one).
 Unless `full`, it starts from the frontier saved at the last checkpoint it verified, kept outside the database.
 """
 
@@ -103,6 +104,7 @@ class _Run:
     checked: int = 0
     saved: tiles.CompactRange | None = None
     upper: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    upper_roots: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (level, node index): subtree root
 
     def tile(self, level: int, idx: int) -> bytes:
         value = self.conn.execute(
@@ -256,11 +258,17 @@ def _stream(run: _Run) -> None:
         if not rows:
             break
         first_tile = position // tiles.WIDTH
+        span = {"a": first_tile, "b": (position + CHUNK - 1) // tiles.WIDTH}
         level0 = {
             int(i): bytes(h)
             for i, h in run.conn.execute(
-                text("SELECT idx, hashes FROM audit_tiles WHERE level = 0 AND idx >= :a AND idx <= :b"),
-                {"a": first_tile, "b": (position + CHUNK - 1) // tiles.WIDTH},
+                text("SELECT idx, hashes FROM audit_tiles WHERE level = 0 AND idx >= :a AND idx <= :b"), span
+            )
+        }
+        roots0 = {
+            int(i): bytes(r)
+            for i, r in run.conn.execute(
+                text("SELECT idx, roots FROM audit_tile_roots WHERE level = 0 AND idx >= :a AND idx <= :b"), span
             )
         }
         for index, entry, stored in rows:
@@ -273,8 +281,14 @@ def _stream(run: _Run) -> None:
             offset = (expected % tiles.WIDTH) * tiles.HASH_SIZE
             if level0.get(expected // tiles.WIDTH, b"")[offset : offset + tiles.HASH_SIZE] != leaf:
                 raise Failed(expected, f"tile 0/{expected // tiles.WIDTH} does not hold the event's hash")
-            for level, idx, hashed in run.frontier.push(leaf):
-                run.upper[(level, idx)] = hashed
+            for height, idx, hashed in run.frontier.push(leaf):
+                level, rest = divmod(height, tiles.HEIGHT)
+                if not rest:
+                    run.upper[(level, idx)] = hashed
+                elif level:
+                    run.upper_roots[(level, idx)] = hashed
+                else:
+                    _check_root(roots0.get(idx // tiles.SUBTREES), 0, idx, hashed)
             while next_checkpoint is not None and next_checkpoint[0] == run.frontier.size:
                 run.check_checkpoint(*next_checkpoint)
                 next_checkpoint = next(checkpoints, None)
@@ -291,6 +305,23 @@ def _stream(run: _Run) -> None:
         )
 
 
+def _check_root(stored: bytes | None, level: int, idx: int, hashed: bytes) -> None:
+    """A stored subtree root (of tile `level`/idx // 16), when there is one, must be the node the events give."""
+    tile_idx, slot = divmod(idx, tiles.SUBTREES)
+    if stored is not None and stored[slot * tiles.HASH_SIZE : (slot + 1) * tiles.HASH_SIZE] != hashed:
+        raise Failed(
+            idx << (tiles.HEIGHT * level + tiles.SUBTREE_HEIGHT),
+            f"the stored subtree roots of tile {tiles.tile_path(level, tile_idx)} do not match the tree",
+        )
+
+
+def _stored_roots(run: _Run, level: int, idx: int) -> bytes | None:
+    value = run.conn.execute(
+        text("SELECT roots FROM audit_tile_roots WHERE level = :l AND idx = :i"), {"l": level, "i": idx}
+    ).scalar()
+    return None if value is None else bytes(value)
+
+
 def _check_tiles(run: _Run) -> None:
     by_tile: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
     for (level, idx), hashed in run.upper.items():
@@ -303,6 +334,12 @@ def _check_tiles(run: _Run) -> None:
                     (tile_idx * tiles.WIDTH + slot) << (tiles.HEIGHT * level),
                     f"tile {tiles.tile_path(level, tile_idx)} does not hold the tree's hashes",
                 )
+    stored: dict[tuple[int, int], bytes | None] = {}
+    for (level, idx), hashed in sorted(run.upper_roots.items()):
+        key = (level, idx // tiles.SUBTREES)
+        if key not in stored:
+            stored[key] = _stored_roots(run, *key)
+        _check_root(stored[key], level, idx, hashed)
     size = run.frontier.size
     if size and tiles.TiledTree(run.tile, size).root() != run.frontier.root():
         raise Failed(size - 1, "the stored tiles do not give the tree's root")

@@ -97,6 +97,51 @@ def test_consistency_between_checkpoints_comes_from_the_tiles(vault: Vault) -> N
         assert vault.audit.checkpoint(session) is None  # nothing new since
 
 
+def test_the_sequencer_stores_the_subtree_roots_of_each_tile_that_fills(vault: Vault) -> None:
+    append(vault, 600)
+    while True:  # small batches: a tile fills across two of them
+        with vault.db.session() as session:
+            if vault.audit.integrate(session, limit=97) < 97:
+                break
+    hashes = _leaf_hashes(vault)
+    with vault.db.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT idx, roots FROM audit_tile_roots WHERE level = 0")).all())
+    assert sorted(stored) == [0, 1]  # tile 0/002 holds 88 hashes: not full, no roots
+    for idx, roots in stored.items():
+        first = idx * 256
+        assert bytes(roots) == b"".join(merkle.root(hashes[first + 16 * k : first + 16 * k + 16]) for k in range(16))
+
+
+def _tamper_root(vault: Vault, slot: int) -> None:
+    """A DBA alters one stored subtree root of tile 0/000 (derived data: no trigger guards it)."""
+    with vault.db.engine.begin() as conn:
+        roots = bytearray(conn.execute(text("SELECT roots FROM audit_tile_roots WHERE level = 0 AND idx = 0")).scalar())
+        roots[slot * 32 : slot * 32 + 32] = bytes(32)
+        conn.execute(text("UPDATE audit_tile_roots SET roots = :r WHERE level = 0 AND idx = 0"), {"r": bytes(roots)})
+
+
+def test_a_proof_from_an_altered_subtree_root_fails_against_the_signed_checkpoint(vault: Vault) -> None:
+    ids = fill(vault, 300, cosign=False)
+    _tamper_root(vault, 1)  # the sibling of height 4 on event 0's path
+    with vault.db.session() as session:
+        log_key = note.parse_vkey(vault.audit.log_key(session))
+        proof = vault.audit.prove(session, ids[0])
+    signed = note.parse_note(proof.checkpoint)
+    assert note.verified_by(signed, [log_key]) == [log_key]
+    path = [note.unb64(p, "p") for p in proof.path]
+    leaf = merkle.leaf_hash(proof.entry.encode())
+    assert not merkle.verify_inclusion(leaf, 0, 300, path, note.parse_checkpoint(signed.text).root)
+
+
+def test_verify_full_compares_the_stored_subtree_roots_with_the_tiles(vault: Vault) -> None:
+    fill(vault, 300, cosign=False)
+    assert vault.audit.verify(vault.db.engine, full=True).ok
+    _tamper_root(vault, 5)
+    problem = vault.audit.verify(vault.db.engine, full=True).problem
+    assert problem is not None and problem.position == 5 * 16
+    assert problem.what == "the stored subtree roots of tile 0/000 do not match the tree"
+
+
 def test_a_crash_between_commit_and_integration_loses_nothing(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     fill(vault, 3, cosign=False)
     append(vault, 4)

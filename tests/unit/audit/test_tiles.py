@@ -21,23 +21,26 @@ def _stored(size: int) -> dict[tuple[int, int], bytes]:
 
 
 class OneQuery:
-    """Tiles only through `fetch`, counted; a tile read alone (a second round trip) fails the test."""
+    """Tiles only through `fetch`, counted, with the full tiles' subtree roots unless `roots` is False (a log from
+    before they were stored); a tile read alone (a second round trip) fails the test."""
 
-    def __init__(self, stored: dict[tuple[int, int], bytes]) -> None:
+    def __init__(self, stored: dict[tuple[int, int], bytes], *, roots: bool = True) -> None:
         self.stored = stored
+        self.roots = {key: tiles.subtree_roots(v) for key, v in stored.items() if roots and len(v) == tiles.FULL_TILE}
         self.fetches = 0
 
-    def fetch(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    def fetch(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         self.fetches += 1
-        return {key: self.stored[key] for key in keys if key in self.stored}
+        return {key: (self.stored[key], self.roots.get(key, b"")) for key in keys if key in self.stored}
 
     def get(self, level: int, idx: int) -> bytes:
         raise AssertionError(f"tile {tiles.tile_path(level, idx)} was read outside the proof's one query")
 
 
+@pytest.mark.parametrize("roots", [True, False], ids=["with roots", "without"])
 @pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 511, 65_535, 65_536, 65_537, 70_000])
-def test_an_inclusion_proof_reads_its_tiles_in_one_query(size: int) -> None:
-    store = OneQuery(_stored(size))
+def test_an_inclusion_proof_reads_its_tiles_in_one_query(size: int, roots: bool) -> None:
+    store = OneQuery(_stored(size), roots=roots)
     for index in sorted({0, 1, size // 3, size // 2, size - 256, size - 2, size - 1} & set(range(size))):
         store.fetches = 0
         tree = tiles.TiledTree(store.get, size, fetch=store.fetch)
@@ -45,9 +48,10 @@ def test_an_inclusion_proof_reads_its_tiles_in_one_query(size: int) -> None:
         assert store.fetches <= 1  # none when the proof is empty
 
 
+@pytest.mark.parametrize("roots", [True, False], ids=["with roots", "without"])
 @pytest.mark.parametrize("size", [2, 256, 257, 65_536, 70_000])
-def test_a_consistency_proof_reads_its_tiles_in_one_query(size: int) -> None:
-    store = OneQuery(_stored(size))
+def test_a_consistency_proof_reads_its_tiles_in_one_query(size: int, roots: bool) -> None:
+    store = OneQuery(_stored(size), roots=roots)
     for old in sorted({1, 2, 255, 256, 257, size // 3, 65_535, 65_536, size - 1} & set(range(1, size))):
         store.fetches = 0
         tree = tiles.TiledTree(store.get, size, fetch=store.fetch)
@@ -60,6 +64,25 @@ def test_a_root_reads_its_tiles_in_one_query(size: int) -> None:
     store = OneQuery(_stored(size))
     assert tiles.TiledTree(store.get, size, fetch=store.fetch).root() == merkle.root(LEAVES[:size])
     assert store.fetches == 1
+
+
+def test_subtree_roots_are_the_nodes_of_height_4() -> None:
+    full = _stored(512)[(0, 1)]
+    assert tiles.subtree_roots(full) == b"".join(merkle.root(LEAVES[256 + 16 * k : 272 + 16 * k]) for k in range(16))
+
+
+def test_a_proof_from_full_tiles_hashes_only_a_few_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the stored roots, a proof in a full tile hashes the event's run of 16 and a few roots: not 255."""
+    store = OneQuery(_stored(70_000))
+    tiles.clear_cache()
+    tiles.TiledTree(store.get, 70_000, fetch=store.fetch).root()  # the right edge's partial tiles, hashed up once
+    expected = merkle.inclusion_proof(LEAVES, 1_000)
+    hashed: list[int] = []
+    real = merkle.parents
+    monkeypatch.setattr(merkle, "parents", lambda row: hashed.append(len(row) // 64) or real(row))
+    tree = tiles.TiledTree(store.get, 70_000, fetch=store.fetch)
+    assert tree.inclusion_proof(1_000, 70_000) == expected
+    assert sum(hashed) <= 2 * 2 * (1 + 3 + 7)  # tiles 0/003 and 1/000: siblings of height 1-3 and 5-7 in each
 
 
 def test_a_rewritten_partial_tile_is_hashed_up_afresh() -> None:
