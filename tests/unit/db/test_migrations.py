@@ -44,9 +44,9 @@ def _migrate(engine: Engine, database_url: str, revision: str, *, down: bool = F
         (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
-def test_0012_backfills_the_subtree_roots_of_the_full_tiles_and_goes_down_again(database_url: str) -> None:
+def test_0013_backfills_the_subtree_roots_of_the_full_tiles_and_goes_down_again(database_url: str) -> None:
     engine = make_engine(database_url)
-    _migrate(engine, database_url, "0011")
+    _migrate(engine, database_url, "0012_licence_indexes")
     leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(600)]
     built = tiles.append(lambda level, idx: b"", 0, leaves)  # tiles 0/000 and 0/001 full, 0/002 and 1/000 not
     with engine.begin() as conn:
@@ -60,6 +60,6 @@ def test_0012_backfills_the_subtree_roots_of_the_full_tiles_and_goes_down_again(
             (lv, i): bytes(r) for lv, i, r in conn.execute(text("SELECT level, idx, roots FROM audit_tile_roots"))
         }
     assert stored == {key: tiles.subtree_roots(built[key]) for key in [(0, 0), (0, 1)]}
-    _migrate(engine, database_url, "0011", down=True)
+    _migrate(engine, database_url, "0012_licence_indexes", down=True)
     assert "audit_tile_roots" not in inspect(engine).get_table_names()
     engine.dispose()

@@ -4,8 +4,8 @@ Derived data (the tiles and the events stay as they are, leaf hashes unchanged),
 already stored in batches of a few hundred tiles, so memory stays bounded at any log size. Self-contained: the
 hashing (RFC 9162 interior nodes) is written out here, not imported, so later code cannot change what it does.
 
-Revision ID: 0012_tile_subtree_roots
-Revises: 0011
+Revision ID: 0013_tile_subtree_roots
+Revises: 0012_licence_indexes
 Create Date: 2026-11-30
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_tile_subtree_roots"
-down_revision = "0011"
+revision = "0013_tile_subtree_roots"
+down_revision = "0012_licence_indexes"
 branch_labels = None
 depends_on = None
 
