@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from vault.db import SchemaError, check_schema, make_engine, sqlite_pragmas, upgrade
+from vault.config import PROJECT_ROOT
+from vault.db import (
+    SchemaError,
+    alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    make_engine,
+    sqlite_pragmas,
+    upgrade,
+)
 from vault.wiring import Vault
 
 
@@ -41,6 +55,28 @@ def test_newer_schema_is_refused(database_url: str) -> None:
     with pytest.raises(SchemaError, match="newer than this code"):
         check_schema(engine)
     engine.dispose()
+
+
+def test_revisions_are_read_as_alembic_reads_them(database_url: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    assert head_revision() == script.get_current_head()
+    engine = make_engine(database_url)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == head_revision()
+    engine.dispose()
+
+
+def test_a_serving_worker_does_not_import_alembic() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, vault.web.app; print(sorted({'alembic', 'mako'} & set(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
