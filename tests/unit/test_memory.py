@@ -1,0 +1,78 @@
+"""Returning freed memory: the trim gives free pages back, and a trim that cannot run or fails is harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import platform
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vault import maintenance, memory
+
+glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+
+
+def _rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+@glibc
+def test_trim_returns_freed_pages_that_malloc_keeps() -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(4096) for _ in range(16_384)]  # 64 MiB in blocks below malloc's mmap threshold
+    for block in blocks:
+        ctypes.memset(block, 1, 4096)
+    for block in blocks[:-1]:  # the last one pins the heap's top: free alone does not shrink it
+        libc.free(block)
+    held = _rss()
+    assert memory.trim()
+    assert held - _rss() > 32 * 2**20
+    libc.free(blocks[-1])
+
+
+def test_a_failing_trim_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    def broken(_pad: int) -> int:
+        raise OSError("no")
+
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: broken)
+    assert memory.trim() is False
+    assert "malloc_trim failed" in caplog.text
+
+
+def test_without_malloc_trim_nothing_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
+    assert memory.trim() is False
+
+
+class _Follower:
+    """Leadership another worker holds: this worker never runs a round."""
+
+    held = False
+
+    def try_acquire(self) -> bool:
+        return False
+
+
+def test_every_worker_trims_each_round_leader_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds: list[int] = []
+
+    def trim() -> bool:
+        rounds.append(len(rounds))
+        return False
+
+    monkeypatch.setattr(memory, "trim", trim)
+
+    async def three_rounds() -> None:
+        task = asyncio.create_task(maintenance.loop(None, 0.01, _Follower()))  # type: ignore[arg-type]
+        while len(rounds) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(three_rounds(), 10))
+    assert rounds[:3] == [0, 1, 2]
