@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from vault.config import PROJECT_ROOT
 from vault.db import (
+    CACHE_KIB,
+    Database,
     SchemaError,
     alembic_config,
     check_schema,
@@ -36,6 +38,15 @@ def test_sqlite_runs_in_wal_with_full_sync_foreign_keys_and_busy_timeout(tmp_pat
         "secure_delete": 1,
         "busy_timeout": 15000,
     }
+
+
+@pytest.mark.sqlite_only
+def test_every_sqlite_connection_caches_at_most_its_share(tmp_path: Path) -> None:
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'v.db'}"))
+    for engine in (db.engine, db.read_engine):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -CACHE_KIB
+    db.dispose()
 
 
 def test_unmigrated_database_is_refused_with_the_fixing_command(database_url: str) -> None:
