@@ -28,7 +28,7 @@ RELEASE_IN_FULL = {"type": "Action", "id": "releaseInFull"}
 ASK_PREDICATE = {"type": "Action", "id": "askPredicate"}
 DEFAULT_DENY = "default deny"
 _MILLIS_PER_DAY = 86_400_000
-DECISION_CACHE_SIZE = 4_096  # entries of a few kB at most; emptied when full (a decision is cheap to make again)
+DECISION_CACHE_SIZE = 1_024  # entries of 2-3 kB (a grant with uses left is a new key at each use); emptied when full
 # The only ways a policy may look at the time or name an owner for its decisions to be cached (see decide_reads):
 # the time against the grant's validity, the owner against the grant's owner and the licence type's holders.
 _TIME_AGAINST_VALIDITY = re.compile(
