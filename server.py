@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vault import memory
 from vault.web.app import create_app
 
 app = create_app()
+memory.settle()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vault import maintenance, memory
+from vault.config import PROJECT_ROOT
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 
@@ -76,3 +79,21 @@ def test_every_worker_trims_each_round_leader_or_not(monkeypatch: pytest.MonkeyP
 
     asyncio.run(asyncio.wait_for(three_rounds(), 10))
     assert rounds[:3] == [0, 1, 2]
+
+
+def test_after_settling_full_collections_follow_the_garbage_of_requests() -> None:
+    program = """
+import gc
+from vault import memory
+
+start_up = [[i] for i in range(300_000)]
+memory.settle()
+before = gc.get_stats()[2]["collections"]
+for _ in range(200_000):  # the cyclic garbage of requests
+    a = []
+    a.append([a])
+print(gc.get_freeze_count() >= 300_000, gc.get_stats()[2]["collections"] - before)
+"""
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    frozen, full_collections = ran.stdout.split()
+    assert frozen == "True" and int(full_collections) >= 1
