@@ -97,3 +97,29 @@ print(gc.get_freeze_count() >= 300_000, gc.get_stats()[2]["collections"] - befor
     ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     frozen, full_collections = ran.stdout.split()
     assert frozen == "True" and int(full_collections) >= 1
+
+
+@glibc
+@pytest.mark.parametrize(("one_heap", "heaps"), [(True, 1), (False, 5)])
+def test_with_one_heap_every_thread_allocates_from_the_main_heap(one_heap: bool, heaps: int) -> None:
+    program = f"""
+import ctypes, threading
+from vault import memory
+
+if {one_heap}:
+    assert memory.one_heap()
+together = threading.Barrier(4)
+
+def allocate():
+    held = [ctypes.create_string_buffer(1000) for _ in range(100)]
+    together.wait()  # all four threads allocate at once, each holding its blocks
+
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena n:" paragraph per heap, on stderr
+"""
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    assert ran.stderr.count("Arena ") == heaps
