@@ -106,3 +106,14 @@ def test_the_cache_stays_within_its_size_and_keeps_deciding(monkeypatch: pytest.
         made = decisions(cached, TRAFFIC_POLICE, OWNER, grant=grant, **kwargs)
         assert made == decisions(uncached, TRAFFIC_POLICE, OWNER, grant=grant, **kwargs)
         assert 1 <= len(cached._decided) <= 3
+
+
+def test_cached_entries_share_their_decisions() -> None:
+    cached, _ = engines()
+    kwargs = {"purpose": transfer_grant().purpose, "mandate": None, "now": NOW}
+    for uses_left in range(1, 6):
+        decisions(cached, TRAFFIC_POLICE, OWNER, grant=transfer_grant(uses_left=uses_left), **kwargs)
+    entries = list(cached._decided.values())
+    assert len(entries) == 5 and all(len(made) == len(entries[0]) for made in entries)
+    for pairs in zip(*entries, strict=True):  # a field's equal decisions in five entries: one object
+        assert len({id(pair) for pair in pairs}) == len(set(pairs)) < len(pairs)
