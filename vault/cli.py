@@ -92,8 +92,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_db_status(args: argparse.Namespace) -> int:
     vault = _open(check=False)
     try:
-        url = vault.settings.database_url
-        print(f"current: {current_revision(vault.db.engine) or '(empty)'}  head: {head_revision(url)}")
+        print(f"current: {current_revision(vault.db.engine) or '(empty)'}  head: {head_revision()}")
     finally:
         vault.close()
     return 0

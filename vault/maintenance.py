@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from vault import memory
 from vault.audit import publishing
 from vault.leadership import Leadership
 from vault.wiring import Vault
@@ -98,7 +99,8 @@ def leadership_for(vault: Vault) -> Leadership:
 
 
 async def loop(vault: Vault, interval: float, leadership: Leadership) -> None:
-    """Every `interval` seconds: become or stay the leader if possible, and if leading run one round."""
+    """Every `interval` seconds: become or stay the leader if possible, and if leading run one round; in every
+    worker, give the memory freed since the last round back to the system."""
     while True:
         try:
             if await run_in_threadpool(leadership.try_acquire):
@@ -107,4 +109,5 @@ async def loop(vault: Vault, interval: float, leadership: Leadership) -> None:
                     log.info("maintenance: %s", done)
         except Exception:  # keep serving: the next round tries again, the failure is in the log
             log.exception("maintenance round failed")
+        await run_in_threadpool(memory.trim)
         await asyncio.sleep(interval)

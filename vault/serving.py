@@ -49,6 +49,9 @@ def uvicorn_options(log_level: str) -> dict[str, Any]:
 
 def run_worker(host: str, port: int, log_level: str) -> None:
     """One worker: its own socket on the shared port, its own event loop, thread pool and connection pool."""
+    from vault import memory
+
+    memory.one_heap()  # before any thread of the worker allocates
     import uvicorn
 
     from vault.config import PROJECT_ROOT

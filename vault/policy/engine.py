@@ -28,7 +28,7 @@ RELEASE_IN_FULL = {"type": "Action", "id": "releaseInFull"}
 ASK_PREDICATE = {"type": "Action", "id": "askPredicate"}
 DEFAULT_DENY = "default deny"
 _MILLIS_PER_DAY = 86_400_000
-DECISION_CACHE_SIZE = 4_096  # entries of a few kB at most; emptied when full (a decision is cheap to make again)
+DECISION_CACHE_SIZE = 1_024  # entries of 2-3 kB (a grant with uses left is a new key at each use); emptied when full
 # The only ways a policy may look at the time or name an owner for its decisions to be cached (see decide_reads):
 # the time against the grant's validity, the owner against the grant's owner and the licence type's holders.
 _TIME_AGAINST_VALIDITY = re.compile(
@@ -123,6 +123,7 @@ class PolicyEngine:
         # decisions of this policy set (an engine is one version of the policies: a reload makes a new engine)
         self._cacheable = cacheable(policies.text)
         self._decided: dict[tuple[Any, ...], tuple[tuple[Decision, Decision], ...]] = {}
+        self._pairs: dict[tuple[Decision, Decision], tuple[Decision, Decision]] = {}
         try:
             self._entities = cedarpy.Entities.from_json_str(json.dumps(self._catalogue_entities()), self._schema)
         except ValueError as error:
@@ -238,6 +239,9 @@ class PolicyEngine:
             if cache_key is not None and not any(read.errors or release.errors for read, release in made):
                 if len(self._decided) >= DECISION_CACHE_SIZE:
                     self._decided.clear()
+                    self._pairs.clear()
+                # a field's pair of decisions is one of a few (which policies decided): stored once, not per entry
+                made = tuple(self._pairs.setdefault(pair, pair) for pair in made)
                 self._decided[cache_key] = made
         for (licence_type, name), (read, release) in zip(keys, made, strict=True):
             decisions[licence_type][name] = FieldDecision(read, not (read.allowed and release.allowed), release)

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from vault.db import SchemaError, check_schema, make_engine, sqlite_pragmas, upgrade
+from vault.config import PROJECT_ROOT
+from vault.db import (
+    CACHE_KIB,
+    Database,
+    SchemaError,
+    alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    make_engine,
+    sqlite_pragmas,
+    upgrade,
+)
 from vault.wiring import Vault
 
 
@@ -22,6 +38,15 @@ def test_sqlite_runs_in_wal_with_full_sync_foreign_keys_and_busy_timeout(tmp_pat
         "secure_delete": 1,
         "busy_timeout": 15000,
     }
+
+
+@pytest.mark.sqlite_only
+def test_every_sqlite_connection_caches_at_most_its_share(tmp_path: Path) -> None:
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'v.db'}"))
+    for engine in (db.engine, db.read_engine):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -CACHE_KIB
+    db.dispose()
 
 
 def test_unmigrated_database_is_refused_with_the_fixing_command(database_url: str) -> None:
@@ -41,6 +66,28 @@ def test_newer_schema_is_refused(database_url: str) -> None:
     with pytest.raises(SchemaError, match="newer than this code"):
         check_schema(engine)
     engine.dispose()
+
+
+def test_revisions_are_read_as_alembic_reads_them(database_url: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    assert head_revision() == script.get_current_head()
+    engine = make_engine(database_url)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision() == head_revision()
+    engine.dispose()
+
+
+def test_a_serving_worker_does_not_import_alembic() -> None:
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, vault.web.app; print(sorted({'alembic', 'mako'} & set(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

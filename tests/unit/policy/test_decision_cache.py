@@ -95,3 +95,25 @@ def test_policies_reloaded_are_a_new_engine_with_an_empty_cache(tmp_path: Path) 
     decisions(cached, TRAFFIC_POLICE, OWNER, purpose=grant.purpose, grant=grant, mandate=None, now=NOW)
     assert cached._decided
     assert not PolicyEngine.load(POLICIES, load_catalogue(POLICIES))._decided
+
+
+def test_the_cache_stays_within_its_size_and_keeps_deciding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vault.policy.engine.DECISION_CACHE_SIZE", 3)
+    cached, uncached = engines()
+    kwargs = {"purpose": transfer_grant().purpose, "mandate": None, "now": NOW}
+    for uses_left in range(1, 11):  # each use left is another key, as in a grant read again and again
+        grant = transfer_grant(uses_left=uses_left)
+        made = decisions(cached, TRAFFIC_POLICE, OWNER, grant=grant, **kwargs)
+        assert made == decisions(uncached, TRAFFIC_POLICE, OWNER, grant=grant, **kwargs)
+        assert 1 <= len(cached._decided) <= 3
+
+
+def test_cached_entries_share_their_decisions() -> None:
+    cached, _ = engines()
+    kwargs = {"purpose": transfer_grant().purpose, "mandate": None, "now": NOW}
+    for uses_left in range(1, 6):
+        decisions(cached, TRAFFIC_POLICE, OWNER, grant=transfer_grant(uses_left=uses_left), **kwargs)
+    entries = list(cached._decided.values())
+    assert len(entries) == 5 and all(len(made) == len(entries[0]) for made in entries)
+    for pairs in zip(*entries, strict=True):  # a field's equal decisions in five entries: one object
+        assert len({id(pair) for pair in pairs}) == len(set(pairs)) < len(pairs)
