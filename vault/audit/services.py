@@ -80,6 +80,21 @@ _EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
 _APPEND = insert(_EVENTS).returning(_EVENTS.c.seq)
 
 
+def _row(event: Event) -> dict[str, Any]:
+    """An event's row, stamped now with a fresh id: its canonical JSON entry and that entry's RFC 9162 leaf hash."""
+    event_id, at = uuid.uuid4(), utcnow()
+    entry = jws.canonical_json(event.body(event_id=event_id, at=at))
+    return {
+        "id": event_id,
+        "created_at": at,
+        "owner_id": event.owner_id,
+        "actor": event.actor,
+        "action": event.action.value,
+        "entry": entry,
+        "leaf_hash": merkle.leaf_hash(entry),
+    }
+
+
 class AuditLog:
     """Appends events in the caller's transaction; the leader sequences, checkpoints, publishes and gets cosigned."""
 
@@ -107,44 +122,21 @@ class AuditLog:
 
     def append(self, session: Session, event: Event) -> AuditEvent:
         """Record the event now; it has no index until the sequencer integrates it (within about a second)."""
-        event_id, at = uuid.uuid4(), utcnow()
-        entry = jws.canonical_json(event.body(event_id=event_id, at=at))
-        values: dict[str, Any] = {
-            "id": event_id,
-            "created_at": at,
-            "owner_id": event.owner_id,
-            "actor": event.actor,
-            "action": event.action.value,
-            "entry": entry,
-            "leaf_hash": merkle.leaf_hash(entry),
-        }
+        values = _row(event)
         # one prepared INSERT, not the ORM's unit of work: every read's transaction appends one
         seq = session.connection().execute(_APPEND, values).scalar_one()
         row = AuditEvent(seq=seq, **values)
         for listener in self.listeners:
-            listener(session, [(event, at, event_id)])
+            listener(session, [(event, values["created_at"], values["id"])])
         return row
 
     def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
-        """append() for many events in one multi-row insert (bulk issuance); the same entries, the same listeners."""
+        """append() for many events in one multi-row insert (bulk issuance, a group commit's batch of reads); the
+        same entries, the same listeners."""
         if not events:
             return []
-        rows, stamped = [], []
-        for event in events:
-            event_id, at = uuid.uuid4(), utcnow()
-            entry = jws.canonical_json(event.body(event_id=event_id, at=at))
-            rows.append(
-                {
-                    "id": event_id,
-                    "created_at": at,
-                    "owner_id": event.owner_id,
-                    "actor": event.actor,
-                    "action": event.action.value,
-                    "entry": entry,
-                    "leaf_hash": merkle.leaf_hash(entry),
-                }
-            )
-            stamped.append((event, at, event_id))
+        rows = [_row(event) for event in events]
+        stamped = [(event, row["created_at"], row["id"]) for event, row in zip(events, rows, strict=True)]
         insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
         for listener in self.listeners:
             listener(session, stamped)
