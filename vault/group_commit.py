@@ -134,6 +134,8 @@ class GroupCommit:
                     _attempt(session, write, nested=True, left=left)
                 for _, finish, items in sorted(left.values(), key=lambda entry: entry[0]):
                     finish(session, items)
+                if _aborted(session):  # PostgreSQL would turn this COMMIT into a ROLLBACK without an error
+                    raise Unfinished("the batch's transaction was aborted by a failed statement")
             for write in batch:
                 write.committed = write.error is None
             for write in batch:
@@ -143,26 +145,29 @@ class GroupCommit:
             for write in batch:
                 self._alone(write)
         except Exception as error:
-            if len(batch) == 1:
+            if len(batch) == 1 and not _transient(error):
                 batch[0].result, batch[0].error = None, batch[0].error or error
                 return
+            # the commit failed, or what the writes left to the batch's end lost a deadlock: each write again alone,
+            # a deadlock or serialization failure there retried as in a batch
             log.warning("a batch of %d writes failed to commit (%s); writing each alone", len(batch), error)
             for write in batch:
-                self._alone(write, attempts=1)
+                self._alone(write)
         self.batches += 1
         self.writes += len(batch)
 
-    def _alone(self, write: _Write[Any], attempts: int = RETRIES) -> None:
-        """Run a write again in a transaction of its own (nothing of it was written): once when its batch failed to
-        commit, up to `attempts` times while it loses a deadlock or a serialization conflict, so that it gets an
-        answer, not a 500."""
-        for _ in range(attempts):
+    def _alone(self, write: _Write[Any]) -> None:
+        """Run a write again in a transaction of its own (nothing of it was written), up to RETRIES times while it
+        loses a deadlock or a serialization conflict, so that it gets an answer, not a 500."""
+        for _ in range(RETRIES):
             write.result, write.error = None, None
             try:
                 with self._db.session() as session:
                     _attempt(session, write, nested=False)
                     if write.error is not None:
                         raise write.error
+                    if _aborted(session):  # its COMMIT would be a ROLLBACK: never answer as if written
+                        raise NotWritten("the write's transaction was aborted by a failed statement")
                 write.committed = True
                 return
             except Exception as error:
@@ -204,6 +209,17 @@ def _attempt(
             raise Unfinished("a write without a savepoint failed in the database") from error
     finally:
         session.info.pop(_LATER, None)
+
+
+def _aborted(session: Session) -> bool:
+    """Whether the session's PostgreSQL transaction was aborted by a failed statement (psycopg's status INERROR),
+    in which case COMMIT silently rolls back. Asks the driver, not the server: no round trip."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    info = getattr(connection.connection.dbapi_connection, "info", None)
+    status = getattr(info, "transaction_status", None)
+    return status is not None and getattr(status, "name", "") == "INERROR"
 
 
 def _from_database(error: BaseException | None) -> bool:

@@ -4,6 +4,7 @@ whole transaction after a failed statement)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from vault.group_commit import GroupCommit
+from vault.group_commit import GroupCommit, NotWritten
 from vault.wiring import Vault
 
 
@@ -62,3 +63,46 @@ def test_a_write_without_a_savepoint_that_fails_in_the_database_spares_the_other
     with vault.db.session() as session:
         keys = set(session.scalars(text("SELECT key FROM mandate_counters")))
     assert keys == {f"ok-{i}" for i in range(8)}  # every write answered as written was committed
+
+
+def _swallowing(session: Session) -> str:
+    """A write that catches its own database error and goes on as if nothing happened (a bug, not a refusal)."""
+    with contextlib.suppress(SQLAlchemyError):
+        session.execute(text("SELECT * FROM no_such_table"))
+    return "swallowed"
+
+
+def test_a_transaction_a_failed_statement_aborted_is_never_answered_as_written(vault: Vault) -> None:
+    """On PostgreSQL a COMMIT after a failed statement silently rolls back: the writer asks the driver first."""
+    group, running, release = GroupCommit(vault.db, max_batch=64), threading.Event(), threading.Event()
+
+    def blocker(session: Session) -> None:
+        running.set()
+        release.wait(30)
+
+    first = threading.Thread(target=group.run, args=(blocker,))
+    first.start()
+    assert running.wait(30)
+    works: list[Any] = [_insert("kept-1"), _swallowing, _insert("kept-2")]
+    results: list[Any] = [None] * len(works)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = group.run(works[i], savepoint=False)
+        except Exception as error:  # the outcome under test
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
+    for thread in threads:
+        thread.start()
+    threading.Timer(0.5, release.set).start()
+    for thread in threads:
+        thread.join(60)
+    first.join(30)
+    with vault.db.session() as session:
+        keys = set(session.scalars(text("SELECT key FROM mandate_counters")))
+    answered = {r for r in results if isinstance(r, str)}
+    assert {"kept-1", "kept-2"} <= keys
+    assert answered - {"swallowed"} <= keys  # every write answered as written was committed
+    if vault.db.engine.dialect.name == "postgresql":
+        assert isinstance(results[1], NotWritten)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.orm import Session
 from sqlmodel import col, func, select
 from starlette.testclient import TestClient
@@ -86,3 +89,59 @@ def test_reads_at_once_over_a_case_limit_release_data_exactly_up_to_it(vault: Va
         denied = session.scalar(select(func.count()).where(col(AuditEvent.action) == "fields.denied"))
     assert (released, denied) == (limit, 6)
     assert _counts(vault)["case"] == limit
+
+
+def test_a_read_counted_alone_and_a_batch_take_the_counters_in_one_order(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """count_read (a read run alone) and count_reads (a batch's end) lock the client's and the case's rows in the
+    same order: two workers doing one each at the same moment both succeed, where opposite orders deadlock."""
+    mandate = _mandate(vault, per_case=100, per_client=100)
+    service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
+    claim = MandateClaim(MANDATE, "case-9", frozenset(), "012345")
+    with vault.db.session() as session:  # both rows exist: each upsert then waits on the other's row lock
+        service.count_read(session, mandate, claim, "traffic-police", NOW)
+    took: dict[str, list[str]] = {"alone": [], "batch": []}
+    first = {"alone": threading.Event(), "batch": threading.Event()}
+    real = MandateService._take
+
+    def take(session: Session, key: str, start: datetime, limit: int, count: int = 1) -> bool:
+        who = threading.current_thread().name
+        took[who].append(key.split(":")[0])
+        result = real(session, key, start, limit, count)
+        if len(took[who]) == 1:  # both hold their first row before either asks for its second
+            first[who].set()
+            first["batch" if who == "alone" else "alone"].wait(10)
+            time.sleep(0.2)
+        return result
+
+    monkeypatch.setattr(MandateService, "_take", staticmethod(take))
+    errors: dict[str, BaseException | None] = {}
+
+    def run(who: str, count: Callable[[Session], None]) -> None:
+        try:
+            with vault.db.session() as session:
+                count(session)
+            errors[who] = None
+        except BaseException as error:  # the outcome under test
+            errors[who] = error
+
+    threads = [
+        threading.Thread(
+            target=run,
+            name="alone",
+            args=("alone", lambda s: service.count_read(s, mandate, claim, "traffic-police", NOW)),
+        ),
+        threading.Thread(
+            target=run,
+            name="batch",
+            args=("batch", lambda s: service.count_reads(s, [(mandate, claim, "traffic-police", NOW)])),
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert took["alone"] == took["batch"] == ["case", "client"]
+    assert errors == {"alone": None, "batch": None}
+    assert _counts(vault) == {"client": 3, "case": 3}

@@ -110,7 +110,7 @@ def operation_type(data: GraphQLRequestData) -> OperationType | None:
     """The type of the operation the request will run; None when the document does not say (it will fail)."""
     if data.query is None:
         return None
-    if len(data.query) > CACHED_DOCUMENT_CHARS:  # a large document is parsed each time, never held in memory
+    if len(data.query) + len(data.operation_name or "") > CACHED_DOCUMENT_CHARS:  # parsed each time, never held
         return _operation_type.__wrapped__(data.query, data.operation_name)
     return _operation_type(data.query, data.operation_name)
 

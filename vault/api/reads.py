@@ -172,12 +172,13 @@ class ReadLedger:
         `limited` says why: the caller then returns no data.
         """
         released_any = any(read.licences for read in self.reads.values()) or any(q.answered for q in self.questions)
-        grant = authority.grant if released_any and authority is not None else None
-        if grant is not None:
-            # the grant's row first, then the token's: a revocation locks them in that order (ConsentService
-            # ._grant_to ends the tokens after the grant), so a read and a revocation never wait on each other in
-            # a cycle, which PostgreSQL would break by failing one of them
-            vault.consent.hold(session, grant.id)
+        held = authority.grant if authority is not None else None
+        grant = held if released_any else None
+        if held is not None:
+            # the grant's row first, then the token's, whether or not anything was released: a revocation locks
+            # them in that order (ConsentService._grant_to ends the tokens after the grant), so a read and a
+            # revocation never wait on each other in a cycle, which PostgreSQL would break by failing one of them
+            vault.consent.hold(session, held.id)
         if token_id is not None:
             vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:

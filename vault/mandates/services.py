@@ -275,22 +275,31 @@ class MandateService:
     ) -> None:
         """Count one read against the client's and the case's limits; raises RateLimited when either is spent.
 
-        Each count is a guarded UPDATE (count < limit) on a database row, so concurrent workers never exceed it.
+        Each count is a guarded upsert (count < limit) on a database row, so concurrent workers never exceed it.
+        The rows are taken in key order, as count_reads takes them, so two workers never wait on each other in a
+        cycle; a count taken before a refusal is given back.
         """
         limits = mandate.rate_limits
         window = timedelta(hours=limits.window_hours)
         start = _EPOCH + ((now - _EPOCH) // window) * window
         retry_after = max(1, int((start + window - now).total_seconds()))
-        client_key = f"client:{mandate.id}:{client_id}"
-        if not self._take(session, client_key, start, limits.per_client):
-            raise RateLimited("client", retry_after)
-        if not self._take(session, f"case:{mandate.id}:{claim.case}", start, limits.per_case):
-            session.execute(
-                update(MandateCounter)
-                .where(col(MandateCounter.key) == client_key, col(MandateCounter.window_start) == start)
-                .values(count=col(MandateCounter.count) - 1)
-            )
-            raise RateLimited("case", retry_after)
+        counters = sorted(
+            [
+                (f"client:{mandate.id}:{client_id}", limits.per_client, "client"),
+                (f"case:{mandate.id}:{claim.case}", limits.per_case, "case"),
+            ]
+        )
+        taken: list[str] = []
+        for key, limit, scope in counters:
+            if not self._take(session, key, start, limit):
+                for counted in taken:
+                    session.execute(
+                        update(MandateCounter)
+                        .where(col(MandateCounter.key) == counted, col(MandateCounter.window_start) == start)
+                        .values(count=col(MandateCounter.count) - 1)
+                    )
+                raise RateLimited(scope, retry_after)
+            taken.append(key)
 
     def count_reads(self, session: Session, reads: list[tuple[Mandate, MandateClaim, str, datetime]]) -> None:
         """count_read for many reads at once (a group commit's batch): each key's row is updated once, by the

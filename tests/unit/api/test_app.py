@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from tests.oauth_helpers import BASE, AgencyClient, consented_tokens
 from tests.unit.api.support import HOUSING, REPEATED_ITEM, demo_person, gql, identifier, police_token, secret
+from vault.api import app as api_app
 from vault.api.context import bearer_token
 from vault.audit.models import AuditEvent
 from vault.audit.services import AuditLog
@@ -113,3 +114,15 @@ def test_unexpected_errors_reach_the_client_as_a_correlation_id_only(
 )
 def test_bearer_token_parsing(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_documents_remembered_for_their_operation_type_are_small_operation_names_included(http: TestClient) -> None:
+    api_app._operation_type.cache_clear()
+    for i in range(3):  # no valid token needed to get this far
+        body = {"query": "query Q { __typename }", "operationName": f"n{i}" + "x" * 100_000}
+        response = http.post("/graphql", json=body, headers={"Authorization": "Bearer not-a-token"})
+        assert response.status_code in (400, 401)
+    assert api_app._operation_type.cache_info().currsize == 0  # nothing of 100 kB each held in memory
+    small = {"query": "query Q { __typename }", "operationName": "Q"}
+    http.post("/graphql", json=small, headers={"Authorization": "Bearer not-a-token"})
+    assert api_app._operation_type.cache_info().currsize == 1

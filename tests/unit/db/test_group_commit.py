@@ -192,3 +192,46 @@ def test_a_write_alone_in_its_batch_is_still_run_again_when_its_part_cannot_be_d
     assert db.group.run(leaving(-9, finished, alone=alone)) == -9
     assert finished == [[-9]] and alone == [-9]
     assert committed(db) == {9}
+
+
+def _finishing(row: int, deadlocks: list[int]) -> Any:
+    """A write leaving its row to the batch's end, where the first `deadlocks` attempts lose a deadlock."""
+
+    def finish(session: Session, rows: list[int]) -> None:
+        if deadlocks:  # PostgreSQL chose the batch's counter upsert as a deadlock's victim
+            deadlocks.pop()
+            raise OperationalError("INSERT INTO mandate_counters ...", {}, _Deadlock("deadlock detected"))
+        for r in rows:
+            session.execute(text("INSERT INTO rows (id, parent) VALUES (:i, 1)"), {"i": r})
+
+    def work(session: Session) -> int:
+        if not later(session, "rows", row, finish):
+            session.execute(text("INSERT INTO rows (id, parent) VALUES (:i, 1)"), {"i": row})
+        return row
+
+    return work
+
+
+def test_a_deadlock_lost_at_the_batchs_end_is_tried_again(db: Database) -> None:
+    assert db.group.run(_finishing(1, [1])) == 1  # a batch of one: its end lost a deadlock once
+    results = _batched(GroupCommit(db, max_batch=64), [_finishing(i, [1]) for i in range(2, 6)])
+    assert results == [2, 3, 4, 5]
+    assert committed(db) == {1, 2, 3, 4, 5}
+
+
+def test_a_write_run_alone_after_its_batch_failed_is_still_retried_after_a_deadlock(db: Database) -> None:
+    tries: list[int] = []
+
+    def victim(session: Session) -> int:
+        if not later(session, "rows", 5, lambda s, rows: _fail_the_batch()):
+            tries.append(1)
+            if len(tries) == 1:
+                raise OperationalError("INSERT ...", {}, _Deadlock("deadlock detected"))
+        return 5
+
+    results = _batched(GroupCommit(db, max_batch=64), [victim, insert(6)])
+    assert results == [5, 6] and len(tries) == 2
+
+
+def _fail_the_batch() -> None:
+    raise RuntimeError("the batch's end failed")
