@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from tests.concurrency.race import PARALLEL, parallel, race
 from tests.oauth_helpers import BASE
 from tests.unit.api.support import gql, identifier, police_token
 from vault.audit.models import AuditEvent
+from vault.group_commit import GroupCommit
 from vault.mandates.errors import RateLimited
 from vault.mandates.models import MandateCounter
 from vault.mandates.services import MandateClaim, MandateService
@@ -145,3 +147,29 @@ def test_a_read_counted_alone_and_a_batch_take_the_counters_in_one_order(
     assert took["alone"] == took["batch"] == ["case", "client"]
     assert errors == {"alone": None, "batch": None}
     assert _counts(vault) == {"client": 3, "case": 3}
+
+
+def test_reads_of_a_spent_case_do_not_make_other_reads_batches_run_write_by_write(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = vault.policy.catalogue.mandate(POLICE).rate_limits.per_case
+    with TestClient(create_app(vault=vault), base_url=BASE) as http:
+        spent, fresh = police_token(http, case="XS-2026-000801"), police_token(http, case="XS-2026-000802")
+        for _ in range(limit):
+            assert gql(http, spent, READ, {"o": identifier("a")}).status_code == 200
+        assert gql(http, spent, READ, {"o": identifier("a")}).status_code == 429  # this worker learns it is spent
+        alone: list[int] = []
+        real = GroupCommit._alone
+
+        def counted_alone(self: GroupCommit, write: Any) -> None:
+            alone.append(1)
+            real(self, write)
+
+        monkeypatch.setattr(GroupCommit, "_alone", counted_alone)
+
+        def read(i: int) -> int:
+            return gql(http, spent if i % 2 else fresh, READ, {"o": identifier("a")}).status_code
+
+        statuses = parallel(read, n=16)
+    assert sorted(statuses) == [200] * 8 + [429] * 8
+    assert not alone, f"{len(alone)} writes were run alone"

@@ -185,8 +185,12 @@ class ReadLedger:
             pending = self.mandate_read
             counted = (pending.mandate, pending.claim, client_id, pending.now)
             service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
-            # in a group commit, counted with the batch's other reads, last, just before the commit
-            if not group_commit.later(session, "mandate.count", counted, service.count_reads, order=1):
+            # in a group commit, counted with the batch's other reads, last, just before the commit; at once if
+            # this process saw one of its limits spent this window (counted alone, it is refused and recorded)
+            deferred = not service.may_be_spent(*counted) and group_commit.later(
+                session, "mandate.count", counted, service.count_reads, order=1
+            )
+            if not deferred:
                 self._count(session, vault, client_id, pending)
         events = [
             _event(read, client_id, authority, request_id, self._notes(authority, read)) for read in self.reads.values()

@@ -317,7 +317,16 @@ class MandateService:
                 totals.setdefault((key, start), [0, limit])[0] += 1
         for (key, start), (count, limit) in sorted(totals.items()):
             if not self._take(session, key, start, limit, count):
+                _note_spent(key, start)
                 raise Unfinished(f"a mandate's limit would be passed by {count} reads counted together")
+
+    def may_be_spent(self, mandate: Mandate, claim: MandateClaim, client_id: str, now: datetime) -> bool:
+        """Whether this process saw one of the read's counters refuse a batch's total in this window: such a read
+        is then counted at once, on its own (guarded all the same), rather than left to its batch, so one spent
+        limit does not make every batch it joins run write by write. A hint: the database decides."""
+        start = _window_start(mandate, now)
+        keys = (f"client:{mandate.id}:{client_id}", f"case:{mandate.id}:{claim.case}")
+        return any((key, start) in _SPENT for key in keys)
 
     @staticmethod
     def _take(session: Session, key: str, start: datetime, limit: int, count: int = 1) -> bool:
@@ -329,6 +338,21 @@ class MandateService:
         upsert = _COUNT[session.get_bind().dialect.name]
         taken = session.connection().execute(upsert, {"key": key, "start": start, "n": count, "room": limit - count})
         return taken.first() is not None
+
+
+_SPENT: dict[tuple[str, datetime], None] = {}  # counters this process saw refuse a batch, by window (a hint)
+_SPENT_SIZE = 1_024
+
+
+def _note_spent(key: str, start: datetime) -> None:
+    if len(_SPENT) >= _SPENT_SIZE:
+        _SPENT.clear()
+    _SPENT[(key, start)] = None
+
+
+def _window_start(mandate: Mandate, now: datetime) -> datetime:
+    window = timedelta(hours=mandate.rate_limits.window_hours)
+    return _EPOCH + ((now - _EPOCH) // window) * window
 
 
 def _count_statement(insert: Any) -> Any:
