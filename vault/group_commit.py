@@ -84,6 +84,7 @@ class GroupCommit:
         self._waiting: list[_Write[Any]] = []
         self._changed = threading.Condition()
         self._running = False
+        self._thread: threading.Thread | None = None
         self.batches = 0  # commits made, for measurements
         self.writes = 0
 
@@ -103,7 +104,7 @@ class GroupCommit:
                 self._changed.notify()
             else:
                 self._running = True
-                threading.Thread(target=self._writer, name="group-commit", daemon=True).start()
+                self._start()
         write.done.wait()
         if write.error is not None:
             raise write.error
@@ -111,20 +112,32 @@ class GroupCommit:
             raise NotWritten("the write was not committed")
         return write.result  # type: ignore[return-value]
 
+    def _start(self) -> None:
+        """Start the writer thread (called holding the condition's lock)."""
+        self._thread = threading.Thread(target=self._writer, name="group-commit", daemon=True)
+        self._thread.start()
+
     def _writer(self) -> None:
-        while True:
-            with self._changed:
-                if not self._waiting:
-                    self._changed.wait(self._idle)
-                if not self._waiting:
-                    self._running = False
-                    return
-                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
-            try:
-                self._commit(batch)
-            finally:
-                for write in batch:
-                    write.done.set()
+        try:
+            while True:
+                with self._changed:
+                    if not self._waiting:
+                        self._changed.wait(self._idle)
+                    if not self._waiting:
+                        self._running = False
+                        return
+                    batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+                try:
+                    self._commit(batch)
+                finally:
+                    for write in batch:
+                        write.done.set()  # answered NotWritten if the thread is dying before the commit
+        finally:
+            with self._changed:  # a writer that died on a BaseException must not leave the writes behind it waiting
+                if self._running and threading.current_thread() is self._thread:
+                    self._running = bool(self._waiting)
+                    if self._running:
+                        self._start()
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
         try:

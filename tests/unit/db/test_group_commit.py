@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from vault.db import Database, make_engine
-from vault.group_commit import GroupCommit, Unfinished, later
+from vault.group_commit import GroupCommit, NotWritten, Unfinished, later
 
 SCHEMA = [
     "CREATE TABLE parents (id INTEGER PRIMARY KEY)",
@@ -235,3 +236,39 @@ def test_a_write_run_alone_after_its_batch_failed_is_still_retried_after_a_deadl
 
 def _fail_the_batch() -> None:
     raise RuntimeError("the batch's end failed")
+
+
+class _Interrupted(BaseException):
+    """Not an Exception: what a write cannot catch for itself (as KeyboardInterrupt or SystemExit would be)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its dying is the point
+def test_a_writer_that_dies_leaves_no_write_behind_it_waiting(db: Database) -> None:
+    group, running, release = GroupCommit(db, max_batch=1), threading.Event(), threading.Event()
+
+    def dying(session: Session) -> None:
+        running.set()
+        release.wait(30)  # the next write queues behind this one, in a batch of its own
+        raise _Interrupted
+
+    outcome: list[BaseException] = []
+
+    def run_dying() -> None:
+        try:
+            group.run(dying)
+        except NotWritten as error:  # the outcome under test
+            outcome.append(error)
+
+    first = threading.Thread(target=run_dying)
+    first.start()
+    assert running.wait(30)
+    after: list[Any] = []
+    second = threading.Thread(target=lambda: after.append(group.run(insert(1))), daemon=True)
+    second.start()
+    time.sleep(0.2)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(outcome) == 1  # the dying write was answered: not written
+    assert after == [1], "the write queued behind the writer that died was never written"
+    assert committed(db) == {1}
