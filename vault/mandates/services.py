@@ -279,18 +279,11 @@ class MandateService:
         The rows are taken in key order, as count_reads takes them, so two workers never wait on each other in a
         cycle; a count taken before a refusal is given back.
         """
-        limits = mandate.rate_limits
-        window = timedelta(hours=limits.window_hours)
-        start = _EPOCH + ((now - _EPOCH) // window) * window
-        retry_after = max(1, int((start + window - now).total_seconds()))
-        counters = sorted(
-            [
-                (f"client:{mandate.id}:{client_id}", limits.per_client, "client"),
-                (f"case:{mandate.id}:{claim.case}", limits.per_case, "case"),
-            ]
-        )
+        start = _window_start(mandate, now)
+        end = start + timedelta(hours=mandate.rate_limits.window_hours)
+        retry_after = max(1, int((end - now).total_seconds()))
         taken: list[str] = []
-        for key, limit, scope in counters:
+        for key, limit, scope in _counters(mandate, claim, client_id):
             if not self._take(session, key, start, limit):
                 for counted in taken:
                     session.execute(
@@ -307,13 +300,8 @@ class MandateService:
         limit (each read is then counted alone, and the one over the limit is refused by count_read)."""
         totals: dict[tuple[str, datetime], list[int]] = {}
         for mandate, claim, client_id, now in reads:
-            limits = mandate.rate_limits
-            window = timedelta(hours=limits.window_hours)
-            start = _EPOCH + ((now - _EPOCH) // window) * window
-            for key, limit in (
-                (f"client:{mandate.id}:{client_id}", limits.per_client),
-                (f"case:{mandate.id}:{claim.case}", limits.per_case),
-            ):
+            start = _window_start(mandate, now)
+            for key, limit, _ in _counters(mandate, claim, client_id):
                 totals.setdefault((key, start), [0, limit])[0] += 1
         for (key, start), (count, limit) in sorted(totals.items()):
             if not self._take(session, key, start, limit, count):
@@ -325,8 +313,7 @@ class MandateService:
         is then counted at once, on its own (guarded all the same), rather than left to its batch, so one spent
         limit does not make every batch it joins run write by write. A hint: the database decides."""
         start = _window_start(mandate, now)
-        keys = (f"client:{mandate.id}:{client_id}", f"case:{mandate.id}:{claim.case}")
-        return any((key, start) in _SPENT for key in keys)
+        return any((key, start) in _SPENT for key, _, _ in _counters(mandate, claim, client_id))
 
     @staticmethod
     def _take(session: Session, key: str, start: datetime, limit: int, count: int = 1) -> bool:
@@ -348,6 +335,17 @@ def _note_spent(key: str, start: datetime) -> None:
     if len(_SPENT) >= _SPENT_SIZE:
         _SPENT.clear()
     _SPENT[(key, start)] = None
+
+
+def _counters(mandate: Mandate, claim: MandateClaim, client_id: str) -> list[tuple[str, int, str]]:
+    """A read's counters under a mandate, (key, limit, scope), in the one order every count takes them."""
+    limits = mandate.rate_limits
+    return sorted(
+        [
+            (f"client:{mandate.id}:{client_id}", limits.per_client, "client"),
+            (f"case:{mandate.id}:{claim.case}", limits.per_case, "case"),
+        ]
+    )
 
 
 def _window_start(mandate: Mandate, now: datetime) -> datetime:

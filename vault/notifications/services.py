@@ -183,12 +183,8 @@ class NotificationService:
         ).all()
         keys = [f"grant-expiring:{g.id}" for g in grants]
         told = set(session.scalars(select(Notification.dedupe_key).where(col(Notification.dedupe_key).in_(keys))))
-        made = 0
-        for grant, key in zip(grants, keys, strict=True):
-            if key in told:
-                continue
-            self.notify(
-                session,
+        notes = [
+            _note(
                 grant.owner_id,
                 Kind.GRANT_EXPIRING,
                 dedupe_key=key,
@@ -197,41 +193,10 @@ class NotificationService:
                 ref=str(grant.id),
                 at=now,
             )
-            made += 1
-        return made
-
-    def notify(
-        self,
-        session: Session,
-        owner_id: uuid.UUID,
-        kind: Kind,
-        *,
-        dedupe_key: str,
-        at: datetime,
-        client_id: str | None = None,
-        service_item: str | None = None,
-        mandate: str | None = None,
-        fields: Iterable[str] = (),
-        ref: str | None = None,
-        urgent: bool = False,
-        visible_at: datetime | None = None,
-    ) -> uuid.UUID | None:
-        """Record the notification and queue it for each channel the owner chose for its kind; its id, or None for
-        an owner id that names no owner (an event about a denied guess must not fail for want of one)."""
-        note = _note(
-            owner_id,
-            kind,
-            dedupe_key=dedupe_key,
-            at=at,
-            client_id=client_id,
-            service_item=service_item,
-            mandate=mandate,
-            fields=fields,
-            ref=ref,
-            urgent=urgent,
-            visible_at=visible_at,
-        )
-        return note["id"] if self._record(session, [note]) else None
+            for grant, key in zip(grants, keys, strict=True)
+            if key not in told
+        ]
+        return self._record(session, notes) if notes else 0
 
     def _record(self, session: Session, notes: list[dict[str, Any]]) -> int:
         """Insert the notifications of owners that exist, and queue each for the channels its owner chose for its

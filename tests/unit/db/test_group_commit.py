@@ -41,14 +41,14 @@ def insert(row: int, parent: int = 1, fail: bool = False) -> Any:
     return work
 
 
-def together(group: GroupCommit, works: list[Any]) -> list[Any]:
+def together(group: GroupCommit, works: list[Any], savepoint: bool = True) -> list[Any]:
     results: list[Any] = [None] * len(works)
     barrier = threading.Barrier(len(works))
 
     def run(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = group.run(works[i])
+            results[i] = group.run(works[i], savepoint=savepoint)
         except Exception as error:  # the outcome under test
             results[i] = error
 
@@ -84,18 +84,8 @@ def test_a_refused_write_leaves_nothing_and_the_others_commit(db: Database) -> N
 
 def test_a_batch_whose_commit_fails_is_written_again_one_by_one(db: Database) -> None:
     # row 7 points at no parent: only the COMMIT finds it (a deferred foreign key), failing the whole batch
-    group, running, release = GroupCommit(db, max_batch=64), threading.Event(), threading.Event()
-
-    def blocker(session: Session) -> None:
-        running.set()
-        release.wait(30)  # the writer is busy: the twelve below queue up behind it, to be one batch
-
-    first = threading.Thread(target=group.run, args=(blocker,))
-    first.start()
-    assert running.wait(30)
-    threading.Timer(0.5, release.set).start()
-    results = together(group, [insert(i, parent=2 if i == 7 else 1) for i in range(12)])
-    first.join(30)
+    group = GroupCommit(db, max_batch=64)
+    results = batched(group, [insert(i, parent=2 if i == 7 else 1) for i in range(12)])
     assert group.batches == 2  # the blocker's, then the twelve's (written again one by one)
     assert isinstance(results[7], IntegrityError)
     assert [r for i, r in enumerate(results) if i != 7] == [i for i in range(12) if i != 7]
@@ -130,7 +120,7 @@ def test_a_write_that_keeps_losing_is_refused_after_its_retries(db: Database) ->
     assert isinstance(refused, OperationalError)
 
 
-def _batched(group: GroupCommit, works: list[Any]) -> list[Any]:
+def batched(group: GroupCommit, works: list[Any], savepoint: bool = True) -> list[Any]:
     """Run `works` as one batch: the writer is held busy while they queue up behind it."""
     running, release = threading.Event(), threading.Event()
 
@@ -142,7 +132,7 @@ def _batched(group: GroupCommit, works: list[Any]) -> list[Any]:
     first.start()
     assert running.wait(30)
     threading.Timer(0.5, release.set).start()
-    results = together(group, works)
+    results = together(group, works, savepoint)
     first.join(30)
     return results
 
@@ -171,7 +161,7 @@ def leaving(row: int, finished: list[list[int]], fail: bool = False, alone: list
 
 def test_what_the_writes_of_a_batch_leave_is_done_once_for_those_that_succeeded(db: Database) -> None:
     group, finished = GroupCommit(db, max_batch=64), []
-    results = _batched(group, [leaving(i, finished, fail=i == 3) for i in range(8)])
+    results = batched(group, [leaving(i, finished, fail=i == 3) for i in range(8)])
     assert isinstance(results[3], ValueError)
     assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(8) if i != 3]
     assert finished == [[i for i in range(8) if i != 3]]  # one call, without the refused write's row
@@ -180,7 +170,7 @@ def test_what_the_writes_of_a_batch_leave_is_done_once_for_those_that_succeeded(
 
 def test_what_cannot_be_done_together_is_done_by_each_write_alone(db: Database) -> None:
     group, finished, alone = GroupCommit(db, max_batch=64), [], []
-    results = _batched(group, [leaving(-i if i == 5 else i, finished, alone=alone) for i in range(1, 8)])
+    results = batched(group, [leaving(-i if i == 5 else i, finished, alone=alone) for i in range(1, 8)])
     assert results == [-5 if i == 5 else i for i in range(1, 8)]
     assert finished == [sorted(-i if i == 5 else i for i in range(1, 8))]  # tried together once, then ...
     assert sorted(alone) == sorted(-i if i == 5 else i for i in range(1, 8))  # ... each wrote its own
@@ -215,7 +205,7 @@ def _finishing(row: int, deadlocks: list[int]) -> Any:
 
 def test_a_deadlock_lost_at_the_batchs_end_is_tried_again(db: Database) -> None:
     assert db.group.run(_finishing(1, [1])) == 1  # a batch of one: its end lost a deadlock once
-    results = _batched(GroupCommit(db, max_batch=64), [_finishing(i, [1]) for i in range(2, 6)])
+    results = batched(GroupCommit(db, max_batch=64), [_finishing(i, [1]) for i in range(2, 6)])
     assert results == [2, 3, 4, 5]
     assert committed(db) == {1, 2, 3, 4, 5}
 
@@ -230,7 +220,7 @@ def test_a_write_run_alone_after_its_batch_failed_is_still_retried_after_a_deadl
                 raise OperationalError("INSERT ...", {}, _Deadlock("deadlock detected"))
         return 5
 
-    results = _batched(GroupCommit(db, max_batch=64), [victim, insert(6)])
+    results = batched(GroupCommit(db, max_batch=64), [victim, insert(6)])
     assert results == [5, 6] and len(tries) == 2
 
 
