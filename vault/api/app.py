@@ -194,11 +194,8 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
     if not context.reads.touched:
         return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
     try:  # with the writes of concurrent reads, in one transaction: one fsync (vault.group_commit)
-        # under a mandate, a read's write only checks its token and leaves its events and counts to the batch's end:
-        # nothing to roll back if it is refused, so no savepoint (a grant's use or a sealed answer takes one)
-        authority = context.read_authority
-        changes = bool(context.reads.questions) or (authority is not None and authority.grant is not None)
-        vault.db.group.run(lambda session: _record(session, request, context), savepoint=changes)
+        savepoint = context.reads.writes_itself(context.read_authority)
+        vault.db.group.run(lambda session: _record(session, request, context), savepoint=savepoint)
     except GrantNotLive as error:  # revoked, expired or used up while the query ran: it releases nothing
         return _unauthenticated(
             Unauthenticated(f"the consent behind this access token is no longer in force: {error}"), token_given=True

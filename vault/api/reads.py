@@ -139,6 +139,12 @@ class ReadLedger:
         """Whether anything of anyone's was read, asked or refused: then the request has events to write."""
         return bool(self.reads or self.questions)
 
+    def writes_itself(self, authority: Authority | None) -> bool:
+        """Whether `flush` changes the database before its last statement (a grant's use, a sealed answer), so that
+        a group commit must give it a savepoint. Under a mandate it only checks its token and leaves its events and
+        counts to the batch's end (or makes one guarded upsert, its last statement): nothing to roll back."""
+        return bool(self.questions) or (authority is not None and authority.grant is not None)
+
     def refuse(self, owner_id: uuid.UUID | None, reason: str, fields: Iterable[str]) -> None:
         """Record a read refused before any decision: every field asked for, denied for `reason`."""
         read = self.owner(owner_id)
