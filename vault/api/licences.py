@@ -18,8 +18,8 @@ from datetime import date
 from typing import Any
 
 import strawberry
-from sqlalchemy import and_, bindparam
-from sqlmodel import col, select
+from sqlalchemy import and_, bindparam, select
+from sqlmodel import col
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
@@ -31,13 +31,13 @@ from vault.api.reads import NO_SUCH_OWNER, Authority, MandateRead, find_owner
 from vault.licences import sdjwt
 from vault.licences.lifecycle import LicenceState
 from vault.licences.models import Licence as LicenceRow
-from vault.licences.models import LicenceVersion
+from vault.licences.models import LicenceHead, LicenceVersion, VersionHead
 from vault.licences.services import presentation_of
 from vault.licences.types import LicenceType
 from vault.mandates.errors import CaseNotRegistered, MandateRefused
 from vault.mandates.services import MandateService
 from vault.oauth.scopes import Scope
-from vault.owners.models import Owner
+from vault.owners.models import Owner, OwnerHead
 from vault.policy.engine import FieldDecision
 from vault.policy.errors import UnknownMandate
 
@@ -102,8 +102,8 @@ class TypePlan:
 
 @dataclass
 class LicenceRead:
-    row: LicenceRow
-    version: LicenceVersion
+    row: LicenceHead
+    version: VersionHead
     plan: TypePlan
     opening: Opening
 
@@ -222,7 +222,7 @@ def wanted_of(selections: Iterable[Selection], wanted: Wanted | None = None) -> 
 
 
 def _decide(
-    context: Context, authority: Authority, owner: Owner, fields: dict[str, Sequence[str]]
+    context: Context, authority: Authority, owner: Owner | OwnerHead, fields: dict[str, Sequence[str]]
 ) -> dict[str, dict[str, FieldDecision]]:
     """Decisions for (type, field) pairs, each made at most once per request, all missing ones in one batch."""
     missing = {t: [n for n in names if (owner.id, t, n) not in context.decisions] for t, names in fields.items()}
@@ -251,7 +251,7 @@ def _metadata(licence_type: LicenceType, decided: tuple[str, ...], wanted: Wante
 
 
 def _plans(
-    context: Context, authority: Authority, owner: Owner, types: list[LicenceType], wanted: Wanted
+    context: Context, authority: Authority, owner: Owner | OwnerHead, types: list[LicenceType], wanted: Wanted
 ) -> list[TypePlan]:
     shapes = []
     for licence_type in types:
@@ -263,7 +263,9 @@ def _plans(
     return [TypePlan(t, named, decided, decisions[t.code], wanted) for t, named, decided in shapes]
 
 
-def _owner(context: Context, authority: Authority, identifier: str | None, asked: list[str]) -> Owner | None:
+def _owner(
+    context: Context, authority: Authority, identifier: str | None, asked: list[str]
+) -> Owner | OwnerHead | None:
     if identifier is None:
         if authority.grant is None:
             raise BadUserInput("a read under a legal mandate names the owner", argument="owner")
@@ -273,7 +275,7 @@ def _owner(context: Context, authority: Authority, identifier: str | None, asked
     return find_owner(context.vault, context.session, identifier)
 
 
-def _mandate_owner(context: Context, authority: Authority, identifier: str, asked: list[str]) -> Owner | None:
+def _mandate_owner(context: Context, authority: Authority, identifier: str, asked: list[str]) -> OwnerHead | None:
     """The owner a mandate token may read in this request; a refusal is recorded, for the owner if they exist."""
     claim, vault, session, ledger = authority.claim, context.vault, context.session, context.reads
     assert claim is not None
@@ -288,6 +290,8 @@ def _mandate_owner(context: Context, authority: Authority, identifier: str, aske
         raise BadUserInput(error.message, argument="owner") from None
     owner = service.owner_by_digest(session, kind, digest)
     owner_id = owner.id if owner is not None else None
+    if owner is not None:
+        context.loaders.know(owner)
     if digest not in claim.owners:
         ledger.refuse(owner_id, NOT_NAMED, asked)
         raise Forbidden(NOT_NAMED, argument="owner")
@@ -346,8 +350,24 @@ def read_licences(context: Context, wanted: Wanted, types: list[str] | None, own
     ]
 
 
-_CURRENT = (  # an owner's licences of some types with their current versions, prepared once
-    select(LicenceRow, LicenceVersion)
+_HEAD = (
+    col(LicenceRow.id),
+    col(LicenceRow.owner_id),
+    col(LicenceRow.type_code),
+    col(LicenceRow.issuer_code),
+    col(LicenceRow.state),
+    col(LicenceRow.current_version),
+    col(LicenceRow.valid_until),
+)
+_VERSION_HEAD = (
+    col(LicenceVersion.id),
+    col(LicenceVersion.owner_id),
+    col(LicenceVersion.version),
+    col(LicenceVersion.valid_from),
+    col(LicenceVersion.jwt_ct),
+)
+_CURRENT = (  # an owner's licences of some types with their current versions, as plain rows, prepared once
+    select(*_HEAD, *_VERSION_HEAD)
     .join(
         LicenceVersion,
         and_(
@@ -364,20 +384,22 @@ _CURRENT = (  # an owner's licences of some types with their current versions, p
 )
 
 
-def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple[LicenceRow, LicenceVersion]]:
-    """The owner's licences of these types with their current versions: one statement."""
-    found = context.session.execute(_CURRENT, {"owner_id": owner_id, "codes": codes}).all()
-    rows = [(row, version) for row, version in found]
-    today = context.now.date()
-    for row, version in rows:
+def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple[LicenceHead, VersionHead]]:
+    """The owner's licences of these types with their current versions: one statement, Core rows (a read
+    builds no ORM object: it changes nothing, and loading entities costs more than the statement)."""
+    found = context.session.connection().execute(_CURRENT, {"owner_id": owner_id, "codes": codes})
+    today, rows = context.now.date(), []
+    for lid, owner, code, issuer, stored, current, until, vid, vowner, number, valid_from, jwt_ct in found:
+        row = LicenceHead(lid, owner, code, issuer, stored, current, until)
+        version = VersionHead(vid, vowner, number, valid_from, jwt_ct)
         state = context.vault.licences.effective_state(row, version, today)
         if state != row.state:  # shown as of today; a read writes nothing, the maintenance leader records the step
-            context.session.expunge(row)
-            row.state = state.value
+            row = row._replace(state=state.value)
+        rows.append((row, version))
     return rows
 
 
-def _licence(context: Context, row: LicenceRow, version: LicenceVersion, plan: TypePlan) -> Licence:
+def _licence(context: Context, row: LicenceHead, version: VersionHead, plan: TypePlan) -> Licence:
     vault = context.vault
     opening = Opening(version, version.id, row.owner_id, plan.to_open())
     if opening.names:

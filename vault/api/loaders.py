@@ -16,7 +16,8 @@ from typing import Generic, TypeVar
 from sqlalchemy.orm import Session
 
 from vault.crypto.envelope import DataKey
-from vault.licences.models import LicenceVersion
+from vault.licences.models import VersionHead
+from vault.owners.models import OwnerHead
 from vault.wiring import Vault
 
 K = TypeVar("K", bound=Hashable)
@@ -52,7 +53,7 @@ class BatchLoader(Generic[K, V]):
 class Opening:
     """The disclosures to decrypt from one licence version: only the fields this request releases."""
 
-    version: LicenceVersion = field(hash=False, compare=False)
+    version: VersionHead = field(hash=False, compare=False)
     version_id: uuid.UUID
     owner_id: uuid.UUID
     names: frozenset[str]
@@ -65,25 +66,40 @@ class Loaders:
     vault: Vault
     session: Session
     keys: dict[uuid.UUID, DataKey] = field(default_factory=dict)
+    wrapped: dict[uuid.UUID, tuple[uuid.UUID, bytes]] = field(default_factory=dict)  # read with the owner
     disclosures: BatchLoader[Opening, dict[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.disclosures = BatchLoader(self._open)
 
+    def know(self, owner: OwnerHead) -> None:
+        """Keep the owner's wrapped data key, found with the owner: it is unwrapped only if a field is opened."""
+        if owner.dek_id is not None and owner.wrapped is not None:
+            self.wrapped[owner.id] = (owner.dek_id, owner.wrapped)
+
     def key(self, owner_id: uuid.UUID) -> DataKey:
+        if owner_id not in self.keys:
+            self._unwrap_known([owner_id])
         if owner_id not in self.keys:
             self.keys[owner_id] = self.vault.keys.owner_key(self.session, owner_id)
         return self.keys[owner_id]
+
+    def _unwrap_known(self, owner_ids: Iterable[uuid.UUID]) -> None:
+        for owner_id in owner_ids:
+            if owner_id in self.wrapped:
+                dek_id, wrapped = self.wrapped.pop(owner_id)
+                self.keys[owner_id] = self.vault.keys.unwrap_owner_key(owner_id, dek_id, wrapped)
 
     def _open(self, openings: list[Opening]) -> dict[Opening, dict[str, str]]:
         by_owner: dict[uuid.UUID, list[Opening]] = {}
         for opening in openings:
             by_owner.setdefault(opening.owner_id, []).append(opening)
+        self._unwrap_known(o for o in by_owner if o not in self.keys)
         missing = [o for o in by_owner if o not in self.keys]
         self.keys.update(self.vault.keys.owner_keys(self.session, missing))
         found: dict[Opening, dict[str, str]] = {}
         for owner_id, group in by_owner.items():
-            wanted: list[tuple[LicenceVersion, Collection[str]]] = [(o.version, o.names) for o in group]
+            wanted: list[tuple[VersionHead, Collection[str]]] = [(o.version, o.names) for o in group]
             opened = self.vault.licences.open_disclosures(self.session, owner_id, wanted, self.key(owner_id))
             found.update({o: opened.get(o.version_id, {}) for o in group})
         return found

@@ -86,6 +86,10 @@ class KeyService:
             raise KeyDestroyed("this owner's data key was destroyed by an erasure")
         return DataKey.unwrap(self.keyring, owner_id, row.dek_id, row.wrapped)
 
+    def unwrap_owner_key(self, owner_id: uuid.UUID, dek_id: uuid.UUID, wrapped: bytes) -> DataKey:
+        """An owner's DEK from its wrapped form read by the caller (with the owner, in one statement)."""
+        return DataKey.unwrap(self.keyring, owner_id, dek_id, wrapped)
+
     def owner_keys(self, session: Session, owner_ids: list[uuid.UUID]) -> dict[uuid.UUID, DataKey]:
         """Unwrapped DEKs of several owners in one query; destroyed or missing keys are left out."""
         if not owner_ids:

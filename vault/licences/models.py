@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import NamedTuple
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
@@ -42,6 +43,28 @@ class LicenceVersion(SQLModel, table=True):
     valid_until: date | None = None
     issued_at: datetime = Field(default_factory=utcnow)
     superseded_at: datetime | None = None
+    jwt_ct: bytes
+
+
+class LicenceHead(NamedTuple):
+    """The columns of a licence a read needs, as a plain row (no ORM object: reads are the hot path)."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    type_code: str
+    issuer_code: str
+    state: str
+    current_version: int
+    valid_until: date | None
+
+
+class VersionHead(NamedTuple):
+    """The columns of a licence version a read needs to open its fields and present it, as a plain row."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    version: int
+    valid_from: date | None
     jwt_ct: bytes
 
 

@@ -37,7 +37,7 @@ from vault.licences.errors import (
 )
 from vault.licences.issuers import IssuerRegistry
 from vault.licences.lifecycle import STATUS_BITS, TRANSITIONS, LicenceState, Step, transition
-from vault.licences.models import Licence, LicenceField, LicenceVersion
+from vault.licences.models import Licence, LicenceField, LicenceHead, LicenceVersion, VersionHead
 from vault.licences.sdjwt import StatusRef, Verified
 from vault.licences.showing import check_showing, make_showing, verdict
 from vault.licences.status import StatusLists
@@ -270,7 +270,7 @@ class LicenceService:
         return version
 
     @staticmethod
-    def _ctx(owner_id: uuid.UUID, version: LicenceVersion, field: str) -> FieldContext:
+    def _ctx(owner_id: uuid.UUID, version: LicenceVersion | VersionHead, field: str) -> FieldContext:
         return FieldContext(owner_id=owner_id, record_id=version.id, field=field, record_version=version.version)
 
     # lifecycle
@@ -290,7 +290,9 @@ class LicenceService:
         return licence
 
     @staticmethod
-    def effective_state(licence: Licence, version: LicenceVersion, today: date) -> LicenceState:
+    def effective_state(
+        licence: Licence | LicenceHead, version: LicenceVersion | VersionHead, today: date
+    ) -> LicenceState:
         """The state as of `today`, before anyone wrote the activation or expiry step (the leader does)."""
         state = LicenceState(licence.state)
         if state == LicenceState.ISSUED and (version.valid_from is None or version.valid_from <= today):
@@ -465,7 +467,7 @@ class LicenceService:
         self,
         session: Session,
         owner_id: uuid.UUID,
-        wanted: Sequence[tuple[LicenceVersion, Collection[str]]],
+        wanted: Sequence[tuple[LicenceVersion | VersionHead, Collection[str]]],
         dek: DataKey,
     ) -> dict[uuid.UUID, dict[str, str]]:
         """Decrypt exactly the named disclosures of several versions of one owner's licences, in one statement.
@@ -490,7 +492,7 @@ class LicenceService:
                 found.setdefault(version_id, {})[name] = opened
         return found
 
-    def issuer_jwt(self, version: LicenceVersion, dek: DataKey) -> str:
+    def issuer_jwt(self, version: LicenceVersion | VersionHead, dek: DataKey) -> str:
         """The version's issuer-signed JWT (no field values in it: only salted digests)."""
         return dek.decrypt_text(version.jwt_ct, self._ctx(version.owner_id, version, JWT_FIELD))
 

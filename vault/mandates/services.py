@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -22,6 +23,7 @@ from vault.audit.events import Action, Event
 from vault.audit.services import AuditLog
 from vault.crypto.blind_index import blind_index
 from vault.crypto.free_text import OwnerTexts
+from vault.crypto.models import OwnerKey
 from vault.crypto.services import KeyService
 from vault.group_commit import Unfinished
 from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
@@ -29,7 +31,7 @@ from vault.mandates.models import MandateCase, MandateCounter
 from vault.owners.errors import InvalidIdentifier, InvalidText
 from vault.owners.free_text import clean_text, text_digest
 from vault.owners.identifiers import parse_credit_code, parse_resident_id
-from vault.owners.models import BlindIndex, Owner, OwnerKind
+from vault.owners.models import BlindIndex, Owner, OwnerHead, OwnerKind
 from vault.policy.catalogue import Mandate, ServiceCatalogue
 
 LEGAL_MANDATE = "legal_mandate"
@@ -41,9 +43,10 @@ MAX_OFFICIAL_NAME = 50
 MAX_CASE_OWNERS = 50
 _INDEX_KIND = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_OWNER_BY_DIGEST = (
-    select(Owner)
+_OWNER_BY_DIGEST = (  # the index entry, its owner and the owner's wrapped data key: one statement
+    sa_select(col(Owner.id), col(Owner.kind), col(Owner.erased_at), col(OwnerKey.dek_id), col(OwnerKey.wrapped))
     .join(BlindIndex, col(BlindIndex.owner_id) == col(Owner.id))
+    .outerjoin(OwnerKey, col(OwnerKey.owner_id) == col(Owner.id))
     .where(col(BlindIndex.kind) == bindparam("kind"), col(BlindIndex.digest) == bindparam("digest"))
     .limit(1)
 )
@@ -134,11 +137,17 @@ class MandateService:
             return kind, blind_index(self.keys.index_key(session), _INDEX_KIND[kind], value).hex()
         raise MandateRefused(field, f"{field} is not a valid identifier: " + "; ".join(problems))
 
-    def owner_by_digest(self, session: Session, kind: OwnerKind, digest: str) -> Owner | None:
-        """The live owner whose identifier has this keyed hash, or None."""
-        # one prepared statement: the index entry and its owner
-        owner = session.scalars(_OWNER_BY_DIGEST, {"kind": _INDEX_KIND[kind], "digest": bytes.fromhex(digest)}).first()
-        return None if owner is None or owner.erased_at is not None else owner
+    def owner_by_digest(self, session: Session, kind: OwnerKind, digest: str) -> OwnerHead | None:
+        """The live owner whose identifier has this keyed hash, with their wrapped data key, or None."""
+        found = (
+            session.connection()
+            .execute(_OWNER_BY_DIGEST, {"kind": _INDEX_KIND[kind], "digest": bytes.fromhex(digest)})
+            .first()
+        )
+        if found is None:
+            return None
+        owner = OwnerHead(*found)
+        return None if owner.erased_at is not None else owner
 
     # token time
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
@@ -32,6 +33,17 @@ class Owner(SQLModel, table=True):
     erase_requested_at: datetime | None = None
     erase_after: datetime | None = Field(default=None, index=True)
     erased_at: datetime | None = None
+
+
+class OwnerHead(NamedTuple):
+    """An owner as a read needs them, as a plain row: who, what kind, whether erased, and their wrapped data key
+    (None once erased), fetched in the same statement that finds them."""
+
+    id: uuid.UUID
+    kind: str
+    erased_at: datetime | None
+    dek_id: uuid.UUID | None
+    wrapped: bytes | None
 
 
 class BlindIndex(SQLModel, table=True):
