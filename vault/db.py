@@ -114,7 +114,10 @@ def make_engine(url: str) -> Engine:
         # so a transaction never fails half-way upgrading a read lock, and the busy timeout does the waiting
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # no ping before each checkout: it is a round trip on every unit of work, and the group commit's writer thread
+    # waits for the interpreter after each one (docs/decisions/0004); a connection found dead fails its one unit of
+    # work and SQLAlchemy then discards every connection of the pool opened before it
+    return create_engine(url, pool_size=10, max_overflow=10)
 
 
 def sqlite_pragmas(engine: Engine) -> dict[str, Any]:

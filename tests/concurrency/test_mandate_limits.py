@@ -104,20 +104,26 @@ def test_a_read_counted_alone_and_a_batch_take_the_counters_in_one_order(
     with vault.db.session() as session:  # both rows exist: each upsert then waits on the other's row lock
         service.count_read(session, mandate, claim, "traffic-police", NOW)
     took: dict[str, list[str]] = {"alone": [], "batch": []}
-    first = {"alone": threading.Event(), "batch": threading.Event()}
-    real = MandateService._take
+    asking = {"alone": threading.Event(), "batch": threading.Event()}
+    real, real_all = MandateService._take, MandateService._take_all
 
     def take(session: Session, key: str, start: datetime, limit: int, count: int = 1) -> bool:
-        who = threading.current_thread().name
-        took[who].append(key.split(":")[0])
+        took["alone"].append(key.split(":")[0])
         result = real(session, key, start, limit, count)
-        if len(took[who]) == 1:  # both hold their first row before either asks for its second
-            first[who].set()
-            first["batch" if who == "alone" else "alone"].wait(10)
+        if len(took["alone"]) == 1:  # the first row held: the batch asks for both rows before this asks its second
+            asking["alone"].set()
+            asking["batch"].wait(10)
             time.sleep(0.2)
         return result
 
+    def take_all(session: Session, takes: list[tuple[str, datetime, int, int]]) -> set[tuple[str, datetime]]:
+        asking["alone"].wait(10)
+        took["batch"] += [key.split(":")[0] for key, *_ in takes]  # one statement takes the rows in this order
+        asking["batch"].set()
+        return real_all(session, takes)
+
     monkeypatch.setattr(MandateService, "_take", staticmethod(take))
+    monkeypatch.setattr(MandateService, "_take_all", staticmethod(take_all))
     errors: dict[str, BaseException | None] = {}
 
     def run(who: str, count: Callable[[Session], None]) -> None:

@@ -97,3 +97,17 @@ def test_verification_needs_the_verify_scope(vault: Vault, http: TestClient) -> 
     issuer = client_token(http, "id-card-office", "licences:issue")
     body = gql(http, issuer, VERIFY, {"presentation": "x"}).json()
     assert errors_by_code(body)["FORBIDDEN"][0]["extensions"]["scope"] == "licences:verify"
+
+
+def test_a_suspended_agency_is_refused_a_query_that_reads_nobody_s_data(
+    vault: Vault, http: TestClient, hall: str
+) -> None:
+    """A query's agency may come from the worker's memory, and the write that records a read re-checks its
+    suspension; a verification records nothing, so it is checked before answering instead."""
+    _, presentation = presented(http, ["name"])
+    assert gql(http, hall, VERIFY, {"presentation": presentation}).json()["data"]["verifyLicence"]["valid"] is True
+    with vault.db.session() as session:  # the agency is remembered by now: suspended behind the worker's back
+        vault.agencies.suspend(session, HALL, actor="staff:x", reason="audit")
+    response = gql(http, hall, VERIFY, {"presentation": presentation})
+    assert response.status_code == 401 and response.json()["data"] is None
+    assert "suspended" in response.json()["errors"][0]["message"]

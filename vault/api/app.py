@@ -56,7 +56,7 @@ from vault.consent.services import ConsentService
 from vault.mandates.errors import RateLimited
 from vault.oauth import dpop
 from vault.oauth.adapter import unit_of_work
-from vault.oauth.tokens import TokenRevoked
+from vault.oauth.tokens import SUSPENDED, TokenRevoked
 from vault.wiring import Vault
 
 log = logging.getLogger("vault.api")
@@ -191,8 +191,16 @@ def _execute_query(view: GraphQLView, request: RequestInfo, data: GraphQLRequest
             _expire_token_grant(vault, request.bearer)
             return _unauthenticated(error, token_given=True, dpop_scheme=_dpop_scheme(request))
         result = _run(view, data, context)
+        # nothing of anyone's was read (verification, metadata): nothing to record, and so no write to check the
+        # agency's suspension in (it may have come from memory): checked here
+        if not context.reads.touched and vault.agencies.info(session, context.token.client_id).suspended:
+            return _unauthenticated(Unauthenticated(SUSPENDED), token_given=True, dpop_scheme=_dpop_scheme(request))
     if not context.reads.touched:
-        return Outcome(result)  # nothing of anyone's was read (verification, metadata): nothing to record
+        return Outcome(result)
+    # the events made here, in this request's thread: the group commit's one writer thread only inserts them
+    context.reads.stamp(
+        client_id=context.token.client_id, authority=context.read_authority, request_id=request.request_id
+    )
     try:  # with the writes of concurrent reads, in one transaction: one fsync (vault.group_commit)
         savepoint = context.reads.writes_itself(context.read_authority)
         vault.db.group.run(lambda session: _record(session, request, context), savepoint=savepoint)

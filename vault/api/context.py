@@ -19,7 +19,7 @@ from vault.api.reads import Authority, ReadLedger, authority_of
 from vault.consent.errors import GrantNotLive
 from vault.consent.models import Grant
 from vault.oauth.scopes import Scope
-from vault.oauth.tokens import TokenInfo
+from vault.oauth.tokens import SUSPENDED, TokenInfo
 from vault.policy.engine import AgencyInfo, FieldDecision
 from vault.wiring import Vault
 
@@ -119,12 +119,16 @@ def get_context(request: RequestInfo, session: Session, *, write: bool = True) -
     if info is None:
         raise Unauthenticated("the access token is missing, unknown, expired or revoked")
     check_binding(request, info)
-    try:
-        agency = vault.agencies.info(session, info.client_id)
+    try:  # a query may take a live agency from memory: its write checks the suspension with the token
+        agency = (
+            vault.agencies.info(session, info.client_id)
+            if write
+            else vault.agencies.info_remembered(session, info.client_id)
+        )
     except KeyError:
         raise Unauthenticated("the client of this access token is not registered") from None
     if agency.suspended:
-        raise Unauthenticated("the client of this access token is suspended")
+        raise Unauthenticated(SUSPENDED)
     grant = None
     if info.grant_id is not None:
         try:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from vault import group_commit
 from vault.api.errors import BadUserInput, Forbidden
 from vault.audit.events import Action, Event
+from vault.audit.services import Stamped, stamp
 from vault.consent.models import Grant
 from vault.consent.services import ConsentService
 from vault.crypto.free_text import OwnerTexts
@@ -133,6 +134,7 @@ class ReadLedger:
     mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
     mandate_read: MandateRead | None = None
     limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
+    _stamped: list[Stamped] | None = None  # the reads' events, made before the write (`stamp`)
 
     @property
     def touched(self) -> bool:
@@ -172,11 +174,13 @@ class ReadLedger:
     ) -> None:
         """Append one access event per owner touched; count one use of the grant if anything was released.
 
-        The access token (`token_id`) is first checked unrevoked in this transaction (raising TokenRevoked): the
-        request may have been authenticated from memory (TokenService.introspect_remembered). A read under a
+        The access token (`token_id`) is checked unrevoked, and its client not suspended, in this transaction
+        (raising TokenRevoked; in a group commit, for all the batch's writes at its end): the request may have been
+        authenticated from memory (TokenService.introspect_remembered, AgencyRegistry.info_remembered). A read under a
         mandate is then counted against the mandate's limits; over a limit, the read becomes a recorded denial and
         `limited` says why: the caller then returns no data.
         """
+        counted_here = False
         released_any = any(read.licences for read in self.reads.values()) or any(q.answered for q in self.questions)
         held = authority.grant if authority is not None else None
         grant = held if released_any else None
@@ -185,7 +189,10 @@ class ReadLedger:
             # them in that order (ConsentService._grant_to ends the tokens after the grant), so a read and a
             # revocation never wait on each other in a cycle, which PostgreSQL would break by failing one of them
             vault.consent.hold(session, held.id)
-        if token_id is not None:
+        # in a group commit, the batch's tokens are checked together at its end (first of what it leaves there)
+        if token_id is not None and not group_commit.later(
+            session, "tokens.live", token_id, vault.tokens.require_all_live, order=-1
+        ):
             vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:
             pending = self.mandate_read
@@ -198,15 +205,29 @@ class ReadLedger:
             )
             if not deferred:
                 self._count(session, vault, client_id, pending)
-        events = [
-            _event(read, client_id, authority, request_id, self._notes(authority, read)) for read in self.reads.values()
-        ]
-        events += [_question_event(session, vault, q, client_id, authority, request_id) for q in self.questions]
+                counted_here = True
+        # stamped beforehand in the request's own thread (`stamp`) unless a count made here changed them
+        if self._stamped is not None and not counted_here:
+            events = [*self._stamped]
+        else:
+            events = self._stamp_reads(client_id=client_id, authority=authority, request_id=request_id)
+        events += [stamp(_question_event(session, vault, q, client_id, authority, request_id)) for q in self.questions]
         for event in events:  # in a group commit, the batch's events are inserted together
-            if not group_commit.later(session, "audit.append", event, vault.audit.append_many):
-                vault.audit.append(session, event)
+            if not group_commit.later(session, "audit.append", event, vault.audit.append_stamped):
+                vault.audit.append_stamped(session, [event])
         if grant is not None:
             vault.consent.use(session, grant.id)
+
+    def stamp(self, *, client_id: str, authority: Authority | None, request_id: str) -> None:
+        """Make the access events of this request's reads now, in its own thread, before its write: `flush` (in a
+        group commit's one writer thread) then only inserts them, unless counting the read changed them."""
+        self._stamped = self._stamp_reads(client_id=client_id, authority=authority, request_id=request_id)
+
+    def _stamp_reads(self, *, client_id: str, authority: Authority | None, request_id: str) -> list[Stamped]:
+        return [
+            stamp(_event(read, client_id, authority, request_id, self._notes(authority, read)))
+            for read in self.reads.values()
+        ]
 
     def _notes(self, authority: Authority | None, read: OwnerRead) -> list[str]:
         """The sealed case text (and official's name) of the mandate's owner, for their event to point at."""

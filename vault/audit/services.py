@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, bindparam, insert, text
 from sqlalchemy.orm import Session
@@ -95,6 +95,19 @@ def _row(event: Event) -> dict[str, Any]:
     }
 
 
+class Stamped(NamedTuple):
+    """An event with its row made (id, time, canonical entry, leaf hash), ready to insert."""
+
+    event: Event
+    row: dict[str, Any]
+
+
+def stamp(event: Event) -> Stamped:
+    """Make an event's row now, in the caller's thread; its place in the log is given later, by the sequencer (the
+    order of arrival, `seq`), never by this time."""
+    return Stamped(event, _row(event))
+
+
 class AuditLog:
     """Appends events in the caller's transaction; the leader sequences, checkpoints, publishes and gets cosigned."""
 
@@ -133,11 +146,15 @@ class AuditLog:
     def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
         """append() for many events in one multi-row insert (bulk issuance, a group commit's batch of reads); the
         same entries, the same listeners."""
+        return self.append_stamped(session, [stamp(event) for event in events])
+
+    def append_stamped(self, session: Session, events: Sequence[Stamped]) -> list[uuid.UUID]:
+        """append_many() for events stamped beforehand (`stamp`): a group commit's reads stamp theirs in their own
+        threads, so that its one writer thread only inserts them."""
         if not events:
             return []
-        rows = [_row(event) for event in events]
-        stamped = [(event, row["created_at"], row["id"]) for event, row in zip(events, rows, strict=True)]
-        insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
+        insert_many(session.connection(), AuditEvent.__table__, [e.row for e in events])  # type: ignore[attr-defined]
+        stamped = [(e.event, e.row["created_at"], e.row["id"]) for e in events]
         for listener in self.listeners:
             listener(session, stamped)
         return [event_id for _, _, event_id in stamped]

@@ -8,12 +8,13 @@ can see it and erasure destroys it. Counters live in the database, so limits hol
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Integer, and_, bindparam, case, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -312,8 +313,10 @@ class MandateService:
             start = _window_start(mandate, now)
             for key, limit, _ in _counters(mandate, claim, client_id):
                 totals.setdefault((key, start), [0, limit])[0] += 1
-        for (key, start), (count, limit) in sorted(totals.items()):
-            if not self._take(session, key, start, limit, count):
+        takes = sorted(totals.items())
+        taken = self._take_all(session, [(key, start, limit, count) for (key, start), (count, limit) in takes])
+        for (key, start), (count, _) in takes:
+            if (key, start) not in taken:
                 _note_spent(key, start)
                 raise Unfinished(f"a mandate's limit would be passed by {count} reads counted together")
 
@@ -334,6 +337,20 @@ class MandateService:
         upsert = _COUNT[session.get_bind().dialect.name]
         taken = session.connection().execute(upsert, {"key": key, "start": start, "n": count, "room": limit - count})
         return taken.first() is not None
+
+    @staticmethod
+    def _take_all(session: Session, takes: list[tuple[str, datetime, int, int]]) -> set[tuple[str, datetime]]:
+        """`_take` for several counters (key, window, limit, n) in one statement, rows in the order given; the
+        counters taken come back. The caller rolls back if any did not (a group commit's batch then runs write by
+        write), so a partial take never stays."""
+        if any(count > limit for _, _, limit, count in takes):
+            return set()
+        upsert = _count_many(session.get_bind().dialect.name, len(takes))
+        values: dict[str, Any] = {}
+        for i, (key, start, limit, count) in enumerate(takes):
+            values |= {f"key{i}": key, f"start{i}": start, f"n{i}": count, f"room{i}": limit - count}
+        found = session.connection().execute(upsert, values).all()
+        return {(key, _utc(start)) for key, start in found}
 
 
 _SPENT: dict[tuple[str, datetime], None] = {}  # counters this process saw refuse a batch, by window (a hint)
@@ -374,6 +391,45 @@ def _count_statement(insert: Any) -> Any:
 
 
 _COUNT = {"postgresql": _count_statement(postgresql.insert), "sqlite": _count_statement(sqlite.insert)}
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@functools.cache  # one statement per dialect and number of counters: a batch counts one or two, now and then more
+def _count_many(dialect: str, rows: int) -> Any:
+    """_count_statement for `rows` counters at once: each row's own room guards its own update."""
+    counter = MandateCounter.__table__  # type: ignore[attr-defined]
+    when = counter.c.window_start.type
+    statement = _INSERTS[dialect](counter).values(
+        [
+            {
+                "key": bindparam(f"key{i}"),
+                "window_start": bindparam(f"start{i}", type_=when),
+                "count": bindparam(f"n{i}"),
+            }
+            for i in range(rows)
+        ]
+    )
+    room = case(
+        *(
+            (
+                and_(
+                    statement.excluded.key == bindparam(f"key{i}"),
+                    statement.excluded.window_start == bindparam(f"start{i}", type_=when),
+                ),
+                bindparam(f"room{i}", type_=Integer),
+            )
+            for i in range(rows)
+        )
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[counter.c.key, counter.c.window_start],
+        set_={"count": counter.c.count + statement.excluded.count},
+        where=counter.c.count <= room,
+    ).returning(counter.c.key, counter.c.window_start)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def registration_end(last_day: date) -> datetime:

@@ -28,6 +28,7 @@ _AGENCIES = Agency.__table__  # type: ignore[attr-defined]
 _INFO = sa_select(
     _AGENCIES.c.category, _AGENCIES.c.department, _AGENCIES.c.suspended_at, _AGENCIES.c.service_items
 ).where(_AGENCIES.c.client_id == bindparam("client_id"))
+REMEMBERED_AGENCIES = 1_024  # live agencies' policy attributes kept per process; emptied when full
 ASSERTION_KEY_TYPES = ("OKP", "EC")  # what private_key_jwt's algorithms verify with; never a shared (oct) key
 
 
@@ -72,6 +73,7 @@ class AgencyRegistry:
     def __init__(self, audit: AuditLog, policy: PolicyEngine) -> None:
         self.audit = audit
         self.policy = policy
+        self._remembered: dict[str, AgencyInfo] = {}
 
     def register(
         self,
@@ -152,6 +154,23 @@ class AgencyRegistry:
             suspended=suspended_at is not None,
             service_items=tuple(service_items),
         )
+
+    def info_remembered(self, session: Session, client_id: str) -> AgencyInfo:
+        """`info`, answered from this process's memory for an agency found unsuspended before.
+
+        An agency's category, department and service items never change once it is registered; only a suspension
+        could be missed, so a caller that releases anything must check it in the transaction that records the
+        release (TokenService.require_unrevoked and require_all_live do, with the token): a suspension committed by
+        any worker is then honoured by the very next request everywhere.
+        """
+        info = self._remembered.get(client_id)
+        if info is None:
+            info = self.info(session, client_id)
+            if not info.suspended:  # a suspended agency is read afresh every time, so a reinstatement counts at once
+                if len(self._remembered) >= REMEMBERED_AGENCIES:
+                    self._remembered.clear()
+                self._remembered[client_id] = info
+        return info
 
     def display_name(self, session: Session, client_id: str, lang: str) -> str:
         agency = self.get(session, client_id)

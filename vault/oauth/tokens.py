@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.clock import utcnow
-from vault.oauth.models import Token
+from vault.group_commit import Unfinished
+from vault.oauth.models import Agency, Token
 
 _TOKENS = Token.__table__  # type: ignore[attr-defined]
+_AGENCIES = Agency.__table__  # type: ignore[attr-defined]
 _INTROSPECT = sa_select(
     *(
         _TOKENS.c[name]
@@ -36,8 +38,17 @@ _INTROSPECT = sa_select(
         )
     )
 ).where(_TOKENS.c.access_hash == bindparam("access_hash"))
-_UNREVOKED = sa_select(_TOKENS.c.id).where(_TOKENS.c.id == bindparam("token_id"), _TOKENS.c.revoked_at.is_(None))
-_UNREVOKED_FOR_SHARE = _UNREVOKED.with_for_update(read=True)
+# tokens still usable now: unrevoked, and their client not suspended (on PostgreSQL the tokens' rows are locked FOR
+# SHARE until commit, so a revocation either committed before or waits for the transaction that releases data)
+_LIVE = (
+    sa_select(_TOKENS.c.id, _TOKENS.c.revoked_at, _AGENCIES.c.suspended_at)
+    .join(_AGENCIES, _AGENCIES.c.client_id == _TOKENS.c.client_id)
+    .where(_TOKENS.c.id.in_(bindparam("token_ids", expanding=True)))
+    .order_by(_TOKENS.c.id)
+)
+_LIVE_FOR_SHARE = _LIVE.with_for_update(read=True, of=_TOKENS)
+REVOKED = "the access token was revoked"
+SUSPENDED = "the client of this access token is suspended"
 ACCESS_LIFETIME = timedelta(minutes=10)
 INTROSPECTED_CACHE_SIZE = 4_096  # live tokens remembered per process (about 1 kB each); emptied when full
 REFRESH_IDLE = timedelta(days=7)  # a refresh token unused this long dies even inside the grant's validity
@@ -177,15 +188,32 @@ class TokenService:
         return info if info.expires_at is None or info.expires_at > utcnow() else None
 
     def require_unrevoked(self, session: Session, token_id: uuid.UUID) -> None:
-        """Raise TokenRevoked unless the token is unrevoked now, in this (write) transaction.
+        """Raise TokenRevoked unless the token is unrevoked and its client not suspended now, in this (write)
+        transaction.
 
-        On PostgreSQL the row is locked FOR SHARE until commit, so a revocation either committed before (and is
-        seen here) or waits for this transaction: whatever this transaction records happened before it.
+        On PostgreSQL the token's row is locked FOR SHARE until commit, so a revocation either committed before (and
+        is seen here) or waits for this transaction: whatever this transaction records happened before it.
         """
+        found = self._live(session, [token_id])
+        if not found or found[0].revoked_at is not None:
+            raise TokenRevoked(REVOKED)
+        if found[0].suspended_at is not None:
+            raise TokenRevoked(SUSPENDED)
+
+    def require_all_live(self, session: Session, token_ids: list[uuid.UUID]) -> None:
+        """`require_unrevoked` for the tokens of a group commit's writes, in one statement at the batch's end; if any
+        is revoked or its client suspended, the batch is rolled back and each write runs alone, checking its own
+        token (so only its request is refused)."""
+        wanted = set(token_ids)
+        live = {row[0] for row in self._live(session, sorted(wanted)) if row[1] is None and row[2] is None}
+        if live != wanted:
+            raise Unfinished("a token of the batch was revoked, or its client suspended")
+
+    @staticmethod
+    def _live(session: Session, token_ids: list[uuid.UUID]) -> list[Any]:
         connection = session.connection()
-        query = _UNREVOKED_FOR_SHARE if connection.dialect.name == "postgresql" else _UNREVOKED
-        if connection.execute(query, {"token_id": token_id}).first() is None:
-            raise TokenRevoked("the access token was revoked")
+        query = _LIVE_FOR_SHARE if connection.dialect.name == "postgresql" else _LIVE
+        return list(connection.execute(query, {"token_ids": token_ids}).all())
 
     def refresh_usable(self, row: Token) -> bool:
         now = utcnow()
