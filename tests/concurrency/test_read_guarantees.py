@@ -317,3 +317,46 @@ def test_a_read_and_a_revocation_at_the_same_moment_do_not_deadlock(
     assert read == (200, True)  # it committed first, with its use; the revocation came after it
     final = _grant(vault, owner)
     assert final.state == "revoked" and final.uses == 1 == events(vault, "fields.released", owner)
+
+
+def test_no_read_releases_data_after_its_agency_s_suspension_committed(
+    vault: Vault, civil: AgencyClient, http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read has checked its token and its agency (alone, or at the end of its batch) when the agency is
+    suspended. Either the suspension waits for the read's commit (the read then happened before it), or the read
+    releases nothing: never data answered after the suspension committed."""
+    owner = person_id(vault)
+    token = consented_tokens(vault, civil, owner, REPEATED_ITEM)["access_token"]
+    committed_meanwhile: list[bool] = []
+    suspender: list[threading.Thread] = []
+
+    def suspend() -> None:
+        with vault.db.session() as session:
+            vault.agencies.suspend(session, civil.client_id, actor="staff:x", reason="audit")
+
+    def then_suspend() -> None:
+        if suspender:  # once: a retry of the write checks again and sees whatever the suspension left
+            return
+        suspender.append(threading.Thread(target=suspend))
+        suspender[0].start()
+        suspender[0].join(1.0)  # PostgreSQL: done at once unless the read's lock holds it back
+        committed_meanwhile.append(not suspender[0].is_alive())
+
+    require_unrevoked, require_all_live = vault.tokens.require_unrevoked, vault.tokens.require_all_live
+
+    def one(session: Any, token_id: Any) -> None:
+        require_unrevoked(session, token_id)
+        then_suspend()
+
+    def all_of(session: Any, token_ids: Any) -> None:
+        require_all_live(session, token_ids)
+        then_suspend()
+
+    monkeypatch.setattr(vault.tokens, "require_unrevoked", one)
+    monkeypatch.setattr(vault.tokens, "require_all_live", all_of)
+    status, released = _read(http, token)
+    suspender[0].join(30)
+    assert not suspender[0].is_alive()
+    assert committed_meanwhile, "the read checked nothing: the test proves nothing"
+    assert not (released and committed_meanwhile[0]), "data answered after the agency's suspension committed"
+    assert _read(http, token) == (401, False)
