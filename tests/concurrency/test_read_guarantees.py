@@ -354,7 +354,7 @@ def test_no_read_releases_data_after_its_agency_s_suspension_committed(
 
     monkeypatch.setattr(vault.tokens, "require_unrevoked", one)
     monkeypatch.setattr(vault.tokens, "require_all_live", all_of)
-    status, released = _read(http, token)
+    _, released = _read(http, token)
     suspender[0].join(30)
     assert not suspender[0].is_alive()
     assert committed_meanwhile, "the read checked nothing: the test proves nothing"
