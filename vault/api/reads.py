@@ -180,7 +180,7 @@ class ReadLedger:
         mandate is then counted against the mandate's limits; over a limit, the read becomes a recorded denial and
         `limited` says why: the caller then returns no data.
         """
-        counted_here = False
+        counted_here, self.limited = False, None  # a refusal found by an attempt rolled back is not this one's
         released_any = any(read.licences for read in self.reads.values()) or any(q.answered for q in self.questions)
         held = authority.grant if authority is not None else None
         grant = held if released_any else None
@@ -189,9 +189,12 @@ class ReadLedger:
             # them in that order (ConsentService._grant_to ends the tokens after the grant), so a read and a
             # revocation never wait on each other in a cycle, which PostgreSQL would break by failing one of them
             vault.consent.hold(session, held.id)
-        # in a group commit, the batch's tokens are checked together at its end (first of what it leaves there)
-        if token_id is not None and not group_commit.later(
-            session, "tokens.live", token_id, vault.tokens.require_all_live, order=-1
+        # in a group commit, the tokens of its reads under a mandate are checked together at its end (first of what
+        # it leaves there); a read under a grant checks its own now, before its use: the grant's last use revokes
+        # its tokens in this very transaction, which a check at the batch's end would take for a revocation
+        if token_id is not None and (
+            held is not None
+            or not group_commit.later(session, "tokens.live", token_id, vault.tokens.require_all_live, order=-1)
         ):
             vault.tokens.require_unrevoked(session, token_id)
         if self.mandate_read is not None:
@@ -204,7 +207,7 @@ class ReadLedger:
                 session, "mandate.count", counted, service.count_reads, order=1
             )
             if not deferred:
-                self._count(session, vault, client_id, pending)
+                self.limited = self._count(session, vault, client_id, pending)
                 counted_here = True
         # stamped beforehand in the request's own thread (`stamp`) unless a count made here changed them
         if self._stamped is not None and not counted_here:
@@ -224,10 +227,21 @@ class ReadLedger:
         self._stamped = self._stamp_reads(client_id=client_id, authority=authority, request_id=request_id)
 
     def _stamp_reads(self, *, client_id: str, authority: Authority | None, request_id: str) -> list[Stamped]:
+        if self.limited is not None and self.mandate_read is not None:
+            self.owner(self.mandate_read.owner_id)  # a refused read has its event even if nothing was gathered
         return [
-            stamp(_event(read, client_id, authority, request_id, self._notes(authority, read)))
+            stamp(_event(self._as_counted(read), client_id, authority, request_id, self._notes(authority, read)))
             for read in self.reads.values()
         ]
+
+    def _as_counted(self, read: OwnerRead) -> OwnerRead:
+        """The read as its event records it: over a limit, the mandate's owner's read is a denial (a copy: the
+        read itself stays as gathered, for a later attempt of the same write)."""
+        pending, error = self.mandate_read, self.limited
+        if error is None or pending is None or read.owner_id != pending.owner_id:
+            return read
+        denied = {**read.denied, **dict.fromkeys(pending.asked, str(error))}
+        return OwnerRead(read.owner_id, denied=denied, reasons={str(error)})
 
     def _notes(self, authority: Authority | None, read: OwnerRead) -> list[str]:
         """The sealed case text (and official's name) of the mandate's owner, for their event to point at."""
@@ -236,17 +250,14 @@ class ReadLedger:
             return []
         return list(claim.notes.get(self.mandate_owner or "", []))
 
-    def _count(self, session: Session, vault: Vault, client_id: str, pending: MandateRead) -> None:
+    @staticmethod
+    def _count(session: Session, vault: Vault, client_id: str, pending: MandateRead) -> RateLimited | None:
         service = MandateService(vault.keys, vault.audit, vault.policy.catalogue)
         try:
             service.count_read(session, pending.mandate, pending.claim, client_id, pending.now)
         except RateLimited as error:
-            self.limited = error
-            read = self.owner(pending.owner_id)
-            read.released.clear()
-            read.licences.clear()
-            read.reasons = {str(error)}
-            read.denied.update(dict.fromkeys(pending.asked, str(error)))
+            return error
+        return None
 
 
 def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str, notes: list[str]) -> Event:

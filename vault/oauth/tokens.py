@@ -38,15 +38,17 @@ _INTROSPECT = sa_select(
         )
     )
 ).where(_TOKENS.c.access_hash == bindparam("access_hash"))
-# tokens still usable now: unrevoked, and their client not suspended (on PostgreSQL the tokens' rows are locked FOR
-# SHARE until commit, so a revocation either committed before or waits for the transaction that releases data)
+# tokens still usable now: unrevoked, and their client not suspended (on PostgreSQL the tokens' and their agencies'
+# rows are locked FOR SHARE until commit, so a revocation or a suspension either committed before or waits for the
+# transaction that releases data; a suspension locks only its agency's row, so no cycle with the grant-then-tokens
+# order of a revocation)
 _LIVE = (
     sa_select(_TOKENS.c.id, _TOKENS.c.revoked_at, _AGENCIES.c.suspended_at)
     .join(_AGENCIES, _AGENCIES.c.client_id == _TOKENS.c.client_id)
     .where(_TOKENS.c.id.in_(bindparam("token_ids", expanding=True)))
     .order_by(_TOKENS.c.id)
 )
-_LIVE_FOR_SHARE = _LIVE.with_for_update(read=True, of=_TOKENS)
+_LIVE_FOR_SHARE = _LIVE.with_for_update(read=True, of=[_TOKENS, _AGENCIES])
 REVOKED = "the access token was revoked"
 SUSPENDED = "the client of this access token is suspended"
 ACCESS_LIFETIME = timedelta(minutes=10)
@@ -191,8 +193,9 @@ class TokenService:
         """Raise TokenRevoked unless the token is unrevoked and its client not suspended now, in this (write)
         transaction.
 
-        On PostgreSQL the token's row is locked FOR SHARE until commit, so a revocation either committed before (and
-        is seen here) or waits for this transaction: whatever this transaction records happened before it.
+        On PostgreSQL the token's and its agency's rows are locked FOR SHARE until commit, so a revocation or a
+        suspension either committed before (and is seen here) or waits for this transaction: whatever this
+        transaction records happened before it.
         """
         found = self._live(session, [token_id])
         if not found or found[0].revoked_at is not None:
