@@ -331,10 +331,7 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     if dialect.name != "sqlite":
         connection.execute(insert(table), rows)
         return
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
-    names = list(compiled.positiontup or ())
-    impls = [table.c[name].type.dialect_impl(dialect) for name in names]
-    # sqlite3 takes bytes as they are: wrapping each in a memoryview (LargeBinary's processor) only costs time
-    processors = [None if isinstance(i, LargeBinary) else i.bind_processor(dialect) for i in impls]
-    pairs = list(zip(names, processors, strict=True))
-    connection.exec_driver_sql(str(compiled), [tuple(p(r[n]) if p else r[n] for n, p in pairs) for r in rows])
+    columns = tuple(rows[0])
+    sql, order, processors = _sqlite_insert(table, columns)  # compiled once per table and columns
+    pairs = [(columns[i], p) for i, p in zip(order, processors, strict=True)]
+    connection.exec_driver_sql(sql, [tuple(p(r[n]) if p else r[n] for n, p in pairs) for r in rows])
