@@ -81,9 +81,18 @@ def _on_sqlite_read_connect(dbapi_connection: Any, record: Any) -> None:
 
 def make_read_engine(engine: Engine) -> Engine:
     """Connections for units of work that only read: on SQLite a deferred BEGIN (WAL readers run beside the
-    writer and never queue for its lock) on query-only connections; on PostgreSQL the same engine."""
+    writer and never queue for its lock) on query-only connections; on PostgreSQL connections that are read-only
+    (`default_transaction_read_only`, so the server refuses a write) and in autocommit: no BEGIN, SET TRANSACTION
+    or COMMIT round trips. At READ COMMITTED, PostgreSQL's default, every statement of a transaction takes its own
+    snapshot anyway, so a read loses no consistency by running its statements on their own."""
     if engine.dialect.name != "sqlite":
-        return engine
+        return create_engine(
+            engine.url,
+            pool_size=10,
+            max_overflow=10,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
     reader = create_engine(
         engine.url,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
@@ -242,11 +251,10 @@ class Database:
     def read_session(self) -> Iterator[Session]:
         """A unit of work that only reads: it never waits for a writer (nor a writer for it) and cannot write.
 
-        On SQLite it reads a WAL snapshot outside the write lock; on PostgreSQL it is a READ ONLY transaction.
+        On SQLite it reads a WAL snapshot outside the write lock; on PostgreSQL its statements run each on its own
+        on read-only connections (make_read_engine).
         """
         with self._read_factory() as session, session.begin():
-            if not self.is_sqlite:
-                session.execute(text("SET TRANSACTION READ ONLY"))
             yield session
 
     def dispose(self) -> None:
