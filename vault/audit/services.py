@@ -28,7 +28,7 @@ from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
 from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
-from vault.db import insert_many
+from vault.db import InsertRows, insert_rows
 
 SIGNER_TTL = 60.0
 __all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
@@ -95,6 +95,28 @@ def _row(event: Event) -> dict[str, Any]:
     }
 
 
+EVENT_COLUMNS = ("id", "created_at", "owner_id", "actor", "action", "entry", "leaf_hash")
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """Events' rows, each stamped with its time and a fresh id (`at`: (time, id) per event, in order)."""
+
+    rows: InsertRows
+    at: list[tuple[datetime, uuid.UUID]]
+
+
+def stamp(events: Sequence[Event]) -> Stamped:
+    """Stamp events now, ready for append_stamped: the canonical JSON entries and their leaf hashes are computed
+    here, so a bulk issue does it in the processes that prepare its batches, not in the one holding the writer's
+    lock."""
+    rows = [_row(event) for event in events]
+    return Stamped(
+        InsertRows(str(_EVENTS.name), EVENT_COLUMNS, [tuple(row[c] for c in EVENT_COLUMNS) for row in rows]),
+        [(row["created_at"], row["id"]) for row in rows],
+    )
+
+
 class AuditLog:
     """Appends events in the caller's transaction; the leader sequences, checkpoints, publishes and gets cosigned."""
 
@@ -133,14 +155,16 @@ class AuditLog:
     def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
         """append() for many events in one multi-row insert (bulk issuance, a group commit's batch of reads); the
         same entries, the same listeners."""
+        return self.append_stamped(session, events, stamp(events))
+
+    def append_stamped(self, session: Session, events: Sequence[Event], stamped: Stamped) -> list[uuid.UUID]:
+        """append_many() for events stamped beforehand (stamp(), e.g. in a process that prepares a bulk issue)."""
         if not events:
             return []
-        rows = [_row(event) for event in events]
-        stamped = [(event, row["created_at"], row["id"]) for event, row in zip(events, rows, strict=True)]
-        insert_many(session.connection(), AuditEvent.__table__, rows)  # type: ignore[attr-defined]
+        insert_rows(session.connection(), _EVENTS, stamped.rows)
         for listener in self.listeners:
-            listener(session, stamped)
-        return [event_id for _, _, event_id in stamped]
+            listener(session, [(event, at, event_id) for event, (at, event_id) in zip(events, stamped.at, strict=True)])
+        return [event_id for _, event_id in stamped.at]
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:
         return sequencer.integrate(session, limit)

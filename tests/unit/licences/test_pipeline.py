@@ -88,16 +88,16 @@ def test_a_batch_that_fails_while_written_leaves_nothing_and_the_ones_before_sta
 ) -> None:
     owner = add_person(vault)
     before = counts(vault)
-    append_many = vault.audit.append_many
+    append_stamped = vault.audit.append_stamped
     calls = []
 
     def fails_the_second_time(*args: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:  # after the batch's licences, versions, fields and slots were inserted
             raise RuntimeError("the log is unavailable")
-        return append_many(*args)
+        return append_stamped(*args)
 
-    monkeypatch.setattr(vault.audit, "append_many", fails_the_second_time)
+    monkeypatch.setattr(vault.audit, "append_stamped", fails_the_second_time)
     batches = [[driving(owner) for n in range(3)] for b in range(3)]
     with pytest.raises(RuntimeError, match="unavailable"):
         issue(vault, pipeline, batches)
