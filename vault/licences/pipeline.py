@@ -54,8 +54,9 @@ log = logging.getLogger("vault.licences.pipeline")
 # is run by an operator on the vault's host, which can spare a few GB for it.
 WRITER_CACHE_KIB = 4 * 1024 * 1024
 # Fold SQLite's WAL back into the database once it passes this size. A page changed by several batches between two
-# checkpoints is copied to the database once, so rarer checkpoints write less; the WAL's disk space is what it costs.
-CHECKPOINT_WAL_BYTES = 1 << 30
+# checkpoints is copied to the database once, so rarer checkpoints write less (see docs/performance.md); the WAL's
+# disk space, up to about 5 GB, is what it costs.
+CHECKPOINT_WAL_BYTES = 4 << 30
 RETRIES = 3  # a batch that lost a race (a number or a status slot taken meanwhile) is checked and tried again
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
@@ -206,8 +207,8 @@ class Pipeline:
             if len(in_flight) > self.workers:  # each worker has the next batch queued while this one writes
                 yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
                 if self.db.wal_bytes() >= CHECKPOINT_WAL_BYTES:
-                    # the workers' reads overlap without end, so SQLite's own checkpoints never find a moment to
-                    # start the WAL again: it grew past 1 GB in 200,000 licences, and every read and write slowed
+                    # a checkpoint that truncates the WAL: the workers' reads overlap without end, so a WAL that is
+                    # only checkpointed is never started again from its beginning, and grows
                     self.db.checkpoint_wal()
         while in_flight:
             yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
