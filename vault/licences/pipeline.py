@@ -48,10 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("vault.licences.pipeline")
 
 # SQLite's page cache while writing batches (the default is 2 MiB). Every licence adds entries at random places in
-# about ten indexes (its ids are random by design), which pass 3 GB together by a million licences: with a cache
-# smaller than them nearly every entry reads its page back from the file, and a batch's dirty pages spill to the WAL
-# before its commit. The cache grows only as pages are read, and only the import's own process sets it; an import
-# is run by an operator on the vault's host, which can spare a few GB for it.
+# about ten indexes (its ids are random by design): with a cache smaller than them nearly every entry reads its page
+# back from the file, and a batch's dirty pages spill to the WAL before its commit. The cache grows only as pages are
+# read (it was full at about 580,000 licences of a million-row import), and only the import's own process sets it;
+# an import is run by an operator on the vault's host, which can spare a few GB for it.
 WRITER_CACHE_KIB = 4 * 1024 * 1024
 # Fold SQLite's WAL back into the database once it passes this size. A page changed by several batches between two
 # checkpoints is copied to the database once, so rarer checkpoints write less (see docs/performance.md); the WAL's
