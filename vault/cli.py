@@ -670,7 +670,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .csv (owner,type,<field>...) or .jsonl ({owner,type,values}) file")
     imp.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file's extension")
     imp.add_argument("--report", help="where the invalid rows go (default: FILE.errors.csv)")
-    imp.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
+    imp.add_argument("--batch", type=int, default=10_000, help="rows per transaction (default 10000)")
     imp.add_argument(
         "--workers",
         type=int,

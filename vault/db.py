@@ -262,6 +262,16 @@ class Database:
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
 
+    def wal_bytes(self) -> int:
+        """The size of SQLite's WAL file (0 without one, or on PostgreSQL)."""
+        database = self.engine.url.database if self.is_sqlite else None
+        if not database or database == ":memory:":
+            return 0
+        try:
+            return Path(database + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def checkpoint_wal(self) -> None:
         """Fold SQLite's WAL into the database and truncate it, so erased key bytes leave the WAL file too."""
         if self.engine.dialect.name == "sqlite":

@@ -170,7 +170,7 @@ def test_no_read_releases_data_without_its_committed_access_event(
 ) -> None:
     owner = person_id(vault)
     token = consented_tokens(vault, civil, owner, REPEATED_ITEM)["access_token"]
-    append_stamped, calls, failed, batches = vault.audit.append_stamped, [0], [0], [0]
+    append_each, calls, failed, batches = vault.audit.append_each, [0], [0], [0]
     guard = threading.Lock()
 
     def flaky(session: Any, events: Any) -> Any:
@@ -180,7 +180,7 @@ def test_no_read_releases_data_without_its_committed_access_event(
             if len(events) > 1:
                 batches[0] += 1
                 fail = batches[0] % 2 == 1
-            elif events and events[0].event.action.value == "fields.released":
+            elif events and events[0][0].action.value == "fields.released":
                 calls[0] += 1
                 fail = calls[0] % 3 == 0
                 failed[0] += fail
@@ -188,9 +188,9 @@ def test_no_read_releases_data_without_its_committed_access_event(
                 fail = False
         if fail:
             raise OSError("the access log's storage failed")
-        return append_stamped(session, events)
+        return append_each(session, events)
 
-    monkeypatch.setattr(vault.audit, "append_stamped", flaky)
+    monkeypatch.setattr(vault.audit, "append_each", flaky)
     deadline = time.monotonic() + 1.5
     _together([lambda: _read_loop(http, token, lambda: time.monotonic() > deadline) for _ in range(READERS)])
 

@@ -33,6 +33,7 @@ from vault.policy.catalogue import Mandate
 from vault.policy.engine import GrantInfo, MandateInfo
 from vault.wiring import Vault
 
+StampedEvent = tuple[Event, Stamped]  # an access event with its row made (AuditLog.append_each)
 NO_SUCH_OWNER = "no owner with this identifier"
 
 
@@ -134,7 +135,7 @@ class ReadLedger:
     mandate_owner: str | None = None  # under a mandate, the one owner (keyed hash) this request may read
     mandate_read: MandateRead | None = None
     limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
-    _stamped: list[Stamped] | None = None  # the reads' events, made before the write (`stamp`)
+    _stamped: list[StampedEvent] | None = None  # the reads' events, made before the write (`stamp`)
 
     @property
     def touched(self) -> bool:
@@ -214,10 +215,12 @@ class ReadLedger:
             events = [*self._stamped]
         else:
             events = self._stamp_reads(client_id=client_id, authority=authority, request_id=request_id)
-        events += [stamp(_question_event(session, vault, q, client_id, authority, request_id)) for q in self.questions]
+        events += [
+            _stamped(_question_event(session, vault, q, client_id, authority, request_id)) for q in self.questions
+        ]
         for event in events:  # in a group commit, the batch's events are inserted together
-            if not group_commit.later(session, "audit.append", event, vault.audit.append_stamped):
-                vault.audit.append_stamped(session, [event])
+            if not group_commit.later(session, "audit.append", event, vault.audit.append_each):
+                vault.audit.append_each(session, [event])
         if grant is not None:
             vault.consent.use(session, grant.id)
 
@@ -226,11 +229,11 @@ class ReadLedger:
         group commit's one writer thread) then only inserts them, unless counting the read changed them."""
         self._stamped = self._stamp_reads(client_id=client_id, authority=authority, request_id=request_id)
 
-    def _stamp_reads(self, *, client_id: str, authority: Authority | None, request_id: str) -> list[Stamped]:
+    def _stamp_reads(self, *, client_id: str, authority: Authority | None, request_id: str) -> list[StampedEvent]:
         if self.limited is not None and self.mandate_read is not None:
             self.owner(self.mandate_read.owner_id)  # a refused read has its event even if nothing was gathered
         return [
-            stamp(_event(self._as_counted(read), client_id, authority, request_id, self._notes(authority, read)))
+            _stamped(_event(self._as_counted(read), client_id, authority, request_id, self._notes(authority, read)))
             for read in self.reads.values()
         ]
 
@@ -258,6 +261,10 @@ class ReadLedger:
         except RateLimited as error:
             return error
         return None
+
+
+def _stamped(event: Event) -> StampedEvent:
+    return event, stamp([event])
 
 
 def _event(read: OwnerRead, client_id: str, authority: Authority | None, request_id: str, notes: list[str]) -> Event:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, text
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from vault.audit.witnessing import Transport, Witness, http_transport
 from vault.clock import utcnow
 from vault.crypto import jws
 from vault.crypto.services import VAULT_SIGNING, KeyService, Signer
-from vault.db import insert_many
+from vault.db import InsertRows, insert_rows
 
 SIGNER_TTL = 60.0
 __all__ = ["AuditError", "AuditLog", "InclusionProof", "NotIntegrated", "VerifyReport"]
@@ -95,17 +95,26 @@ def _row(event: Event) -> dict[str, Any]:
     }
 
 
-class Stamped(NamedTuple):
-    """An event with its row made (id, time, canonical entry, leaf hash), ready to insert."""
-
-    event: Event
-    row: dict[str, Any]
+EVENT_COLUMNS = ("id", "created_at", "owner_id", "actor", "action", "entry", "leaf_hash")
 
 
-def stamp(event: Event) -> Stamped:
-    """Make an event's row now, in the caller's thread; its place in the log is given later, by the sequencer (the
-    order of arrival, `seq`), never by this time."""
-    return Stamped(event, _row(event))
+@dataclass(frozen=True)
+class Stamped:
+    """Events' rows, each stamped with its time and a fresh id (`at`: (time, id) per event, in order)."""
+
+    rows: InsertRows
+    at: list[tuple[datetime, uuid.UUID]]
+
+
+def stamp(events: Sequence[Event]) -> Stamped:
+    """Stamp events now, ready for append_stamped: the canonical JSON entries and their leaf hashes are computed
+    here, so a bulk issue does it in the processes that prepare its batches, not in the one holding the writer's
+    lock."""
+    rows = [_row(event) for event in events]
+    return Stamped(
+        InsertRows(str(_EVENTS.name), EVENT_COLUMNS, [tuple(row[c] for c in EVENT_COLUMNS) for row in rows]),
+        [(row["created_at"], row["id"]) for row in rows],
+    )
 
 
 class AuditLog:
@@ -146,18 +155,25 @@ class AuditLog:
     def append_many(self, session: Session, events: Sequence[Event]) -> list[uuid.UUID]:
         """append() for many events in one multi-row insert (bulk issuance, a group commit's batch of reads); the
         same entries, the same listeners."""
-        return self.append_stamped(session, [stamp(event) for event in events])
+        return self.append_stamped(session, events, stamp(events))
 
-    def append_stamped(self, session: Session, events: Sequence[Stamped]) -> list[uuid.UUID]:
-        """append_many() for events stamped beforehand (`stamp`): a group commit's reads stamp theirs in their own
-        threads, so that its one writer thread only inserts them."""
+    def append_stamped(self, session: Session, events: Sequence[Event], stamped: Stamped) -> list[uuid.UUID]:
+        """append_many() for events stamped beforehand (stamp(), e.g. in a process that prepares a bulk issue)."""
         if not events:
             return []
-        insert_many(session.connection(), AuditEvent.__table__, [e.row for e in events])  # type: ignore[attr-defined]
-        stamped = [(e.event, e.row["created_at"], e.row["id"]) for e in events]
+        insert_rows(session.connection(), _EVENTS, stamped.rows)
         for listener in self.listeners:
-            listener(session, stamped)
-        return [event_id for _, _, event_id in stamped]
+            listener(session, [(event, at, event_id) for event, (at, event_id) in zip(events, stamped.at, strict=True)])
+        return [event_id for _, event_id in stamped.at]
+
+    def append_each(self, session: Session, stamped: Sequence[tuple[Event, Stamped]]) -> list[uuid.UUID]:
+        """append_stamped() for events stamped one by one (a group commit's reads each stamp theirs in their own
+        thread, so that its one writer thread only inserts them), in one insert."""
+        if not stamped:
+            return []
+        rows = [row for _, one in stamped for row in one.rows.rows]
+        together = Stamped(replace(stamped[0][1].rows, rows=rows), [at for _, one in stamped for at in one.at])
+        return self.append_stamped(session, [event for event, _ in stamped], together)
 
     def integrate(self, session: Session, limit: int = sequencer.BATCH) -> int:
         return sequencer.integrate(session, limit)

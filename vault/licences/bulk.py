@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel, col, select
 
 from vault.audit.events import Action, Event
+from vault.audit.services import Stamped, stamp
 from vault.clock import utcnow
 from vault.crypto.blind_index import blind_index
 from vault.crypto.envelope import DataKey
@@ -116,6 +117,7 @@ class PreparedBatch:
     outcomes: list[RowOutcome]
     inserts: list[InsertRows] = field(default_factory=list)  # in the order the foreign keys need
     events: list[Event] = field(default_factory=list)
+    stamped: Stamped = field(default_factory=lambda: stamp([]))  # the events' rows, stamped when prepared
     owners: list[uuid.UUID] = field(default_factory=list)  # who is written to: must be live when written
     slots: dict[str, list[int]] = field(default_factory=dict)  # the status slots used, by issuer
 
@@ -274,6 +276,8 @@ class BulkIssuer:
         if bind.dialect.name == "sqlite":
             tables = SQLModel.metadata.tables
             prepared.inserts = [for_driver(rows, tables[rows.table]) for rows in prepared.inserts]
+            events = prepared.stamped.rows
+            prepared.stamped = Stamped(for_driver(events, tables[events.table]), prepared.stamped.at)
         return prepared
 
     def write(self, session: Session, prepared: PreparedBatch) -> None:
@@ -302,7 +306,7 @@ class BulkIssuer:
         tables = SQLModel.metadata.tables
         for rows in prepared.inserts:
             insert_rows(connection, tables[rows.table], rows)
-        self.licences.audit.append_many(session, prepared.events)
+        self.licences.audit.append_stamped(session, prepared.events, prepared.stamped)
 
     # checks, each over the whole batch
 
@@ -583,7 +587,7 @@ class BulkIssuer:
             InsertRows(str(LicenceField.__tablename__), FIELD_COLUMNS, fields),
         ]
         owners = sorted({r.owner.id for r in ready if r.owner is not None})
-        return PreparedBatch([], inserts, events, owners, used)
+        return PreparedBatch([], inserts, events, stamp(events), owners, used)
 
 
 def _neighbour_ids(count: int) -> list[uuid.UUID]:

@@ -76,7 +76,9 @@ class LicenceField(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     version_id: uuid.UUID = Field(foreign_key="licence_versions.id")  # the unique constraint's index serves
-    owner_id: uuid.UUID = Field(foreign_key="owners.id", index=True)
+    # no index: fields are read by version, and owners are never deleted (erasure destroys the key), so nothing
+    # looks them up by owner; it was thirteen index entries a licence (migration 0014)
+    owner_id: uuid.UUID = Field(foreign_key="owners.id")
     name: str = Field(max_length=100)
     disclosure_ct: bytes
 

@@ -47,8 +47,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vault.licences.pipeline")
 
-WRITER_CACHE_KIB = 131_072  # SQLite's page cache while writing batches (the default is 2 MiB)
-CHECKPOINT_EVERY = 20  # batches between checkpoints that fold SQLite's WAL back into the database
+# SQLite's page cache while writing batches (the default is 2 MiB). Every licence adds entries at random places in
+# about ten indexes (its ids are random by design): with a cache smaller than them nearly every entry reads its page
+# back from the file, and a batch's dirty pages spill to the WAL before its commit. The cache grows only as pages are
+# read (it was full at about 580,000 licences of a million-row import), and only the import's own process sets it;
+# an import is run by an operator on the vault's host, which can spare a few GB for it.
+WRITER_CACHE_KIB = 4 * 1024 * 1024
+# Fold SQLite's WAL back into the database once it passes this size. A page changed by several batches between two
+# checkpoints is copied to the database once, so rarer checkpoints write less (see docs/performance.md); the WAL's
+# disk space, up to about 5 GB, is what it costs.
+CHECKPOINT_WAL_BYTES = 4 << 30
 RETRIES = 3  # a batch that lost a race (a number or a status slot taken meanwhile) is checked and tried again
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
@@ -71,6 +79,18 @@ def roomy_cache(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "sqlite":
         session.connection().exec_driver_sql(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+
+
+def own_checkpoints(session: Session) -> None:
+    """Leave checkpoints to the pipeline (by the WAL's size) rather than SQLite's automatic ones after each commit.
+
+    An automatic checkpoint after every batch's commit copied that batch's pages to the database straight away, so a
+    page changed by the next batch too was written to the database again, with an fsync of the database each time.
+    Checkpoints decide only when committed pages are copied from the WAL into the database, never whether a commit
+    is durable (each commit still syncs the WAL: synchronous stays FULL). Only the import's own process does this.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint = 0")
 
 
 def issue_in_one_transaction(
@@ -182,18 +202,17 @@ class Pipeline:
         issuer_code: str | None = None,
     ) -> Iterator[list[RowOutcome]]:
         in_flight: deque[_InFlight] = deque()
-        written = 0
         for rows in batches:
             in_flight.append(self._submit(list(rows), issuer_code, actor))
             if len(in_flight) > self.workers:  # each worker has the next batch queued while this one writes
                 yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
-                written += 1
-                if written % CHECKPOINT_EVERY == 0:
-                    # the workers' reads overlap without end, so SQLite's own checkpoints never find a moment to
-                    # start the WAL again: it grew past 1 GB in 200,000 licences, and every read and write slowed
+                if self.db.wal_bytes() >= CHECKPOINT_WAL_BYTES:
+                    # a checkpoint that truncates the WAL: the workers' reads overlap without end, so a WAL that is
+                    # only checkpointed is never started again from its beginning, and grows
                     self.db.checkpoint_wal()
         while in_flight:
             yield self._write(in_flight.popleft(), unit_of_work, issuer_code, actor)
+        self.db.checkpoint_wal()
 
     def _submit(self, rows: list[BulkRow], issuer_code: str | None, actor: str) -> _InFlight:
         assert self._pool is not None, "use the pipeline as a context manager"
@@ -222,6 +241,7 @@ class Pipeline:
             try:
                 with unit_of_work() as session:
                     roomy_cache(session)
+                    own_checkpoints(session)
                     self.issuer.write(session, prepared)
                 return prepared.outcomes
             except (IntegrityError, BatchStale):

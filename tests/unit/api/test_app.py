@@ -47,14 +47,14 @@ def test_if_the_access_event_cannot_be_written_no_data_is_returned_and_nothing_c
 ) -> None:
     agency = AgencyClient(http, HOUSING, secret(HOUSING))
     token = consented_tokens(vault, agency, demo_person(vault), REPEATED_ITEM)["access_token"]
-    original = AuditLog.append_stamped
+    original = AuditLog.append_each
 
     def failing(self: AuditLog, session: Any, events: Any) -> Any:  # alone, or a group commit's batch of events
-        if any(stamped.event.action.value.startswith("fields.") for stamped in events):
+        if any(event.action.value.startswith("fields.") for event, _ in events):
             raise OSError("disk full")
         return original(self, session, events)
 
-    monkeypatch.setattr(AuditLog, "append_stamped", failing)
+    monkeypatch.setattr(AuditLog, "append_each", failing)
     response = gql(http, token, READ)
     assert response.status_code == 500
     body = response.json()
@@ -65,7 +65,7 @@ def test_if_the_access_event_cannot_be_written_no_data_is_returned_and_nothing_c
     with unit_of_work(vault.db) as session:
         assert session.scalars(select(Grant)).one().uses == 0  # the use was rolled back with the read
     assert read_events(vault) == 0
-    monkeypatch.setattr(AuditLog, "append_stamped", original)
+    monkeypatch.setattr(AuditLog, "append_each", original)
     again = gql(http, token, READ)
     assert again.json()["data"]["licences"][0]["fields"][0]["value"] == "演示居民甲"
     assert read_events(vault) == 1

@@ -132,7 +132,7 @@ def test_a_batch_that_fails_writes_nothing(vault: Vault, monkeypatch: pytest.Mon
     def broken(*args: object) -> None:
         raise RuntimeError("the log is unavailable")
 
-    monkeypatch.setattr(vault.audit, "append_many", broken)
+    monkeypatch.setattr(vault.audit, "append_stamped", broken)
     with pytest.raises(RuntimeError):
         issue(vault, [driving(owner), driving(owner)])
     assert counts(vault) == before

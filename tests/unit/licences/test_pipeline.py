@@ -13,6 +13,7 @@ from tests.unit.licences.test_bulk import add_person, counts, driving
 from vault.audit.events import Action
 from vault.audit.models import AuditEvent
 from vault.crypto.keyring import Keyring
+from vault.licences import pipeline as pipelines
 from vault.licences.bulk import BulkIssuer, BulkRow, RowOutcome, RowStatus
 from vault.licences.models import Licence, LicenceField, LicenceVersion, StatusEntry
 from vault.licences.pipeline import Pipeline, WorkerSetup
@@ -88,16 +89,16 @@ def test_a_batch_that_fails_while_written_leaves_nothing_and_the_ones_before_sta
 ) -> None:
     owner = add_person(vault)
     before = counts(vault)
-    append_many = vault.audit.append_many
+    append_stamped = vault.audit.append_stamped
     calls = []
 
     def fails_the_second_time(*args: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:  # after the batch's licences, versions, fields and slots were inserted
             raise RuntimeError("the log is unavailable")
-        return append_many(*args)
+        return append_stamped(*args)
 
-    monkeypatch.setattr(vault.audit, "append_many", fails_the_second_time)
+    monkeypatch.setattr(vault.audit, "append_stamped", fails_the_second_time)
     batches = [[driving(owner) for n in range(3)] for b in range(3)]
     with pytest.raises(RuntimeError, match="unavailable"):
         issue(vault, pipeline, batches)
@@ -166,3 +167,23 @@ def test_an_owner_erased_while_the_batch_was_prepared_gets_nothing(
     assert [p.field for p in outcomes[0].problems] == ["owner"]
     with vault.db.session() as session:
         assert session.scalars(select(Licence).where(col(Licence.owner_id) == erasing.id)).all() == []
+
+
+def test_the_writer_checkpoints_when_the_wal_passes_its_size_and_at_the_end(
+    vault: Vault, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not vault.db.is_sqlite:
+        pytest.skip("SQLite's WAL")
+    owner = add_person(vault)
+    seen: list[int] = []
+    checkpoint = vault.db.checkpoint_wal
+
+    def counted() -> None:
+        seen.append(vault.db.wal_bytes())
+        checkpoint()
+
+    monkeypatch.setattr(vault.db, "checkpoint_wal", counted)
+    monkeypatch.setattr(pipelines, "CHECKPOINT_WAL_BYTES", 1)
+    issue(vault, pipeline, [[driving(owner)] for _ in range(3)])
+    assert len(seen) == 3 and all(seen)  # after the two batches written while the next was prepared, and at the end
+    assert vault.db.wal_bytes() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -185,3 +186,19 @@ def test_forged_and_altered_presentations_are_caught(vault: Vault) -> None:
         flipped = head + "." + payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:] + "~"
         assert vault.licences.verify(session, flipped).reason == "bad_signature"
         assert vault.licences.verify(session, shown, now=int(time.time()) + 40 * 365 * 86400).reason == "expired"
+
+
+def test_disclosures_are_read_by_version_not_by_owner(vault: Vault) -> None:
+    """An owner's fields of many licences are not scanned to read a few: the query goes by (version_id, name)."""
+    from vault.licences.services import _DISCLOSURES
+
+    if not vault.db.is_sqlite:
+        pytest.skip("SQLite's query plan")
+    ids = [uuid.uuid4() for _ in range(3)]
+    query = _DISCLOSURES.params(owner_id=ids[0], versions=ids[1:], names=["name", "class"])
+    with vault.db.engine.connect() as conn:
+        sql = query.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+    assert [row[-1] for row in plan] == [
+        "SEARCH licence_fields USING INDEX sqlite_autoindex_licence_fields_2 (version_id=? AND name=?)"
+    ]
