@@ -96,3 +96,33 @@ def test_settings_that_cannot_be_used_are_refused_naming_them(vault: Vault) -> N
         "/notifications/settings", data={"email": ADDRESS}, headers={"Origin": vault.settings.public_url}
     )
     assert refused.status_code == 403, "no CSRF token, no change"
+
+
+def test_a_read_under_a_mandate_queues_mail_only_for_an_owner_who_chose_it(vault: Vault) -> None:
+    """The read finds the owner and whether they chose a channel in one statement, and its batch's notifications
+    trust that rather than asking again: the owner who chose e-mail for such reads gets a message queued (for when
+    the mandate's deferral ends), the other only the notification."""
+    from sqlmodel import select
+
+    from tests.unit.api.support import police_token
+    from vault.notifications.models import Notification, OutboxMessage
+
+    web = browser(vault)
+    assert sign_in(web, vault, identifier("a"), CITIZEN_PASSWORD).status_code == 303
+    chosen = {"email": ADDRESS, "channel": "email", "kind": "mandate_read", "quiet_start": "", "quiet_end": ""}
+    assert post(web, vault, "/notifications/settings", chosen, form_page="/notifications/settings").status_code == 303
+
+    agency = TestClient(create_app(vault=vault), base_url=vault.settings.public_url)
+    token = police_token(agency)
+    read = operation("agency-read-under-mandate")
+    for person in ("a", "b"):
+        variables = {"owner": identifier(person), "types": ["resident-id-card"], "names": ["name"]}
+        assert gql(agency, token, read, variables).json()["data"]["licences"]
+    with vault.db.session() as session:
+        notes = session.scalars(select(Notification).where(Notification.kind == "mandate_read")).all()
+        queued = session.scalars(select(OutboxMessage)).all()
+    assert len({note.owner_id for note in notes}) == 2
+    [message] = queued
+    [told] = [note for note in notes if note.id == message.notification_id]
+    assert message.channel == "email" and message.owner_id == told.owner_id
+    assert message.not_before >= told.visible_at > told.created_at  # sent once the deferral has ended

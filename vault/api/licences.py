@@ -292,6 +292,7 @@ def _mandate_owner(context: Context, authority: Authority, identifier: str, aske
     owner_id = owner.id if owner is not None else None
     if owner is not None:
         context.loaders.know(owner)
+        ledger.choices[owner.id] = owner.chose
     if digest not in claim.owners:
         ledger.refuse(owner_id, NOT_NAMED, asked)
         raise Forbidden(NOT_NAMED, argument="owner")

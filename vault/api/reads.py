@@ -25,6 +25,7 @@ from vault.consent.services import ConsentService
 from vault.crypto.free_text import OwnerTexts
 from vault.mandates.errors import RateLimited
 from vault.mandates.services import MandateClaim, MandateService
+from vault.notifications.services import known_choices
 from vault.oauth import rar
 from vault.oauth.tokens import TokenInfo
 from vault.owners.errors import InvalidIdentifier
@@ -136,6 +137,7 @@ class ReadLedger:
     mandate_read: MandateRead | None = None
     limited: RateLimited | None = None  # set by flush: the read was over a limit and releases nothing
     _stamped: list[StampedEvent] | None = None  # the reads' events, made before the write (`stamp`)
+    choices: dict[uuid.UUID, bool] = field(default_factory=dict)  # owners read: did they choose how to be told
 
     @property
     def touched(self) -> bool:
@@ -210,6 +212,8 @@ class ReadLedger:
             if not deferred:
                 self.limited = self._count(session, vault, client_id, pending)
                 counted_here = True
+        if self.choices:  # their notifications need not look the owners up again
+            known_choices(session, self.choices)
         # stamped beforehand in the request's own thread (`stamp`) unless a count made here changed them
         if self._stamped is not None and not counted_here:
             events = [*self._stamped]

@@ -29,6 +29,7 @@ from vault.crypto.services import KeyService
 from vault.group_commit import Unfinished
 from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
 from vault.mandates.models import MandateCase, MandateCounter
+from vault.notifications.models import NotificationPreference
 from vault.owners.errors import InvalidIdentifier, InvalidText
 from vault.owners.free_text import clean_text, text_digest
 from vault.owners.identifiers import parse_credit_code, parse_resident_id
@@ -44,10 +45,18 @@ MAX_OFFICIAL_NAME = 50
 MAX_CASE_OWNERS = 50
 _INDEX_KIND = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_OWNER_BY_DIGEST = (  # the index entry, its owner and the owner's wrapped data key: one statement
-    sa_select(col(Owner.id), col(Owner.kind), col(Owner.erased_at), col(OwnerKey.dek_id), col(OwnerKey.wrapped))
+_OWNER_BY_DIGEST = (  # the index entry, its owner, the owner's wrapped data key and notification choice: one statement
+    sa_select(
+        col(Owner.id),
+        col(Owner.kind),
+        col(Owner.erased_at),
+        col(OwnerKey.dek_id),
+        col(OwnerKey.wrapped),
+        col(NotificationPreference.owner_id).is_not(None),
+    )
     .join(BlindIndex, col(BlindIndex.owner_id) == col(Owner.id))
     .outerjoin(OwnerKey, col(OwnerKey.owner_id) == col(Owner.id))
+    .outerjoin(NotificationPreference, col(NotificationPreference.owner_id) == col(Owner.id))
     .where(col(BlindIndex.kind) == bindparam("kind"), col(BlindIndex.digest) == bindparam("digest"))
     .limit(1)
 )

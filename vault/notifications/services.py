@@ -9,7 +9,7 @@ who may act for a company. Each is recorded once (a dedupe key), so a retried ev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,6 +79,16 @@ _OWNERS_AND_PREFERENCES = (  # each owner that exists, and their preferences' ke
     .where(_OWNERS.c.id.in_(bindparam("owners", expanding=True)))
 )
 _INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
+_KNOWN_CHOICES = "notifications.known_choices"  # in session.info: owner id -> whether they chose any channel
+
+
+def known_choices(session: Session, choices: Mapping[uuid.UUID, bool]) -> None:
+    """Tell this transaction's notifications which owners exist and whether each chose how to be told, as a read
+    found them a moment ago (with the owner, in one statement): a group commit's batch of reads then inserts its
+    notifications without asking again. A choice made since that read is seen by the owner's next one."""
+    session.info.setdefault(_KNOWN_CHOICES, {}).update(choices)
+
+
 DEFAULT_PREFERENCES = Preferences(None, None, frozenset(), frozenset(k.value for k in Kind), None, None, "zh")
 
 
@@ -200,12 +210,14 @@ class NotificationService:
 
     def _record(self, session: Session, notes: list[dict[str, Any]]) -> int:
         """Insert the notifications of owners that exist, and queue each for the channels its owner chose for its
-        kind: one query for the owners and whether they chose anything, one multi-row insert. Returns how many."""
+        kind: one query for the owners and whether they chose anything (none when the transaction already knows, see
+        `known_choices`), one multi-row insert. Returns how many."""
         connection = session.connection()
-        owners = list({note["owner_id"] for note in notes})
-        chose: dict[uuid.UUID, uuid.UUID | None] = dict(
-            connection.execute(_OWNERS_AND_PREFERENCES, {"owners": owners}).all()
-        )
+        known: dict[uuid.UUID, bool] = session.info.get(_KNOWN_CHOICES, {})
+        owners = list({note["owner_id"] for note in notes} - set(known))
+        chose: dict[uuid.UUID, object] = {owner: True if choice else None for owner, choice in known.items()}
+        if owners:
+            chose.update(connection.execute(_OWNERS_AND_PREFERENCES, {"owners": owners}).all())
         notes = [note for note in notes if note["owner_id"] in chose]
         if notes:
             connection.execute(_INSERT_NOTIFICATION, notes)

@@ -36,14 +36,15 @@ class Owner(SQLModel, table=True):
 
 
 class OwnerHead(NamedTuple):
-    """An owner as a read needs them, as a plain row: who, what kind, whether erased, and their wrapped data key
-    (None once erased), fetched in the same statement that finds them."""
+    """An owner as a read needs them, as a plain row: who, what kind, whether erased, their wrapped data key (None
+    once erased) and whether they chose how to be notified, fetched in the same statement that finds them."""
 
     id: uuid.UUID
     kind: str
     erased_at: datetime | None
     dek_id: uuid.UUID | None
     wrapped: bytes | None
+    chose: bool
 
 
 class BlindIndex(SQLModel, table=True):
