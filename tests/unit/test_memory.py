@@ -89,7 +89,7 @@ from vault import memory
 start_up = [[i] for i in range(300_000)]
 memory.settle()
 before = gc.get_stats()[2]["collections"]
-for _ in range(200_000):  # the cyclic garbage of requests
+for _ in range(1_500_000):  # the cyclic garbage of requests: 3,000,000 containers, past the oldest's threshold
     a = []
     a.append([a])
 print(gc.get_freeze_count() >= 300_000, gc.get_stats()[2]["collections"] - before)
@@ -97,6 +97,27 @@ print(gc.get_freeze_count() >= 300_000, gc.get_stats()[2]["collections"] - befor
     ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     frozen, full_collections = ran.stdout.split()
     assert frozen == "True" and int(full_collections) >= 1
+
+
+def test_after_settling_the_youngest_generation_waits_for_many_allocations() -> None:
+    """A request's thousands of short-lived containers no longer set off several collections each, and cyclic
+    garbage is still collected: a run of cycles leaves at most about one threshold's worth behind."""
+    program = """
+import gc
+from vault import memory
+
+memory.settle()
+before = gc.get_stats()[0]["collections"]
+for _ in range(100_000):
+    a = []
+    a.append([a])
+print(gc.get_threshold()[0], gc.get_stats()[0]["collections"] - before, len(gc.get_objects(0)))
+"""
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    threshold, young_collections, left = map(int, ran.stdout.split())
+    assert threshold == memory.YOUNG_COLLECTION > 700
+    assert 0 < young_collections <= 200_000 // memory.YOUNG_COLLECTION + 1  # 200,000 containers allocated
+    assert left <= memory.YOUNG_COLLECTION
 
 
 @glibc
