@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import TextualSelect, bindparam, text, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -341,25 +340,26 @@ class MandateService:
         """Count one read on the key's row for the window if it is under `limit`: one guarded upsert, which creates
         the row at 1 or adds 1 only where count < limit (the row locked meanwhile, so concurrent takes never pass
         the limit); whether it counted is whether a row came back."""
-        if count > limit:
-            return False
-        upsert = _COUNT[session.get_bind().dialect.name]
-        taken = session.connection().execute(upsert, {"key": key, "start": start, "n": count, "room": limit - count})
-        return taken.first() is not None
+        return (key, start) in _upsert_counters(session, [(key, start, limit, count)])
 
     @staticmethod
     def _take_all(session: Session, takes: list[tuple[str, datetime, int, int]]) -> set[tuple[str, datetime]]:
         """`_take` for several counters (key, window, limit, n) in one statement, rows in the order given; the
         counters taken come back. The caller rolls back if any did not (a group commit's batch then runs write by
         write), so a partial take never stays."""
-        if any(count > limit for _, _, limit, count in takes):
-            return set()
-        upsert = _count_many(len(takes))
-        values: dict[str, Any] = {}
-        for i, (key, start, limit, count) in enumerate(takes):
-            values |= {f"key{i}": key, f"start{i}": start, f"n{i}": count, f"room{i}": limit - count}
-        found = session.connection().execute(upsert, values).all()
-        return {(key, _utc(start)) for key, start in found}
+        return _upsert_counters(session, takes)
+
+
+def _upsert_counters(session: Session, takes: list[tuple[str, datetime, int, int]]) -> set[tuple[str, datetime]]:
+    """The guarded upsert of `_count_many` for these counters (key, window, limit, n); those it counted."""
+    if any(count > limit for _, _, limit, count in takes):
+        return set()
+    upsert = _count_many(len(takes))
+    values: dict[str, Any] = {}
+    for i, (key, start, limit, count) in enumerate(takes):
+        values |= {f"key{i}": key, f"start{i}": start, f"n{i}": count, f"room{i}": limit - count}
+    found = session.connection().execute(upsert, values).all()
+    return {(key, _utc(start)) for key, start in found}
 
 
 _SPENT: dict[tuple[str, datetime], None] = {}  # counters this process saw refuse a batch, by window (a hint)
@@ -388,24 +388,13 @@ def _window_start(mandate: Mandate, now: datetime) -> datetime:
     return _EPOCH + ((now - _EPOCH) // window) * window
 
 
-def _count_statement(insert: Any) -> Any:
-    """Add n to a counter's row, creating it at n, only where it stays within the limit (count <= room = limit - n)."""
-    counter = MandateCounter.__table__  # type: ignore[attr-defined]
-    statement = insert(counter).values(key=bindparam("key"), window_start=bindparam("start"), count=bindparam("n"))
-    return statement.on_conflict_do_update(
-        index_elements=[counter.c.key, counter.c.window_start],
-        set_={"count": counter.c.count + statement.excluded.count},
-        where=counter.c.count <= bindparam("room"),
-    ).returning(counter.c.count)
-
-
-_COUNT = {"postgresql": _count_statement(postgresql.insert), "sqlite": _count_statement(sqlite.insert)}
 _COUNTERS = MandateCounter.__table__  # type: ignore[attr-defined]
 
 
 @functools.cache  # one statement per number of counters (a batch counts one or two, now and then more), compiled once
 def _count_many(rows: int) -> TextualSelect:
-    """_count_statement for `rows` counters at once, each row's own room guarding its own update. Written as text:
+    """Add n to each of `rows` counters, creating it at n, only where it stays within its limit (its count <= its room,
+    limit - n): each row's own room guards its own update, and the counters updated come back. Written as text:
     SQLAlchemy does not cache the compiled form of a multi-row VALUES, and a statement compiled again for every
     batch costs its one writer thread more than the statement itself. The same SQL runs on SQLite and PostgreSQL."""
     values = ", ".join(f"(:key{i}, :start{i}, :n{i})" for i in range(rows))
