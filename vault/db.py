@@ -9,16 +9,29 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, LargeBinary, Table, create_engine, event, insert, inspect, text
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    LargeBinary,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.selectable import SelectBase
 
 from vault.files import private_dir, private_file
 from vault.group_commit import GroupCommit
@@ -43,6 +56,9 @@ BUSY_TIMEOUT_MS = 15_000
 # has written since its last transaction, which here is nearly every time (reads write their access events), so a
 # larger cache is memory held rather than reads saved.
 CACHE_KIB = 1024
+# Connections each process keeps open for reads: as many as requests it serves at once under a steady load
+# (bench/graphql_read.py drives 16)
+READERS = 16
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": 2,  # FULL
@@ -79,29 +95,42 @@ def _on_sqlite_read_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.execute("PRAGMA query_only = ON")  # a reader that tries to write fails loudly
 
 
+def _begin(statement: str) -> Callable[[Connection], None]:
+    """A "begin" listener that starts SQLite's transaction itself (pysqlite's own would begin too late): straight
+    on the driver's connection, as the statement needs none of SQLAlchemy's execution machinery."""
+
+    def begin(connection: Connection) -> None:
+        connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+
+    return begin
+
+
 def make_read_engine(engine: Engine) -> Engine:
     """Connections for units of work that only read: on SQLite a deferred BEGIN (WAL readers run beside the
     writer and never queue for its lock) on query-only connections; on PostgreSQL connections that are read-only
     (`default_transaction_read_only`, so the server refuses a write) and in autocommit: no BEGIN, SET TRANSACTION
     or COMMIT round trips. At READ COMMITTED, PostgreSQL's default, every statement of a transaction takes its own
-    snapshot anyway, so a read loses no consistency by running its statements on their own."""
+    snapshot anyway, so a read loses no consistency by running its statements on their own.
+
+    READERS connections stay open: a connection opened beyond them for a burst is closed again when returned, and
+    opening one costs more than the read (on SQLite its pragmas, on PostgreSQL a new server process)."""
     if engine.dialect.name != "sqlite":
         return create_engine(
             engine.url,
-            pool_size=10,
-            max_overflow=10,
+            pool_size=READERS,
+            max_overflow=4,
             isolation_level="AUTOCOMMIT",
             connect_args={"options": "-c default_transaction_read_only=on"},
         )
     reader = create_engine(
         engine.url,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
-        pool_size=8,
-        max_overflow=8,
+        pool_size=READERS,
+        max_overflow=16,
         pool_timeout=60,
     )
     event.listen(reader, "connect", _on_sqlite_read_connect)
-    event.listen(reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    event.listen(reader, "begin", _begin("BEGIN"))
     return reader
 
 
@@ -121,7 +150,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _on_sqlite_connect)
         # every unit of work here may write (reads write their access events): take the write lock up front,
         # so a transaction never fails half-way upgrading a read lock, and the busy timeout does the waiting
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _begin("BEGIN IMMEDIATE"))
         return engine
     # no ping before each checkout: it is a round trip on every unit of work, and the group commit's writer thread
     # waits for the interpreter after each one (docs/decisions/0004); a connection found dead fails its one unit of
@@ -353,3 +382,119 @@ def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]
     sql, order, processors = _sqlite_insert(table, columns)  # compiled once per table and columns
     pairs = [(columns[i], p) for i, p in zip(order, processors, strict=True)]
     connection.exec_driver_sql(sql, [tuple(p(r[n]) if p else r[n] for n, p in pairs) for r in rows])
+
+
+EXPANDED_CACHE_SIZE = 256  # statements kept per Prepared for the lengths of IN lists seen
+_EXPANDING = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A statement as one dialect's driver takes it."""
+
+    sql: str
+    positional: bool
+    names: tuple[str, ...]  # its parameters, in order for a positional driver
+    defaults: dict[str, Any]  # parameters the statement itself binds (a LIMIT)
+    binds: dict[str, Processor]
+    results: tuple[Processor, ...]
+    expanding: frozenset[str]
+    placeholder: Callable[[str], str]
+
+
+class Prepared:
+    """A SELECT (or a statement RETURNING rows) run so often that SQLAlchemy's machinery around it costs more
+    than the statement: compiled once per dialect, run on the driver's own connection (in the caller's
+    transaction), its parameters and columns put through the very bind and result processors SQLAlchemy would use.
+    Rows come back as tuples.
+
+    An execution through a Connection builds an execution context, a parameter dictionary and Row objects, and
+    expands IN lists by rewriting the compiled string: about 50-80 µs a statement on SQLite, where the statement
+    itself takes 10. A read runs several (bench/graphql_read.py, docs/performance.md).
+    """
+
+    def __init__(self, statement: SelectBase) -> None:
+        self.statement = statement
+        self._plans: dict[str, _Plan] = {}
+        self._expanded: dict[tuple[Any, ...], tuple[str, tuple[str, ...]]] = {}
+
+    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        dialect = connection.dialect
+        plan = self._plans.get(dialect.name) or self._plan(dialect)
+        sql, arguments = self._arguments(plan, params)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, arguments)
+            rows = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as error:
+            # raised as SQLAlchemy's own execution raises it (a DBAPIError around the driver's, whose SQLSTATE the
+            # group commit's retry reads), and a connection found dead invalidated with its pool
+            connection._handle_dbapi_exception(error, sql, arguments, cursor, None)
+        finally:
+            cursor.close()
+        results = plan.results
+        if not any(results):
+            return [tuple(row) for row in rows]
+        return [tuple(v if p is None else p(v) for p, v in zip(results, row, strict=True)) for row in rows]
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        rows = self.all(connection, params)
+        return rows[0] if rows else None
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        compiled = self.statement.compile(dialect=dialect)
+        positional = bool(compiled.positional)
+        names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
+        binds: dict[str, Processor] = {}
+        for name in names:
+            impl = compiled.binds[name].type.dialect_impl(dialect)
+            binds[name] = None if isinstance(impl, LargeBinary) else impl.bind_processor(dialect)
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.statement.selected_columns
+        )
+        expanding = frozenset(_EXPANDING.findall(compiled.string))
+        style = dialect.paramstyle
+        placeholder: Callable[[str], str] = (lambda _name: "?") if style == "qmark" else (lambda name: f"%({name})s")
+        if style not in ("qmark", "pyformat"):
+            raise NotImplementedError(f"Prepared statements for the {style!r} parameter style")
+        defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        plan = _Plan(compiled.string, positional, names, defaults, binds, results, expanding, placeholder)
+        self._plans[dialect.name] = plan
+        return plan
+
+    def _arguments(self, plan: _Plan, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """The statement as the driver takes it (IN lists as long as given) and its processed parameters."""
+        given = plan.defaults | dict(params)
+        sql, order = plan.sql, plan.names
+        if plan.expanding:
+            counts = {name: len(given[name]) for name in plan.expanding}
+            key = (plan.sql, *sorted(counts.items()))
+            found = self._expanded.get(key)
+            if found is None:
+                if len(self._expanded) >= EXPANDED_CACHE_SIZE:
+                    self._expanded.clear()
+                found = self._expanded[key] = self._expand(plan, counts)
+            sql, order = found
+        values: dict[str, Any] = {}
+        for name in plan.names:
+            process, value = plan.binds[name], given[name]
+            if name not in plan.expanding:
+                values[name] = value if process is None else process(value)
+                continue
+            for i, item in enumerate(value, 1):
+                values[f"{name}_{i}"] = item if process is None else process(item)
+        return sql, tuple(values[n] for n in order) if plan.positional else values
+
+    @staticmethod
+    def _expand(plan: _Plan, counts: dict[str, int]) -> tuple[str, tuple[str, ...]]:
+        """The statement with each IN list as long as given, and its parameters' order."""
+        order: list[str] = []
+        for name in plan.names:
+            order.extend(f"{name}_{i}" for i in range(1, counts[name] + 1)) if name in counts else order.append(name)
+        sql = _EXPANDING.sub(
+            lambda m: ", ".join(plan.placeholder(f"{m[1]}_{i}") for i in range(1, counts[m[1]] + 1)) or "NULL",
+            plan.sql,
+        )
+        return sql, tuple(order)

@@ -28,6 +28,7 @@ from vault.api.errors import BadUserInput, FieldForbidden, Forbidden
 from vault.api.limits import MAX_FIELD_NAMES, MAX_LICENCES_PER_OWNER, MAX_TYPES, check_list
 from vault.api.loaders import Opening
 from vault.api.reads import NO_SUCH_OWNER, Authority, MandateRead, find_owner
+from vault.db import Prepared
 from vault.licences import sdjwt
 from vault.licences.lifecycle import LicenceState
 from vault.licences.models import Licence as LicenceRow
@@ -367,7 +368,7 @@ _VERSION_HEAD = (
     col(LicenceVersion.valid_from),
     col(LicenceVersion.jwt_ct),
 )
-_CURRENT = (  # an owner's licences of some types with their current versions, as plain rows, prepared once
+_CURRENT = Prepared(  # an owner's licences of some types with their current versions, as plain rows
     select(*_HEAD, *_VERSION_HEAD)
     .join(
         LicenceVersion,
@@ -388,7 +389,7 @@ _CURRENT = (  # an owner's licences of some types with their current versions, a
 def _load(context: Context, owner_id: uuid.UUID, codes: list[str]) -> list[tuple[LicenceHead, VersionHead]]:
     """The owner's licences of these types with their current versions: one statement, Core rows (a read
     builds no ORM object: it changes nothing, and loading entities costs more than the statement)."""
-    found = context.session.connection().execute(_CURRENT, {"owner_id": owner_id, "codes": codes})
+    found = _CURRENT.all(context.session.connection(), {"owner_id": owner_id, "codes": codes})
     today, rows = context.now.date(), []
     for lid, owner, code, issuer, stored, current, until, vid, vowner, number, valid_from, jwt_ct in found:
         row = LicenceHead(lid, owner, code, issuer, stored, current, until)

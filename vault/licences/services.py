@@ -24,6 +24,7 @@ from vault.crypto.blind_index import blind_index
 from vault.crypto.envelope import DataKey, FieldContext
 from vault.crypto.free_text import OwnerTexts
 from vault.crypto.services import VAULT_SIGNING, KeyService
+from vault.db import Prepared
 from vault.licences import sdjwt
 from vault.licences.errors import (
     DuplicateLicence,
@@ -63,10 +64,12 @@ STEP_ACTIONS = {
 # so /readyz, wait for the GIL behind all six (p99 203 ms); a thread waiting on this lock does not hold the GIL, so
 # one chunk at a time per process keeps the loop's wait to one switch interval.
 _FIELDS = LicenceField.__table__  # type: ignore[attr-defined]
-_DISCLOSURES = sa_select(_FIELDS.c.version_id, _FIELDS.c.name, _FIELDS.c.disclosure_ct).where(
-    _FIELDS.c.owner_id == bindparam("owner_id"),
-    _FIELDS.c.version_id.in_(bindparam("versions", expanding=True)),
-    _FIELDS.c.name.in_(bindparam("names", expanding=True)),
+_DISCLOSURES = Prepared(
+    sa_select(_FIELDS.c.version_id, _FIELDS.c.name, _FIELDS.c.disclosure_ct).where(
+        _FIELDS.c.owner_id == bindparam("owner_id"),
+        _FIELDS.c.version_id.in_(bindparam("versions", expanding=True)),
+        _FIELDS.c.name.in_(bindparam("names", expanding=True)),
+    )
 )
 _VERIFYING = threading.Lock()
 VERIFY_CHUNK = 50
@@ -479,11 +482,8 @@ class LicenceService:
         if not by_id:
             return {}
         names = sorted(set().union(*(n for _, n in by_id.values())))
-        rows = (
-            session.connection()
-            .execute(_DISCLOSURES, {"owner_id": owner_id, "versions": list(by_id), "names": names})
-            .all()
-        )
+        params = {"owner_id": owner_id, "versions": list(by_id), "names": names}
+        rows = _DISCLOSURES.all(session.connection(), params)
         found: dict[uuid.UUID, dict[str, str]] = {}
         for version_id, name, ciphertext in rows:
             version, chosen = by_id[version_id]

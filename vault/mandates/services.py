@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import TextualSelect, bindparam, text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -25,6 +25,7 @@ from vault.crypto.blind_index import blind_index
 from vault.crypto.free_text import OwnerTexts
 from vault.crypto.models import OwnerKey
 from vault.crypto.services import KeyService
+from vault.db import Prepared
 from vault.group_commit import Unfinished
 from vault.mandates.errors import CaseNotRegistered, MandateRefused, RateLimited
 from vault.mandates.models import MandateCase, MandateCounter
@@ -44,7 +45,7 @@ MAX_OFFICIAL_NAME = 50
 MAX_CASE_OWNERS = 50
 _INDEX_KIND = {OwnerKind.PERSON: "resident_id", OwnerKind.ENTERPRISE: "credit_code"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_OWNER_BY_DIGEST = (  # the index entry, its owner, the owner's wrapped data key and notification choice: one statement
+_OWNER_BY_DIGEST = Prepared(  # the index entry, its owner, the owner's wrapped data key and notification choice
     sa_select(
         col(Owner.id),
         col(Owner.kind),
@@ -148,11 +149,8 @@ class MandateService:
 
     def owner_by_digest(self, session: Session, kind: OwnerKind, digest: str) -> OwnerHead | None:
         """The live owner whose identifier has this keyed hash, with their wrapped data key, or None."""
-        found = (
-            session.connection()
-            .execute(_OWNER_BY_DIGEST, {"kind": _INDEX_KIND[kind], "digest": bytes.fromhex(digest)})
-            .first()
-        )
+        params = {"kind": _INDEX_KIND[kind], "digest": bytes.fromhex(digest)}
+        found = _OWNER_BY_DIGEST.first(session.connection(), params)
         if found is None:
             return None
         owner = OwnerHead(*found)
@@ -358,7 +356,7 @@ def _upsert_counters(session: Session, takes: list[tuple[str, datetime, int, int
     values: dict[str, Any] = {}
     for i, (key, start, limit, count) in enumerate(takes):
         values |= {f"key{i}": key, f"start{i}": start, f"n{i}": count, f"room{i}": limit - count}
-    found = session.connection().execute(upsert, values).all()
+    found = upsert.all(session.connection(), values)
     return {(key, _utc(start)) for key, start in found}
 
 
@@ -392,7 +390,7 @@ _COUNTERS = MandateCounter.__table__  # type: ignore[attr-defined]
 
 
 @functools.cache  # one statement per number of counters (a batch counts one or two, now and then more), compiled once
-def _count_many(rows: int) -> TextualSelect:
+def _count_many(rows: int) -> Prepared:
     """Add n to each of `rows` counters, creating it at n, only where it stays within its limit (its count <= its room,
     limit - n): each row's own room guards its own update, and the counters updated come back. Written as text:
     SQLAlchemy does not cache the compiled form of a multi-row VALUES, and a statement compiled again for every
@@ -408,7 +406,7 @@ def _count_many(rows: int) -> TextualSelect:
         'RETURNING "key", window_start'
     )
     when = _COUNTERS.c.window_start.type
-    return (
+    return Prepared(
         text(sql)
         .bindparams(*(bindparam(f"start{i}", type_=when) for i in range(rows)))
         .columns(_COUNTERS.c.key, _COUNTERS.c.window_start)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -26,6 +26,7 @@ from vault.consent.models import Grant
 from vault.crypto.envelope import FieldContext
 from vault.crypto.errors import CryptoError
 from vault.crypto.services import KeyService
+from vault.db import insert_many
 from vault.notifications.channels import check_webhook_url, valid_address
 from vault.notifications.errors import BadPreference
 from vault.notifications.models import (
@@ -78,7 +79,6 @@ _OWNERS_AND_PREFERENCES = (  # each owner that exists, and their preferences' ke
     .select_from(_OWNERS.outerjoin(_PREFERENCES, _PREFERENCES.c.owner_id == _OWNERS.c.id))
     .where(_OWNERS.c.id.in_(bindparam("owners", expanding=True)))
 )
-_INSERT_NOTIFICATION = insert(_NOTIFICATIONS)
 _KNOWN_CHOICES = "notifications.known_choices"  # in session.info: owner id -> whether they chose any channel
 
 
@@ -220,7 +220,7 @@ class NotificationService:
             chose.update(connection.execute(_OWNERS_AND_PREFERENCES, {"owners": owners}).all())
         notes = [note for note in notes if note["owner_id"] in chose]
         if notes:
-            connection.execute(_INSERT_NOTIFICATION, notes)
+            insert_many(connection, _NOTIFICATIONS, notes)
         for note in notes:
             if chose[note["owner_id"]] is not None:
                 self._queue(session, note)

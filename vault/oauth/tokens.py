@@ -16,39 +16,43 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vault.clock import utcnow
+from vault.db import Prepared
 from vault.group_commit import Unfinished
 from vault.oauth.models import Agency, Token
 
 _TOKENS = Token.__table__  # type: ignore[attr-defined]
 _AGENCIES = Agency.__table__  # type: ignore[attr-defined]
-_INTROSPECT = sa_select(
-    *(
-        _TOKENS.c[name]
-        for name in (
-            "id",
-            "client_id",
-            "scope",
-            "grant_id",
-            "owner_id",
-            "authorization_details",
-            "issued_at",
-            "access_expires_at",
-            "revoked_at",
-            "jkt",
+_INTROSPECT = Prepared(
+    sa_select(
+        *(
+            _TOKENS.c[name]
+            for name in (
+                "id",
+                "client_id",
+                "scope",
+                "grant_id",
+                "owner_id",
+                "authorization_details",
+                "issued_at",
+                "access_expires_at",
+                "revoked_at",
+                "jkt",
+            )
         )
-    )
-).where(_TOKENS.c.access_hash == bindparam("access_hash"))
+    ).where(_TOKENS.c.access_hash == bindparam("access_hash"))
+)
 # tokens still usable now: unrevoked, and their client not suspended (on PostgreSQL the tokens' and their agencies'
 # rows are locked FOR SHARE until commit, so a revocation or a suspension either committed before or waits for the
 # transaction that releases data; a suspension locks only its agency's row, so no cycle with the grant-then-tokens
 # order of a revocation)
-_LIVE = (
+_LIVE_TOKENS = (
     sa_select(_TOKENS.c.id, _TOKENS.c.revoked_at, _AGENCIES.c.suspended_at)
     .join(_AGENCIES, _AGENCIES.c.client_id == _TOKENS.c.client_id)
     .where(_TOKENS.c.id.in_(bindparam("token_ids", expanding=True)))
     .order_by(_TOKENS.c.id)
 )
-_LIVE_FOR_SHARE = _LIVE.with_for_update(read=True, of=[_TOKENS, _AGENCIES])
+_LIVE = Prepared(_LIVE_TOKENS)
+_LIVE_FOR_SHARE = Prepared(_LIVE_TOKENS.with_for_update(read=True, of=[_TOKENS, _AGENCIES]))
 REVOKED = "the access token was revoked"
 SUSPENDED = "the client of this access token is suspended"
 ACCESS_LIFETIME = timedelta(minutes=10)
@@ -155,19 +159,22 @@ class TokenService:
     def introspect(self, session: Session, access_token: str) -> TokenInfo | None:
         """The grant behind an active access token; None for unknown, expired or revoked tokens (the columns it
         needs only: every agency request asks)."""
-        row = session.connection().execute(_INTROSPECT, {"access_hash": digest(access_token)}).first()
-        if row is None or row.revoked_at is not None or row.access_expires_at <= utcnow():
+        row = _INTROSPECT.first(session.connection(), {"access_hash": digest(access_token)})
+        if row is None:
+            return None
+        token_id, client_id, scope, grant_id, owner_id, details, issued_at, expires_at, revoked_at, jkt = row
+        if revoked_at is not None or expires_at <= utcnow():
             return None
         return TokenInfo(
-            token_id=row.id,
-            client_id=row.client_id,
-            scope=tuple(row.scope.split()),
-            grant_id=row.grant_id,
-            owner_id=row.owner_id,
-            authorization_details=list(row.authorization_details),
-            issued_at=row.issued_at,
-            expires_at=row.access_expires_at,
-            jkt=row.jkt,
+            token_id=token_id,
+            client_id=client_id,
+            scope=tuple(scope.split()),
+            grant_id=grant_id,
+            owner_id=owner_id,
+            authorization_details=list(details),
+            issued_at=issued_at,
+            expires_at=expires_at,
+            jkt=jkt,
         )
 
     def introspect_remembered(self, session: Session, access_token: str) -> TokenInfo | None:
@@ -198,9 +205,9 @@ class TokenService:
         transaction records happened before it.
         """
         found = self._live(session, [token_id])
-        if not found or found[0].revoked_at is not None:
+        if not found or found[0][1] is not None:
             raise TokenRevoked(REVOKED)
-        if found[0].suspended_at is not None:
+        if found[0][2] is not None:
             raise TokenRevoked(SUSPENDED)
 
     def require_all_live(self, session: Session, token_ids: list[uuid.UUID]) -> None:
@@ -213,10 +220,11 @@ class TokenService:
             raise Unfinished("a token of the batch was revoked, or its client suspended")
 
     @staticmethod
-    def _live(session: Session, token_ids: list[uuid.UUID]) -> list[Any]:
+    def _live(session: Session, token_ids: list[uuid.UUID]) -> list[tuple[Any, ...]]:
+        """(id, revoked_at, suspended_at) of each token found."""
         connection = session.connection()
         query = _LIVE_FOR_SHARE if connection.dialect.name == "postgresql" else _LIVE
-        return list(connection.execute(query, {"token_ids": token_ids}).all())
+        return query.all(connection, {"token_ids": token_ids})
 
     def refresh_usable(self, row: Token) -> bool:
         now = utcnow()

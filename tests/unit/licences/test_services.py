@@ -195,7 +195,7 @@ def test_disclosures_are_read_by_version_not_by_owner(vault: Vault) -> None:
     if not vault.db.is_sqlite:
         pytest.skip("SQLite's query plan")
     ids = [uuid.uuid4() for _ in range(3)]
-    query = _DISCLOSURES.params(owner_id=ids[0], versions=ids[1:], names=["name", "class"])
+    query = _DISCLOSURES.statement.params(owner_id=ids[0], versions=ids[1:], names=["name", "class"])
     with vault.db.engine.connect() as conn:
         sql = query.compile(conn, compile_kwargs={"literal_binds": True})
         plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
