@@ -281,9 +281,10 @@ class Database:
         """A unit of work that only reads: it never waits for a writer (nor a writer for it) and cannot write.
 
         On SQLite it reads a WAL snapshot outside the write lock; on PostgreSQL its statements run each on its own
-        on read-only connections (make_read_engine).
+        on read-only connections (make_read_engine). It ends in a rollback, which for a transaction that wrote
+        nothing is a commit without the Session's bookkeeping for one.
         """
-        with self._read_factory() as session, session.begin():
+        with self._read_factory() as session:
             yield session
 
     def dispose(self) -> None:

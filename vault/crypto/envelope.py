@@ -20,8 +20,11 @@ FIELD_VERSION = 1
 _HEADER = 1 + 16
 
 
+_LENGTH = struct.Struct(">I").pack
+
+
 def _frame(*parts: bytes) -> bytes:
-    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return b"".join([_LENGTH(len(p)) + p for p in parts])
 
 
 def dek_context(owner_id: uuid.UUID, dek_id: uuid.UUID) -> bytes:

@@ -124,6 +124,7 @@ class PolicyEngine:
         self._cacheable = cacheable(policies.text)
         self._decided: dict[tuple[Any, ...], tuple[tuple[Decision, Decision], ...]] = {}
         self._pairs: dict[tuple[Decision, Decision], tuple[Decision, Decision]] = {}
+        self._agencies: dict[AgencyInfo, str] = {}  # each agency's entity as JSON: the biggest part of every request
         try:
             self._entities = cedarpy.Entities.from_json_str(json.dumps(self._catalogue_entities()), self._schema)
         except ValueError as error:
@@ -220,17 +221,17 @@ class PolicyEngine:
         if not keys:
             return decisions
 
-        delta = [_agency_entity(agency), _entity("Owner", owner_id, {"kind": owner_kind})]
+        delta = [self._agency_json(agency), json.dumps(_entity("Owner", owner_id, {"kind": owner_kind}))]
         context: dict[str, Any] = {"owner": _ref("Owner", owner_id), "purpose": purpose, "now": now_millis}
         if grant is not None:
-            delta.append(_grant_entity(grant))
+            delta.append(json.dumps(_grant_entity(grant)))
             context["grant"] = _ref("Grant", grant.grant_id)
         if mandate is not None:
             context["mandate"] = _ref("Mandate", mandate.mandate_id)
             if mandate.case_reference and mandate.case_reference.strip():
                 context["caseReference"] = mandate.case_reference.strip()
             context["namedFields"] = [_ref("Field", name) for name in sorted(set(mandate.named_fields))]
-        delta_json = json.dumps(delta)
+        delta_json = f"[{', '.join(delta)}]"  # as json.dumps(list) writes it
         context_json = json.dumps(context)  # once: the wrapper would serialise a dict again for every request
         cache_key = self._cache_key(delta_json, context_json, owner_id, grant, now_millis, keys)
         made = self._decided.get(cache_key) if cache_key is not None else None
@@ -246,6 +247,14 @@ class PolicyEngine:
         for (licence_type, name), (read, release) in zip(keys, made, strict=True):
             decisions[licence_type][name] = FieldDecision(read, not (read.allowed and release.allowed), release)
         return decisions
+
+    def _agency_json(self, agency: AgencyInfo) -> str:
+        found = self._agencies.get(agency)
+        if found is None:
+            if len(self._agencies) >= DECISION_CACHE_SIZE:
+                self._agencies.clear()
+            found = self._agencies[agency] = json.dumps(_agency_entity(agency))
+        return found
 
     def _cache_key(
         self,
