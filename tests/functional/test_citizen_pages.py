@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import col, select
@@ -27,6 +28,7 @@ from tests.unit.api.support import (
     secret,
 )
 from tests.webclient import Clock, browser, citizen, post, sign_in, staff
+from vault import clock
 from vault.audit import merkle, note, publishing
 from vault.audit.models import AuditEvent
 from vault.crypto.services import VAULT_SIGNING
@@ -355,7 +357,7 @@ def test_activity_filters_by_agency_and_period(vault: Vault, http: TestClient) -
     by_agency = client.get("/activity", params={"agency": HOUSING}).text
     expected = [e.id for e in events_of(vault, person(vault)) if e.actor == f"agency:{HOUSING}"]
     assert event_ids(by_agency) == expected and len(expected) >= 2  # consent asked, token, read
-    on = today()
+    on = clock.utcnow().astimezone(ZoneInfo(vault.settings.timezone)).date()  # the page's days are the vault's zone's
     everything = event_ids(client.get("/activity").text)
     assert event_ids(client.get("/activity", params={"from": on.isoformat(), "to": on.isoformat()}).text) == everything
     assert event_ids(client.get("/activity", params={"from": (on + timedelta(days=1)).isoformat()}).text) == []

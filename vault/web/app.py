@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
     app = Starlette(
         debug=False,
         routes=[
+            *api.routes,  # first: the router tries each route's pattern in turn, and agencies' reads are the most
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *wellknown.routes,
@@ -99,7 +100,6 @@ def create_app(settings: Settings | None = None, vault: Vault | None = None) -> 
             *oauth_endpoints.routes,
             *consent_pages.routes,
             *grants_pages.routes,
-            *api.routes,
             *pages.routes,
         ],
         middleware=pages.middleware(settings),

@@ -14,6 +14,7 @@ from tests import factories
 from tests.oauth_helpers import BASE, mandate_details
 from tests.unit.api.support import client_token, demo_person, gql, identifier, register_client
 from vault.crypto.envelope import DataKey
+from vault.db import Prepared
 from vault.owners.models import Owner
 from vault.policy.engine import PolicyEngine
 from vault.web.app import create_app
@@ -54,34 +55,49 @@ def more_driving_licences(vault: Vault, count: int) -> None:
             factories.driving_licence(vault, session, owner)
 
 
-def statements(vault: Vault, http: TestClient, token: str) -> tuple[int, dict[str, Any]]:
+def statements(
+    vault: Vault, http: TestClient, token: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, dict[str, Any]]:
+    """The statements one read runs, on both engines (the read-only one and the writing one), those SQLAlchemy
+    executes and those Prepared runs on the driver alike."""
     seen: list[str] = []
+    engines = {vault.db.engine, vault.db.read_engine}
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
 
-    event.listen(vault.db.engine, "before_cursor_execute", count)
-    try:
-        response = gql(http, token, QUERY, {"o": identifier()})
-    finally:
-        event.remove(vault.db.engine, "before_cursor_execute", count)
+    run = Prepared.all
+
+    def counted(self: Prepared, connection: Any, params: Any) -> Any:
+        seen.append(str(self.statement))
+        return run(self, connection, params)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Prepared, "all", counted)
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", count)
+        try:
+            response = gql(http, token, QUERY, {"o": identifier()})
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", count)
     assert response.status_code == 200
     return len(seen), response.json()
 
 
 def test_the_number_of_statements_does_not_grow_with_the_number_of_licences(
-    vault: Vault, http: TestClient, token: str
+    vault: Vault, http: TestClient, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    statements(vault, http, token)  # warm: keys, caches
+    statements(vault, http, token, monkeypatch)  # warm: keys, caches
     # the least of four runs: the maintenance leader may sequence the access log and sign a checkpoint on the same
     # engine during some of them (the count is of the whole engine, so it includes their statements)
-    one, body = min((statements(vault, http, token) for _ in range(4)), key=lambda run: run[0])
+    one, body = min((statements(vault, http, token, monkeypatch) for _ in range(4)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 2
     more_driving_licences(vault, 7)
-    many, body = min((statements(vault, http, token) for _ in range(4)), key=lambda run: run[0])
+    many, body = min((statements(vault, http, token, monkeypatch) for _ in range(4)), key=lambda run: run[0])
     assert len(body["data"]["licences"]) == 9
     assert many == one, f"{one} statements for 2 licences, {many} for 9"
-    assert one <= 20
+    assert 4 <= one <= 20  # at least the token, the owner, the licences and their fields
 
 
 def test_policy_decides_once_per_request_for_every_row(
