@@ -10,12 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import JSON, Boolean, Column, Date, Integer, LargeBinary, MetaData, Table, bindparam, select, text
 from sqlalchemy import Uuid as SqlUuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
-from vault.db import Prepared
+from vault.db import Prepared, _uuid_from_hex
 from vault.wiring import Vault
 
 _META = MetaData()
@@ -144,3 +146,27 @@ def test_a_database_error_is_raised_as_sqlalchemy_raises_it(things: Vault) -> No
     assert isinstance(raised.value.orig, things.db.engine.dialect.loaded_dbapi.Error)
     if not things.db.is_sqlite:
         assert raised.value.orig.sqlstate == "23505"  # unique_violation
+
+
+@given(st.uuids(), st.booleans())
+def test_a_uuid_stored_as_text_comes_back_equal_and_as_a_uuid(value: uuid.UUID, upper: bool) -> None:
+    text_form = value.hex.upper() if upper else value.hex
+    made = _uuid_from_hex(text_form)
+    assert made == value and isinstance(made, uuid.UUID)
+    assert hash(made) == hash(value) and str(made) == str(value) and made.version == value.version
+    assert _uuid_from_hex(None) is None
+
+
+@pytest.mark.parametrize(
+    "odd", ["", "0" * 31, "0" * 33, "g" + "0" * 31, "+" + "0" * 31, "_" + "0" * 31, " " + "0" * 31, "0x" + "0" * 30]
+)
+def test_odd_text_is_taken_or_refused_exactly_as_uuid_takes_it(odd: str) -> None:
+    try:
+        expected: uuid.UUID | type[ValueError] = uuid.UUID(odd)
+    except ValueError:
+        expected = ValueError
+    try:
+        got: uuid.UUID | type[ValueError] | None = _uuid_from_hex(odd)
+    except ValueError:
+        got = ValueError
+    assert got == expected
