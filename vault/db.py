@@ -7,6 +7,7 @@ not left in free pages) and a busy timeout; start-up asserts each of them.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib
 import re
@@ -103,7 +104,10 @@ def _begin(statement: str) -> Callable[[Connection], None]:
     on the driver's connection, as the statement needs none of SQLAlchemy's execution machinery."""
 
     def begin(connection: Connection) -> None:
-        connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        try:
+            connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+        except connection.dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy's execution raises it
+            connection._handle_dbapi_exception(error, statement, (), None, None)
 
     return begin
 
@@ -446,16 +450,20 @@ class Prepared:
         dialect = connection.dialect
         plan = self._plans.get(dialect.name) or self._plan(dialect)
         sql, arguments = self._arguments(plan, params)
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        failure = connection.dialect.loaded_dbapi.Error
+        cursor = None
         try:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.execute(sql, arguments)
             rows = cursor.fetchall()
-        except connection.dialect.loaded_dbapi.Error as error:
+        except failure as error:
             # raised as SQLAlchemy's own execution raises it (a DBAPIError around the driver's, whose SQLSTATE the
             # group commit's retry reads), and a connection found dead invalidated with its pool
             connection._handle_dbapi_exception(error, sql, arguments, cursor, None)
         finally:
-            cursor.close()
+            if cursor is not None:
+                with contextlib.suppress(failure):  # a dead connection's cursor: the error above is the one to raise
+                    cursor.close()
         results = plan.results
         if not any(results):
             return [tuple(row) for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from vault.config import PROJECT_ROOT
 from vault.db import (
@@ -38,6 +39,31 @@ def test_sqlite_runs_in_wal_with_full_sync_foreign_keys_and_busy_timeout(tmp_pat
         "secure_delete": 1,
         "busy_timeout": 15000,
     }
+
+
+@pytest.mark.sqlite_only
+def test_a_begin_that_fails_is_raised_as_sqlalchemy_raises_a_failed_statement(tmp_path: Path) -> None:
+    """SQLite's BEGIN IMMEDIATE, sent on the driver's connection, still fails as a SQLAlchemy DBAPIError (what the
+    group commit and the API tell database failures by), and the connection can begin once the lock is free."""
+    path = tmp_path / "v.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        conn.commit()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with engine.connect() as conn:
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout = 50")  # type: ignore[union-attr]
+            with pytest.raises(OperationalError, match="locked") as raised:
+                conn.begin()
+            assert isinstance(raised.value.orig, sqlite3.OperationalError)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    engine.dispose()
 
 
 @pytest.mark.sqlite_only
