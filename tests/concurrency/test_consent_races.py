@@ -138,6 +138,8 @@ def test_parallel_decisions_on_an_expired_request_expire_it_once(vault: Vault, a
         return -1
 
     outcome = race(vault.db, decide_or_expire)
-    assert sorted(outcome.won) == [0, 0, 0, 1] and not outcome.errors_of(RequestNotFound)
+    # the app's maintenance leader, whose first round starts with the app, is one more contender: on a slow machine
+    # it can expire the request before the threads do; either way it is expired exactly once
+    assert sorted(outcome.won) in ([0, 0, 0, 1], [0, 0, 0, 0]) and not outcome.errors_of(RequestNotFound)
     assert events(vault, "consent.expired") == 1
     assert _count(vault, Grant, Grant.owner_id == person) == 0
