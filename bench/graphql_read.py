@@ -236,27 +236,23 @@ def build(data: Path, owners: int, database_url: str | None) -> tuple[list[str],
             actor="bench",
         )
     plain.close()
+    settle(vault.db)
     vault.close()
-    settle(settings.database_url)
     return readers, time.perf_counter() - started
 
 
-def settle(database_url: str) -> None:
+def settle(db: Any) -> None:
     """Leave the freshly written population as a deployed database would be before the timed runs: on PostgreSQL
     vacuumed and analysed (autovacuum would otherwise do it during the first run, on the same two cores) and
     checkpointed; on SQLite its WAL folded into the database."""
-    from sqlalchemy import create_engine, text
+    if db.is_sqlite:
+        db.checkpoint_wal()
+        return
+    from sqlalchemy import text
 
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("VACUUM ANALYZE"))
-                conn.execute(text("CHECKPOINT"))
-            else:
-                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-    finally:
-        engine.dispose()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+        conn.execute(text("CHECKPOINT"))
 
 
 def env(data: Path, port: int = 8000, database_url: str | None = None) -> dict[str, str]:

@@ -99,15 +99,32 @@ def _on_sqlite_read_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.execute("PRAGMA query_only = ON")  # a reader that tries to write fails loudly
 
 
+def on_driver(connection: Connection, sql: str, arguments: Any = ()) -> list[Any]:
+    """Run `sql` on the driver's own connection beneath `connection` (in its transaction) and return its rows.
+
+    A driver error is raised as SQLAlchemy's own execution raises it, through its private handler (there is no
+    public one): a DBAPIError around the driver's, whose SQLSTATE the group commit's retry reads, and a connection
+    found dead invalidated with its pool."""
+    failure = connection.dialect.loaded_dbapi.Error
+    cursor = None
+    try:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, arguments)
+        return list(cursor.fetchall())
+    except failure as error:
+        connection._handle_dbapi_exception(error, sql, arguments, cursor, None)
+    finally:
+        if cursor is not None:
+            with contextlib.suppress(failure):  # a dead connection's cursor: the error above is the one to raise
+                cursor.close()
+
+
 def _begin(statement: str) -> Callable[[Connection], None]:
     """A "begin" listener that starts SQLite's transaction itself (pysqlite's own would begin too late): straight
     on the driver's connection, as the statement needs none of SQLAlchemy's execution machinery."""
 
     def begin(connection: Connection) -> None:
-        try:
-            connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
-        except connection.dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy's execution raises it
-            connection._handle_dbapi_exception(error, statement, (), None, None)
+        on_driver(connection, statement)
 
     return begin
 
@@ -337,6 +354,13 @@ class InsertRows:
     driver_ready: bool = False
 
 
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column type's own bind processing for values sent straight to the driver; none for bytes, which both
+    drivers take as they are (LargeBinary's processor only wraps each in a memoryview, at a cost)."""
+    impl = type_.dialect_impl(dialect)
+    return None if isinstance(impl, LargeBinary) else impl.bind_processor(dialect)
+
+
 @functools.cache
 def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[int], list[Any]]:
     """(statement, where each of its parameters is in `columns`, each one's bind processor or None)."""
@@ -345,9 +369,7 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, list[in
     dialect = sqlite.dialect()
     compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
     names = list(compiled.positiontup or ())
-    impls = [table.c[name].type.dialect_impl(dialect) for name in names]
-    # sqlite3 takes bytes as they are: wrapping each in a memoryview (LargeBinary's processor) only costs time
-    processors = [None if isinstance(i, LargeBinary) else i.bind_processor(dialect) for i in impls]
+    processors = [_bind_processor(table.c[name].type, dialect) for name in names]
     return str(compiled), [columns.index(n) for n in names], processors
 
 
@@ -408,7 +430,9 @@ class _Plan:
     binds: dict[str, Processor]
     results: tuple[Processor, ...]
     expanding: frozenset[str]
-    placeholder: Callable[[str], str]
+
+    def placeholder(self, name: str) -> str:
+        return "?" if self.positional else f"%({name})s"
 
 
 def _uuid_from_hex(value: str | None) -> uuid.UUID | None:
@@ -449,21 +473,7 @@ class Prepared:
     def all(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         dialect = connection.dialect
         plan = self._plans.get(dialect.name) or self._plan(dialect)
-        sql, arguments = self._arguments(plan, params)
-        failure = connection.dialect.loaded_dbapi.Error
-        cursor = None
-        try:
-            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute(sql, arguments)
-            rows = cursor.fetchall()
-        except failure as error:
-            # raised as SQLAlchemy's own execution raises it (a DBAPIError around the driver's, whose SQLSTATE the
-            # group commit's retry reads), and a connection found dead invalidated with its pool
-            connection._handle_dbapi_exception(error, sql, arguments, cursor, None)
-        finally:
-            if cursor is not None:
-                with contextlib.suppress(failure):  # a dead connection's cursor: the error above is the one to raise
-                    cursor.close()
+        rows = on_driver(connection, *self._arguments(plan, params))
         results = plan.results
         if not any(results):
             return [tuple(row) for row in rows]
@@ -477,18 +487,13 @@ class Prepared:
         compiled = self.statement.compile(dialect=dialect)
         positional = bool(compiled.positional)
         names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
-        binds: dict[str, Processor] = {}
-        for name in names:
-            impl = compiled.binds[name].type.dialect_impl(dialect)
-            binds[name] = None if isinstance(impl, LargeBinary) else impl.bind_processor(dialect)
+        binds = {name: _bind_processor(compiled.binds[name].type, dialect) for name in names}
         results = tuple(_result_processor(column.type, dialect) for column in self.statement.selected_columns)
         expanding = frozenset(_EXPANDING.findall(compiled.string))
-        style = dialect.paramstyle
-        placeholder: Callable[[str], str] = (lambda _name: "?") if style == "qmark" else (lambda name: f"%({name})s")
-        if style not in ("qmark", "pyformat"):
-            raise NotImplementedError(f"Prepared statements for the {style!r} parameter style")
+        if dialect.paramstyle not in ("qmark", "pyformat"):
+            raise NotImplementedError(f"Prepared statements for the {dialect.paramstyle!r} parameter style")
         defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-        plan = _Plan(compiled.string, positional, names, defaults, binds, results, expanding, placeholder)
+        plan = _Plan(compiled.string, positional, names, defaults, binds, results, expanding)
         self._plans[dialect.name] = plan
         return plan
 
@@ -520,7 +525,10 @@ class Prepared:
         """The statement with each IN list as long as given, and its parameters' order."""
         order: list[str] = []
         for name in plan.names:
-            order.extend(f"{name}_{i}" for i in range(1, counts[name] + 1)) if name in counts else order.append(name)
+            if name in counts:
+                order.extend(f"{name}_{i}" for i in range(1, counts[name] + 1))
+            else:
+                order.append(name)
         sql = _EXPANDING.sub(
             lambda m: ", ".join(plan.placeholder(f"{m[1]}_{i}") for i in range(1, counts[m[1]] + 1)) or "NULL",
             plan.sql,
